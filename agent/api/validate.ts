@@ -39,7 +39,8 @@ function rejectUnknownFields(schema: Schema, seen = new Map<Schema, Schema>()): 
   return out;
 }
 
-const ajv = new Ajv({ allErrors: true, strictTypes: false, strictTuples: false });
+// verbose: errors carry the offending value and schema, so messages can quote them.
+const ajv = new Ajv({ allErrors: true, verbose: true, strictTypes: false, strictTuples: false });
 addFormats(ajv, ['date-time', 'byte']);
 for (const keyword of ['x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string']) {
   ajv.addKeyword({ keyword, schemaType: 'boolean' }); // meaningful to the apiserver, no check here
@@ -79,7 +80,7 @@ function formatErrors(errors: ErrorObject[], root: string): string[] {
   const insideCombinator = (e: ErrorObject) =>
     combinators.some((c) => c !== e && e.schemaPath.startsWith(c.schemaPath + '/'));
   const messages = errors.filter((e) => !insideCombinator(e)).map((e) => formatError(e, root));
-  return [...new Set(messages)];
+  return [...new Set(messages)].sort(); // sorted by field, so the same input always reads the same
 }
 
 function formatError(e: ErrorObject, root: string): string {

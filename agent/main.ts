@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+// The `nodemedic` command. Each subcommand is one entry in COMMANDS; the daemon (`agent`) and the
+// tools for writing scripts and rules (`run`, `rules`) join this table as they are built.
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseAllDocuments } from 'yaml';
+import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
+
+type Command = { usage: string; summary: string; run(args: string[]): Promise<number> };
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const PROCESSOR_KINDS = new Set(['InformationCollector', 'Diagnoser', 'Recoverer']);
+
+/** Checks Abnormal and processor manifests offline, with the schema the apiserver enforces. */
+async function validateFiles(files: string[]): Promise<number> {
+  if (files.length === 0) {
+    console.error('nodemedic validate: name at least one file (YAML or JSON, "-" for stdin)');
+    return 2;
+  }
+  let invalid = 0;
+  for (const file of files) {
+    let text: string;
+    try {
+      text = file === '-' ? await readStdin() : await readFile(file, 'utf8');
+    } catch (err) {
+      console.error(`${file}: cannot read: ${(err as Error).message}`);
+      invalid++;
+      continue;
+    }
+    for (const [index, doc] of parseAllDocuments(text).entries()) {
+      const where = `${file}#${index + 1}`;
+      if (doc.errors.length > 0) {
+        console.error(`${where}: not YAML: ${doc.errors[0]!.message}`);
+        invalid++;
+        continue;
+      }
+      const object = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown } } | null;
+      if (object === null) continue; // an empty document, e.g. after a trailing ---
+      const kind = object.kind;
+      const validate = kind === 'Abnormal' ? validateAbnormal : PROCESSOR_KINDS.has(String(kind)) ? validateProcessor : undefined;
+      if (!validate) {
+        console.error(`${where}: kind must be Abnormal, InformationCollector, Diagnoser or Recoverer (got ${JSON.stringify(kind)})`);
+        invalid++;
+        continue;
+      }
+      try {
+        validate(object);
+        console.log(`${where}: ${String(kind)} ${String(object.metadata?.name ?? '(unnamed)')} is valid`);
+      } catch (err) {
+        if (!(err instanceof ValidationError)) throw err;
+        console.error(`${where}: ${String(kind)} ${String(object.metadata?.name ?? '(unnamed)')} is invalid:`);
+        for (const problem of err.problems) console.error(`  ${problem}`);
+        invalid++;
+      }
+    }
+  }
+  return invalid > 0 ? 1 : 0;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const COMMANDS: Record<string, Command> = {
+  validate: {
+    usage: 'validate FILE...',
+    summary: 'check Abnormal / InformationCollector / Diagnoser / Recoverer manifests against the API schema',
+    run: validateFiles,
+  },
+  version: {
+    usage: 'version',
+    summary: 'print the version',
+    run: async () => {
+      console.log(pkg.version);
+      return 0;
+    },
+  },
+  help: { usage: 'help', summary: 'print this help', run: async () => (console.log(help()), 0) },
+};
+
+function help(): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`);
+  return `nodemedic ${pkg.version}: a node-level diagnosis and self-healing agent for Kubernetes
+
+Usage: nodemedic COMMAND [ARGS]
+
+Commands:
+${lines.join('\n')}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name = 'help', ...args] = argv;
+  if (name === '--help' || name === '-h') return COMMANDS.help!.run([]);
+  if (name === '--version') return COMMANDS.version!.run([]);
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`nodemedic: unknown command ${JSON.stringify(name)}\n\n${help()}`);
+    return 2;
+  }
+  return command.run(args);
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,82 @@
+// The test run: `npm test` (everything) or `npm test -- unit` / `-- integration`.
+//
+// Global setup lives here because Node 20's test runner has none: when an integration suite is
+// selected and no NODEMEDIC_TEST_KUBECONFIG is given, start the test cluster once, install the CRDs,
+// hand the kubeconfigs to every test file through the environment, and stop the cluster at the end.
+// Test files are listed explicitly (Node 20 does not discover them) and run one process each.
+import { availableParallelism } from 'node:os';
+import path from 'node:path';
+import { run } from 'node:test';
+import { spec } from 'node:test/reporters';
+import { applyCRDs } from './helpers/kube.js';
+import { REPO_ROOT, startCluster, type TestCluster } from './cluster/cluster.js';
+
+const SUITES: Record<string, string[]> = {
+  unit: [
+    'test/unit/api-generated.test.ts',
+    'test/unit/phase.test.ts',
+    'test/unit/validate.test.ts',
+    'test/unit/cli.test.ts',
+  ],
+  integration: [
+    'test/integration/crds.test.ts',
+    'test/integration/abnormal-api.test.ts',
+    'test/integration/rbac.test.ts',
+  ],
+};
+
+const requested = process.argv.slice(2);
+for (const name of requested) {
+  if (!SUITES[name]) {
+    console.error(`unknown suite ${name}; choose from ${Object.keys(SUITES).join(', ')}`);
+    process.exit(2);
+  }
+}
+const suites = requested.length > 0 ? requested : Object.keys(SUITES);
+const compiled = (file: string) => path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
+const files = suites.flatMap((s) => SUITES[s]!).map(compiled);
+
+let cluster: TestCluster | undefined;
+const counts = { passed: 0, failed: 0, skipped: 0 };
+try {
+  if (suites.includes('integration')) await globalSetup();
+  await runFiles();
+} catch (err) {
+  console.error('the test run itself failed:', err);
+  counts.failed++;
+} finally {
+  await cluster?.stop();
+}
+console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+process.exitCode = counts.failed > 0 || counts.passed === 0 ? 1 : 0;
+
+async function globalSetup() {
+  if (process.env.NODEMEDIC_TEST_KUBECONFIG) {
+    console.log(`using the cluster of NODEMEDIC_TEST_KUBECONFIG=${process.env.NODEMEDIC_TEST_KUBECONFIG}`);
+  } else {
+    const started = Date.now();
+    cluster = await startCluster();
+    process.env.NODEMEDIC_TEST_KUBECONFIG = cluster.kubeconfigs.admin;
+    process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG = cluster.kubeconfigs.agent;
+    process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG = cluster.kubeconfigs.unprivileged;
+    process.env.NODEMEDIC_TEST_KUBE_BIN = cluster.binDir;
+    console.log(`test cluster: etcd + kube-apiserver at ${cluster.server}, ready in ${Date.now() - started} ms`);
+  }
+  await applyCRDs();
+}
+
+async function runFiles() {
+  const stream = run({ files, concurrency: Math.max(2, availableParallelism()), timeout: 5 * 60 * 1000 });
+  // Count tests, not the suites (describe blocks) that group them.
+  stream.on('test:pass', (event) => {
+    if (event.details.type === 'suite') return;
+    if (event.skip || event.todo) counts.skipped++;
+    else counts.passed++;
+  });
+  stream.on('test:fail', (event) => {
+    if (event.details.type !== 'suite') counts.failed++;
+  });
+  await new Promise<void>((resolve, reject) => {
+    stream.compose(new spec()).on('data', (chunk: string) => process.stdout.write(chunk)).on('end', resolve).on('error', reject);
+  });
+}

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT } from '../../scripts/gen-api.js';
+
+const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
+const nodemedic = (args: string[], input?: string) =>
+  spawnSync(BIN, args, { encoding: 'utf8', input, cwd: REPO_ROOT, timeout: 30_000 });
+
+test('--help lists the commands and exits 0', () => {
+  for (const args of [['--help'], ['help'], []]) {
+    const r = nodemedic(args);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /Usage: nodemedic COMMAND/);
+    assert.match(r.stdout, /validate FILE\.\.\./);
+  }
+});
+
+test('version prints the package version', () => {
+  const { version } = JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+  for (const args of [['version'], ['--version']]) assert.equal(nodemedic(args).stdout.trim(), version);
+});
+
+test('an unknown command exits 2 and says so', () => {
+  const r = nodemedic(['agnet']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /unknown command "agnet"/);
+});
+
+test('validate accepts the example manifests', () => {
+  const r = nodemedic(['validate', 'manifests/examples/abnormal.yaml', 'manifests/examples/diagnoser.yaml']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /abnormal\.yaml#1: Abnormal web-0-stuck-terminating is valid/);
+  assert.match(r.stdout, /diagnoser\.yaml#2: Diagnoser team-db is valid/);
+});
+
+test('validate names each bad field, reads stdin, and exits 1', () => {
+  const input = `apiVersion: nodemedic.io/v1alpha1
+kind: Abnormal
+metadata: {name: bad}
+spec: {source: Probe, nodeName: node-a, nodeProbe: {timeoutSeconds: -1}}
+---
+kind: Pod
+---
+{ not yaml
+`;
+  const r = nodemedic(['validate', '-', 'no/such/file.yaml'], input);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /-#1: Abnormal bad is invalid:\n {2}spec\.nodeProbe\.timeoutSeconds: must be >= 1 \(got -1\)\n {2}spec\.nodeProbe: must set exactly one of exec, httpGet, tcpSocket/);
+  assert.match(r.stderr, /-#2: kind must be Abnormal, InformationCollector, Diagnoser or Recoverer \(got "Pod"\)/);
+  assert.match(r.stderr, /-#3: not YAML/);
+  assert.match(r.stderr, /no\/such\/file\.yaml: cannot read: ENOENT/);
+});
