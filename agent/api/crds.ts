@@ -76,9 +76,9 @@ const processorRef: Schema = {
     name: str(LIMITS.name, 'Name of the processor object.', { minLength: 1 }),
   },
 };
-const processorRefList = (kind: string): Schema => ({
+const processorRefList = (kinds: string): Schema => ({
   type: 'array',
-  description: `${kind} to run, in this order. Empty or absent: every registered ${kind} that applies.`,
+  description: `${kinds} to run, in this order. Empty or absent: every registered one that applies.`,
   maxItems: LIMITS.listItems,
   items: processorRef,
 });
@@ -215,8 +215,8 @@ const condition: Schema = {
   description: 'The outcome of one stage; lastTransitionTime changes only when status changes.',
   required: ['type', 'status'],
   properties: {
-    type: { type: 'string', enum: [...CONDITION_TYPES] },
-    status: { type: 'string', enum: ['True', 'False', 'Unknown'] },
+    type: { type: 'string', enum: [...CONDITION_TYPES], description: 'The stage: collecting, diagnosing, recovering.' },
+    status: { type: 'string', enum: ['True', 'False', 'Unknown'], description: 'Whether the stage succeeded.' },
     lastTransitionTime: time('When status last changed.'),
     reason: str(LIMITS.shortText, 'A CamelCase word for why.'),
     message: str(LIMITS.message, 'What happened, for people.'),
@@ -229,15 +229,15 @@ const abnormalStatus: Schema = {
   description: 'How far the agent has got. Owned by the agent; written through the status subresource.',
   properties: {
     phase: { type: 'string', enum: [...PHASES], description: 'Absent until the agent accepts the Abnormal; moves forward only.' },
-    conditions: { type: 'array', maxItems: CONDITION_TYPES.length, items: condition },
+    conditions: { type: 'array', maxItems: CONDITION_TYPES.length, items: condition, description: 'One per stage reached.' },
     identifiable: { type: 'boolean', description: 'A diagnoser identified the fault.' },
     recoverable: { type: 'boolean', description: 'A recoverer recovered the fault.' },
     message: str(LIMITS.message, 'The latest human-readable summary.'),
     reason: str(LIMITS.shortText, 'A CamelCase word for the latest outcome.'),
     output: str(LIMITS.output, 'What the processors printed, truncated with a note when too long.'),
     startTime: time('When the agent accepted the Abnormal.'),
-    diagnoser: processorRef, // the diagnoser that identified the fault
-    recoverer: processorRef, // the recoverer that recovered the fault
+    diagnoser: { ...processorRef, description: 'The diagnoser that identified the fault.' },
+    recoverer: { ...processorRef, description: 'The recoverer that recovered the fault.' },
     context: freeForm('Evidence gathered by the processors, by processor.'),
   },
 };

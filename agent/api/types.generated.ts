@@ -44,19 +44,19 @@ export interface AbnormalSpec {
    */
   skipRecovery?: boolean;
   /**
-   * InformationCollectors to run, in this order. Empty or absent: every registered InformationCollectors that applies.
+   * InformationCollectors to run, in this order. Empty or absent: every registered one that applies.
    *
    * @maxItems 32
    */
   assignedInformationCollectors?: ProcessorRef[];
   /**
-   * Diagnosers to run, in this order. Empty or absent: every registered Diagnosers that applies.
+   * Diagnosers to run, in this order. Empty or absent: every registered one that applies.
    *
    * @maxItems 32
    */
   assignedDiagnosers?: ProcessorRef[];
   /**
-   * Recoverers to run, in this order. Empty or absent: every registered Recoverers that applies.
+   * Recoverers to run, in this order. Empty or absent: every registered one that applies.
    *
    * @maxItems 32
    */
@@ -224,6 +224,8 @@ export interface AbnormalStatus {
    */
   phase?: 'InformationCollecting' | 'Diagnosing' | 'Recovering' | 'Succeeded' | 'Failed' | 'Unknown';
   /**
+   * One per stage reached.
+   *
    * @maxItems 3
    */
   conditions?: AbnormalCondition[];
@@ -262,7 +264,13 @@ export interface AbnormalStatus {
  * The outcome of one stage; lastTransitionTime changes only when status changes.
  */
 export interface AbnormalCondition {
+  /**
+   * The stage: collecting, diagnosing, recovering.
+   */
   type: 'InformationCollected' | 'Identified' | 'Recovered';
+  /**
+   * Whether the stage succeeded.
+   */
   status: 'True' | 'False' | 'Unknown';
   /**
    * When status last changed.

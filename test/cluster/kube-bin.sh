@@ -5,7 +5,7 @@
 #   2. ../shared/kube-bin/*.xz            (unpacked into .cache/kube-bin, checked against kube-bin.sha256)
 #   3. Debian's kubernetes source package (built into .cache/kube-bin; about 7 minutes on 2 cores)
 # kubectl v1.20.2 comes from Debian's kubernetes-client package, unpacked beside them (not installed,
-# so it never replaces a kubectl the host already has).
+# so it never replaces a kubectl the host already has). etcd is Debian's etcd-server, installed if missing.
 # Everything but the final directory goes to stderr, so callers can do: dir=$(test/cluster/kube-bin.sh)
 set -euo pipefail
 
@@ -31,8 +31,15 @@ ensure_kubectl() { # dir
   rm -rf "$tmp"
 }
 
+ensure_etcd() {
+  command -v etcd >/dev/null && return 0
+  log "installing Debian's etcd-server"
+  { apt-get install -y -qq etcd-server || { apt-get update -qq && apt-get install -y -qq etcd-server; }; } >&2
+}
+
 done_in() { # dir: print it and stop
   ensure_kubectl "$1"
+  ensure_etcd
   echo "$1"
   exit 0
 }
@@ -52,6 +59,7 @@ checksums_match() { # dir
 if [ -n "${KUBE_BIN_DIR:-}" ]; then
   has_version "$KUBE_BIN_DIR" || { log "KUBE_BIN_DIR=$KUBE_BIN_DIR lacks one of ${binaries[*]} at $want_version"; exit 1; }
   [ -x "$KUBE_BIN_DIR/kubectl" ] || ensure_kubectl "$KUBE_BIN_DIR"
+  ensure_etcd
   echo "$KUBE_BIN_DIR"; exit 0
 fi
 
