@@ -38,6 +38,13 @@ const files = suites.flatMap((s) => SUITES[s]!).map(compiled);
 
 let cluster: TestCluster | undefined;
 const counts = { passed: 0, failed: 0, skipped: 0 };
+// Ctrl-C or a CI timeout: take the cluster down rather than leave etcd and the apiserver running.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the test cluster`);
+    void (cluster?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
+}
 try {
   if (suites.includes('integration')) await globalSetup();
   await runFiles();
