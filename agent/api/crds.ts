@@ -201,7 +201,10 @@ const abnormalSpec: Schema = {
     nodeProbe,
     podProbe,
     context: freeForm('Free-form input for the processors.'),
-    skipDiagnosis: { type: 'boolean', description: 'Skip the diagnosers (and so recovery needs no diagnosis).' },
+    skipDiagnosis: {
+      type: 'boolean',
+      description: 'Skip the diagnosers. Recoverers that need a confirmed diagnosis (all that kill, delete or restart) then refuse to act.',
+    },
     skipRecovery: { type: 'boolean', description: 'Stop after diagnosis: the Abnormal succeeds without acting on the node.' },
     assignedInformationCollectors: processorRefList('InformationCollectors'),
     assignedDiagnosers: processorRefList('Diagnosers'),

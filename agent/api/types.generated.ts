@@ -36,7 +36,7 @@ export interface AbnormalSpec {
    */
   context?: {[key: string]: unknown};
   /**
-   * Skip the diagnosers (and so recovery needs no diagnosis).
+   * Skip the diagnosers. Recoverers that need a confirmed diagnosis (all that kill, delete or restart) then refuse to act.
    */
   skipDiagnosis?: boolean;
   /**
