@@ -29,12 +29,14 @@ describe('create, get and list', () => {
   test('a label selector lists only the matching node\'s Abnormals', async () => {
     await createAbnormal(abnormal('on-a-1', ns, { nodeName: 'node-a' }, { [NODE_LABEL]: 'node-a' }));
     await createAbnormal(abnormal('on-a-2', ns, { nodeName: 'node-a' }, { [NODE_LABEL]: 'node-a' }));
-    await createAbnormal(abnormal('on-b-1', ns, { nodeName: 'node-b' }, { [NODE_LABEL]: 'node-b' }));
+    // A node of this run's own: a cluster-wide list must not see other runs' leftovers.
+    const nodeB = `node-b-${ns}`;
+    await createAbnormal(abnormal('on-b-1', ns, { nodeName: nodeB }, { [NODE_LABEL]: nodeB }));
     const list = (await api.listNamespacedCustomObject({
       group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, labelSelector: `${NODE_LABEL}=node-a`,
     })) as { items: Abnormal[] };
     assert.deepEqual(list.items.map((a) => a.metadata!.name).sort(), ['on-a-1', 'on-a-2']);
-    const all = (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector: `${NODE_LABEL}=node-b` })) as { items: Abnormal[] };
+    const all = (await api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector: `${NODE_LABEL}=${nodeB}` })) as { items: Abnormal[] };
     assert.deepEqual(all.items.map((a) => `${a.metadata!.namespace}/${a.metadata!.name}`), [`${ns}/on-b-1`]);
   });
 });
