@@ -3,8 +3,11 @@
 // tools for writing scripts and rules (`run`, `rules`) join this table as they are built.
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
+import { startAgent } from './agent.js';
 import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
+import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
 
 type Command = { usage: string; summary: string; run(args: string[]): Promise<number> };
 
@@ -64,7 +67,41 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The daemon: runs until SIGTERM / SIGINT; a second signal cancels the steps in flight. */
+async function runAgent(args: string[]): Promise<number> {
+  if (args.includes('--help') || args.includes('-h')) {
+    console.log(`Usage: nodemedic agent [FLAGS]\n\nFlags (each overrides the file; the environment variable overrides the file too):\n${CONFIG_FLAGS_HELP}`);
+    return 0;
+  }
+  let config;
+  try {
+    config = await loadConfig(args);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`nodemedic agent: ${err.message}`);
+    return 2;
+  }
+  const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
+  const agent = await startAgent(config, log);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      log.info({ signal }, signals === 1 ? 'stopping: finishing the steps in flight' : 'stopping now: cancelling the steps in flight');
+      void agent.stop(signals > 1).then(resolve);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  return 0;
+}
+
 const COMMANDS: Record<string, Command> = {
+  agent: {
+    usage: 'agent [FLAGS]',
+    summary: 'run the daemon (`nodemedic agent --help` for its flags)',
+    run: runAgent,
+  },
   validate: {
     usage: 'validate FILE...',
     summary: 'check Abnormal / InformationCollector / Diagnoser / Recoverer manifests against the API schema',

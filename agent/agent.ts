@@ -1,0 +1,51 @@
+// The daemon's wiring: configuration → store → processor registry → pipeline, and the HTTP server.
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import { Pipeline } from './pipeline/pipeline.js';
+import { BUILTINS } from './processors/builtins.js';
+import type { Processor } from './processors/contract.js';
+import { ProcessorRegistry } from './processors/registry.js';
+import { startServer } from './server.js';
+import { FileStore } from './store/file.js';
+import { KubeStore } from './store/kube.js';
+import type { AbnormalStore } from './store/store.js';
+
+export type RunningAgent = {
+  pipeline: Pipeline;
+  store: AbnormalStore;
+  /** The port the HTTP server listens on (useful when the configuration said port 0). */
+  port: number;
+  /** Finish the steps in flight, then stop; with `abort`, cancel processor calls in flight instead. */
+  stop(abort?: boolean): Promise<void>;
+};
+
+export async function startAgent(config: Config, log: Logger, builtins: readonly Processor[] = BUILTINS): Promise<RunningAgent> {
+  const store = makeStore(config, log);
+  const registry = new ProcessorRegistry(builtins, store, {
+    maxReplyBytes: config.maxReplyBytes,
+    defaultTimeoutSeconds: config.processorTimeoutSeconds,
+  });
+  const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log });
+  const server = await startServer({ listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log });
+  await pipeline.start();
+  log.info({ store: config.store, listen: `${config.listen.replace(/:\d+$/, '')}:${server.port}` }, 'agent started');
+  return {
+    pipeline,
+    store,
+    port: server.port,
+    async stop(abort = false) {
+      await pipeline.stop(abort);
+      await Promise.all([server.close(), store.stop(), registry.close()]);
+      log.info('agent stopped');
+    },
+  };
+}
+
+function makeStore(config: Config, log: Logger): AbnormalStore {
+  if (config.store === 'file') return new FileStore({ dir: config.stateDir, log });
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromDefault();
+  return new KubeStore({ kc, nodeName: config.nodeName, log, resyncSeconds: config.resyncSeconds });
+}

@@ -1,0 +1,114 @@
+// One typed, validated configuration, from a YAML file, environment variables and flags (flags win
+// over the environment, which wins over the file). Checked at start; every error names the key.
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parse } from 'yaml';
+import { z } from 'zod';
+
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9095');
+
+export const ConfigSchema = z.strictObject({
+  /** This node's name; the agent handles only Abnormals whose spec.nodeName is this. */
+  nodeName: z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a node name (lower-case DNS name)'),
+  /** kube: custom resources in the cluster; file: files in stateDir (no cluster needed). */
+  store: z.enum(['kube', 'file']),
+  /** The file store's directory. */
+  stateDir: z.string().min(1),
+  /** The kube store's kubeconfig; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
+  kubeconfig: z.string().min(1).optional(),
+  /** How many Abnormals are worked on at once. */
+  concurrency: z.number().int().min(1).max(256),
+  /** The agent's HTTP server: /healthz, /readyz, /processors/... */
+  listen: listenAddress,
+  /** Serve built-in recoverers over HTTP too. Off: anyone who can reach the port could make the node act. */
+  serveRecoverers: z.boolean(),
+  /** Used for HTTP processors whose object sets no timeoutSeconds. */
+  processorTimeoutSeconds: z.number().int().min(1).max(600),
+  /** Largest reply accepted from an HTTP processor. */
+  maxReplyBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+  /** Every Abnormal not yet finished is looked at again this often, whatever the watch says. */
+  resyncSeconds: z.number().int().min(5).max(86_400),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
+  store: 'file',
+  stateDir: '/var/lib/nodemedic',
+  concurrency: 4,
+  listen: '127.0.0.1:9095',
+  serveRecoverers: false,
+  processorTimeoutSeconds: 30,
+  maxReplyBytes: 1024 * 1024,
+  resyncSeconds: 300,
+  logLevel: 'info',
+};
+
+/** Flag, environment variable and type of every key that can be set outside the file. */
+const OVERRIDES = {
+  nodeName: { flag: 'node-name', env: 'NODE_NAME', type: 'string' },
+  store: { flag: 'store', env: 'NODEMEDIC_STORE', type: 'string' },
+  stateDir: { flag: 'state-dir', env: 'NODEMEDIC_STATE_DIR', type: 'string' },
+  kubeconfig: { flag: 'kubeconfig', env: 'NODEMEDIC_KUBECONFIG', type: 'string' },
+  concurrency: { flag: 'concurrency', env: 'NODEMEDIC_CONCURRENCY', type: 'number' },
+  listen: { flag: 'listen', env: 'NODEMEDIC_LISTEN', type: 'string' },
+  logLevel: { flag: 'log-level', env: 'NODEMEDIC_LOG_LEVEL', type: 'string' },
+} as const satisfies Partial<Record<keyof Config, { flag: string; env: string; type: 'string' | 'number' }>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export const CONFIG_FLAGS_HELP = `  --config FILE        YAML configuration file (keys: ${Object.keys(ConfigSchema.shape).join(', ')})
+${Object.entries(OVERRIDES).map(([key, o]) => `  --${o.flag.padEnd(19)}${key}; environment ${o.env}`).join('\n')}`;
+
+/** The configuration from `args` (the agent's flags), `env` and the file --config names. */
+export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  const options = Object.fromEntries([['config', { type: 'string' }], ...Object.values(OVERRIDES).map((o) => [o.flag, { type: 'string' }])]);
+  let flags: Record<string, string | undefined>;
+  try {
+    flags = parseArgs({ args, options: options as never, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
+  } catch (err) {
+    throw new ConfigError([(err as Error).message]);
+  }
+
+  let file: Record<string, unknown> = {};
+  if (flags.config) {
+    try {
+      file = (parse(await readFile(flags.config, 'utf8')) ?? {}) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError([`--config ${flags.config}: ${(err as Error).message}`]);
+    }
+    if (typeof file !== 'object' || Array.isArray(file)) throw new ConfigError([`--config ${flags.config}: must be a YAML mapping of keys to values`]);
+  }
+
+  const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
+  const problems: string[] = [];
+  for (const [key, o] of Object.entries(OVERRIDES)) {
+    const [raw, from] = flags[o.flag] !== undefined ? [flags[o.flag], `--${o.flag}`] : env[o.env] ? [env[o.env], o.env] : [undefined, ''];
+    if (raw === undefined) continue;
+    if (o.type === 'number') {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n)) problems.push(`${key}: ${from} must be a number (got ${JSON.stringify(raw)})`);
+      else merged[key] = n;
+    } else {
+      merged[key] = raw;
+    }
+  }
+  const result = ConfigSchema.safeParse(merged);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const keys = issue.code === 'unrecognized_keys' ? issue.keys : [issue.path.join('.')];
+      for (const key of keys) {
+        problems.push(issue.code === 'unrecognized_keys' ? `${key}: unknown key` : `${key}: ${issue.message} (got ${JSON.stringify(merged[key])})`);
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result.data!;
+}

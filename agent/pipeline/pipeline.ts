@@ -1,0 +1,227 @@
+// The pipeline: collect → diagnose → recover, one step per status write, driven only by what the
+// Abnormal says. reconcile() reads the Abnormal from the store, does the step its phase calls for,
+// writes status, and repeats until a terminal phase — so a crash at any line resumes from the last
+// status written. The pipeline knows processors only through the registry.
+import type { Logger } from 'pino';
+import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.generated.js';
+import { canTransition, isTerminal, setCondition, toRFC3339, type ConditionType, type Phase } from '../api/phase.js';
+import { fitStatus } from '../api/limits.js';
+import { validateAbnormalStatus } from '../api/validate.js';
+import { AGENT_CONTEXT_PREFIX, refName, type Outcome, type Processor, type ProcessorKind } from '../processors/contract.js';
+import type { ProcessorRegistry } from '../processors/registry.js';
+import { ConflictError, type AbnormalKey, type AbnormalStore } from '../store/store.js';
+import { WorkQueue } from './queue.js';
+
+/**
+ * The recovery log, kept in status.context: every recoverer call is recorded before it is made, and
+ * its result after. A call with no result means the agent stopped while a recoverer was acting; the
+ * agent cannot tell what happened then, so it moves the Abnormal to Unknown instead of acting again.
+ */
+export const RECOVERY_LOG = `${AGENT_CONTEXT_PREFIX}recovery`;
+type RecoveryAttempt = { recoverer: string; startedAt: string; result?: 'Recovered' | 'NotRecovered' | 'Failed'; message?: string };
+
+export type PipelineOptions = {
+  store: AbnormalStore;
+  registry: ProcessorRegistry;
+  nodeName: string;
+  concurrency: number;
+  log: Logger;
+  now?: () => Date;
+};
+
+export class Pipeline {
+  private readonly queue: WorkQueue<AbnormalKey>;
+  private readonly now: () => Date;
+  private readonly halt = new AbortController();
+
+  constructor(private readonly opts: PipelineOptions) {
+    this.now = opts.now ?? (() => new Date());
+    this.queue = new WorkQueue(opts.concurrency, (key) => this.reconcile(key), (key, err) =>
+      opts.log.error({ err, abnormal: key }, 'reconcile failed; it will be retried on the next change or resync'),
+    );
+  }
+
+  start(): Promise<void> {
+    return this.opts.store.start((key) => this.queue.add(key));
+  }
+
+  /** Finish the steps in flight and take no new ones; `abort` also cancels processor calls in flight. */
+  async stop(abort = false): Promise<void> {
+    if (abort) this.halt.abort();
+    await this.queue.stop();
+  }
+
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  async reconcile(key: AbnormalKey): Promise<void> {
+    let abnormal = await this.opts.store.get(key);
+    while (abnormal && abnormal.spec.nodeName === this.opts.nodeName && !isTerminal(abnormal.status?.phase)) {
+      if (this.halt.signal.aborted) return;
+      abnormal = await this.step(abnormal);
+    }
+  }
+
+  /** One step for the Abnormal's phase; resolves to the Abnormal as stored after the step's write. */
+  private async step(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    const phase = abnormal.status?.phase;
+    switch (phase) {
+      case undefined:
+        return this.commit(abnormal, { ...abnormal.status, phase: 'InformationCollecting', startTime: toRFC3339(this.now()) },
+          'Accepted', `accepted by the agent on ${this.opts.nodeName}`);
+      case 'InformationCollecting':
+        return this.collect(abnormal);
+      case 'Diagnosing':
+        return this.diagnose(abnormal);
+      case 'Recovering':
+        return this.recover(abnormal);
+      default:
+        return undefined; // terminal
+    }
+  }
+
+  private async collect(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    const { processors, missing } = await this.opts.registry.resolve('InformationCollector', abnormal.spec.assignedInformationCollectors);
+    let status: AbnormalStatus = { ...abnormal.status };
+    const failures = missing.map((ref) => `${refName(ref)}: not registered`);
+    for (const processor of processors) {
+      const outcome = await this.run(processor, { ...abnormal, status });
+      if (outcome.ok) status = merge(status, outcome);
+      else failures.push(`${refName(processor.ref)}: ${outcome.reason}: ${outcome.message}`);
+    }
+    const total = processors.length + missing.length;
+    const [condition, reason] =
+      total === 0 ? (['True', 'NoCollectors'] as const)
+      : failures.length === 0 ? (['True', 'Collected'] as const)
+      : failures.length < total ? (['True', 'PartiallyCollected'] as const)
+      : (['False', 'CollectionFailed'] as const);
+    const message = failures.length > 0 ? `failed: ${failures.join('; ')}` : `${processors.length} collector(s) ran`;
+    status = this.condition(status, 'InformationCollected', condition, reason, message);
+    const next: Phase = abnormal.spec.skipDiagnosis ? (abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering') : 'Diagnosing';
+    return this.commit(abnormal, { ...status, phase: next }, reason, message);
+  }
+
+  private async diagnose(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    const { processors, missing } = await this.opts.registry.resolve('Diagnoser', abnormal.spec.assignedDiagnosers);
+    let status: AbnormalStatus = { ...abnormal.status };
+    const reasons = missing.map((ref) => `${refName(ref)}: not registered`);
+    for (const processor of processors) {
+      const outcome = await this.run(processor, { ...abnormal, status });
+      if (outcome.ok) status = merge(status, outcome);
+      if (outcome.ok && outcome.identified) {
+        const message = `identified by ${refName(processor.ref)}${outcome.message ? `: ${outcome.message}` : ''}`;
+        status = this.condition({ ...status, identifiable: true, diagnoser: processor.ref }, 'Identified', 'True', outcome.reason ?? 'Identified', message);
+        const next: Phase = abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering';
+        return this.commit(abnormal, { ...status, phase: next }, 'Identified', message);
+      }
+      reasons.push(`${refName(processor.ref)}: ${outcome.ok ? `not identified${outcome.message ? ` (${outcome.message})` : ''}` : `${outcome.reason}: ${outcome.message}`}`);
+    }
+    const message = processors.length + missing.length === 0 ? 'no diagnoser is registered' : `no diagnoser identified the fault: ${reasons.join('; ')}`;
+    status = this.condition({ ...status, identifiable: false }, 'Identified', 'False', 'NotIdentified', message);
+    return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotIdentified', message }, 'NotIdentified', message, 'Warning');
+  }
+
+  private async recover(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    const log = recoveryLog(abnormal.status);
+    const unfinished = log.find((attempt) => attempt.result === undefined);
+    if (unfinished) {
+      const message = `the agent stopped while ${unfinished.recoverer} was acting (started ${unfinished.startedAt}); ` +
+        'it cannot tell whether the fault was recovered and will not act again: a person should look';
+      const status = this.condition({ ...abnormal.status }, 'Recovered', 'Unknown', 'RecoveryInterrupted', message);
+      return this.commit(abnormal, { ...status, phase: 'Unknown', reason: 'RecoveryInterrupted', message }, 'RecoveryInterrupted', message, 'Warning');
+    }
+    const { processors, missing } = await this.opts.registry.resolve('Recoverer', abnormal.spec.assignedRecoverers);
+    const tried = new Set(log.map((attempt) => attempt.recoverer));
+    const next = processors.find((p) => !tried.has(refName(p.ref)));
+    if (!next) {
+      const reasons = [...missing.map((ref) => `${refName(ref)}: not registered`), ...log.map((a) => `${a.recoverer}: ${a.message ?? a.result}`)];
+      const message = reasons.length === 0 ? 'no recoverer is registered' : `no recoverer recovered the fault: ${reasons.join('; ')}`;
+      const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', 'NotRecovered', message);
+      return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotRecovered', message }, 'NotRecovered', message, 'Warning');
+    }
+
+    // Write-ahead: the call is on record before it is made.
+    const attempt: RecoveryAttempt = { recoverer: refName(next.ref), startedAt: toRFC3339(this.now()) };
+    let status = withRecoveryLog({ ...abnormal.status, recoverer: next.ref }, [...log, attempt]);
+    status = this.condition(status, 'Recovered', 'Unknown', 'RecovererRunning', `calling ${attempt.recoverer}`);
+    const recorded = await this.commit(abnormal, status);
+    if (!recorded || recorded.status?.phase !== 'Recovering') return recorded;
+
+    const outcome = await this.run(next, recorded);
+    status = outcome.ok ? merge({ ...recorded.status }, outcome) : { ...recorded.status };
+    const done: RecoveryAttempt = {
+      ...attempt,
+      result: outcome.ok ? (outcome.recovered ? 'Recovered' : 'NotRecovered') : 'Failed',
+      message: outcome.ok ? (outcome.message ?? (outcome.recovered ? 'recovered' : 'not recovered')) : `${outcome.reason}: ${outcome.message}`,
+    };
+    status = withRecoveryLog(status, [...log, done]);
+    if (outcome.ok && outcome.recovered) {
+      const message = `recovered by ${attempt.recoverer}${outcome.message ? `: ${outcome.message}` : ''}`;
+      status = this.condition({ ...status, recoverable: true }, 'Recovered', 'True', outcome.reason ?? 'Recovered', message);
+      return this.commit(recorded, { ...status, phase: 'Succeeded', reason: 'Recovered', message }, 'Recovered', message);
+    }
+    status = this.condition(status, 'Recovered', 'False', 'RecovererFailed', `${attempt.recoverer}: ${done.message}`);
+    return this.commit(recorded, status); // the next step tries the next recoverer
+  }
+
+  /** Runs one processor; a throw (a bug in it) becomes a failed outcome, never a stuck Abnormal. */
+  private async run(processor: Processor, abnormal: Abnormal): Promise<Outcome> {
+    const started = Date.now();
+    let outcome: Outcome;
+    try {
+      outcome = await processor.run(abnormal, this.halt.signal);
+    } catch (err) {
+      outcome = { ok: false, reason: 'ProcessorError', message: err instanceof Error ? err.message : String(err) };
+    }
+    this.opts.log.info({ abnormal: `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`, processor: refName(processor.ref), kind: processor.kind,
+      ok: outcome.ok, ms: Date.now() - started, ...(outcome.ok ? {} : { reason: outcome.reason }) }, 'processor ran');
+    return outcome;
+  }
+
+  private condition(status: AbnormalStatus, type: ConditionType, value: 'True' | 'False' | 'Unknown', reason: string, message: string): AbnormalStatus {
+    return { ...status, conditions: setCondition(status.conditions, { type, status: value, reason, message }, this.now()) };
+  }
+
+  /**
+   * Write `status` (fitted to the API's limits). On a conflict — someone changed the object, most
+   * likely its spec or labels — write the same status onto the fresh object, as status is the agent's
+   * alone; give up if the fresh object has moved to another phase. A phase change gets an Event.
+   */
+  private async commit(abnormal: Abnormal, status: AbnormalStatus, reason?: string, message?: string, type: 'Normal' | 'Warning' = 'Normal'): Promise<Abnormal | undefined> {
+    const from = abnormal.status?.phase;
+    const to = status.phase;
+    if (to !== from && (to === undefined || !canTransition(from, to))) throw new Error(`bug: illegal phase transition ${from} → ${to}`);
+    // The latest outcome is the object's reason and message (kubectl get ab shows the reason).
+    const latest = reason !== undefined ? { ...status, reason, message: message ?? status.message } : status;
+    const fitted = validateAbnormalStatus(fitStatus(latest));
+    let current: Abnormal | undefined = abnormal;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const written = await this.opts.store.writeStatus(current, fitted);
+        if (to !== from) await this.opts.store.recordEvent(written, type, reason ?? to ?? 'Updated', `${from ?? '(new)'} → ${to}: ${message ?? ''}`);
+        return written;
+      } catch (err) {
+        if (!(err instanceof ConflictError) || attempt >= 5) throw err;
+        current = await this.opts.store.get(`${abnormal.metadata?.namespace ?? ''}/${abnormal.metadata?.name ?? ''}`);
+        if (!current || current.status?.phase !== from) return current;
+      }
+    }
+  }
+}
+
+function merge(status: AbnormalStatus, outcome: Outcome & { ok: true }): AbnormalStatus {
+  const out = { ...status };
+  if (outcome.context) out.context = { ...out.context, ...outcome.context };
+  if (outcome.output !== undefined) out.output = out.output ? `${out.output}\n${outcome.output}` : outcome.output;
+  return out;
+}
+
+function recoveryLog(status: AbnormalStatus | undefined): RecoveryAttempt[] {
+  const log = status?.context?.[RECOVERY_LOG];
+  return Array.isArray(log) ? (log as RecoveryAttempt[]) : [];
+}
+
+function withRecoveryLog(status: AbnormalStatus, log: RecoveryAttempt[]): AbnormalStatus {
+  return { ...status, context: { ...status.context, [RECOVERY_LOG]: log } };
+}

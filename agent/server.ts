@@ -1,0 +1,109 @@
+// The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in),
+// and the built-in processors at POST /processors/<kind>/<name>, speaking the same contract as any
+// HTTP processor, so other nodes' tooling can call them. Built-in recoverers are served only when the
+// configuration says so: whoever reaches this port could otherwise make the node act.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { ValidationError, validateAbnormal } from './api/validate.js';
+import { renderReply, type Processor, type ProcessorKind } from './processors/contract.js';
+
+const KIND_PATHS: Record<string, ProcessorKind> = {
+  informationcollectors: 'InformationCollector',
+  diagnosers: 'Diagnoser',
+  recoverers: 'Recoverer',
+};
+const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
+
+export type ServerOptions = {
+  listen: string;
+  builtins: readonly Processor[];
+  serveRecoverers: boolean;
+  ready: () => boolean;
+  log: Logger;
+};
+
+export async function startServer(opts: ServerOptions): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    handle(req, res, opts).catch((err) => {
+      opts.log.error({ err }, 'request failed');
+      if (!res.headersSent) reply(res, 500, { reason: 'InternalError', message: (err as Error).message });
+    });
+  });
+  const separator = opts.listen.lastIndexOf(':');
+  const host = opts.listen.slice(0, separator).replace(/^\[|\]$/g, '');
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(opts.listen.slice(separator + 1)), host, resolve);
+  });
+  const { port } = server.address() as { port: number };
+  return {
+    server,
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    }),
+  };
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://agent');
+  if (url.pathname === '/healthz') return text(res, 200, 'ok');
+  if (url.pathname === '/readyz') return opts.ready() ? text(res, 200, 'ok') : text(res, 503, 'not ready: the store has not synced yet');
+
+  const match = /^\/processors\/([a-z]+)\/([a-z0-9][-a-z0-9.]*)$/.exec(url.pathname);
+  const kind = match ? KIND_PATHS[match[1]!] : undefined;
+  const processor = kind && opts.builtins.find((p) => p.kind === kind && p.ref.name === match![2]);
+  if (!processor || (kind === 'Recoverer' && !opts.serveRecoverers)) {
+    return reply(res, 404, { reason: 'NotFound', message: `no built-in processor at ${url.pathname}` });
+  }
+  if (req.method !== 'POST') return reply(res, 405, { reason: 'MethodNotAllowed', message: 'POST the Abnormal as JSON' });
+
+  let body: string;
+  try {
+    body = await readBody(req, MAX_REQUEST_BYTES);
+  } catch {
+    // Answer, then drop the connection rather than read the rest of an oversized body.
+    res.on('finish', () => req.socket.destroy());
+    res.setHeader('connection', 'close');
+    return reply(res, 413, { reason: 'TooLarge', message: `the request is larger than ${MAX_REQUEST_BYTES} bytes` });
+  }
+  let abnormal;
+  try {
+    abnormal = validateAbnormal(JSON.parse(body));
+  } catch (err) {
+    const message = err instanceof ValidationError ? err.problems.join('; ') : `not JSON: ${(err as Error).message}`;
+    return reply(res, 400, { reason: 'InvalidAbnormal', message });
+  }
+  const controller = new AbortController();
+  req.on('close', () => controller.abort()); // the caller gave up
+  const outcome = await processor.run(abnormal, controller.signal);
+  if (!outcome.ok) return reply(res, 422, { reason: outcome.reason, message: outcome.message });
+  return reply(res, 200, renderReply(processor.kind, abnormal, outcome));
+}
+
+function readBody(req: IncomingMessage, max: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.pause();
+        reject(new Error('too large'));
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+function text(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain' });
+  res.end(`${body}\n`);
+}

@@ -1,0 +1,210 @@
+// The file store, the embedded default: the same API kept as files in a state directory, for a node
+// without a cluster, for trying processors offline, and for the quick start.
+//
+//   DIR/abnormals/NAME.yaml|.yml|.json   one Abnormal per file; its name is the file's base name, its
+//                                        namespace metadata.namespace or "default"; status is written back
+//                                        into the same file (YAML comments in spec are kept)
+//   DIR/processors/*.yaml|.json          InformationCollector / Diagnoser / Recoverer objects
+//   DIR/secrets/NAMESPACE/NAME/KEY       what a processor's bearerTokenSecretRef points to
+//   DIR/events.jsonl                     the Events, one JSON object per line
+//
+// Writes are atomic (write a temporary file, fsync, rename, fsync the directory), so a crash leaves
+// either the old file or the new one. The resourceVersion of an Abnormal is the hash of its file, so a
+// person editing the file while the agent works is a conflict, never a lost edit.
+import { createHash } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { appendFile, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { parseAllDocuments, parseDocument } from 'yaml';
+import type { Abnormal, AbnormalStatus } from '../api/types.generated.js';
+import { ValidationError, validateAbnormal, validateProcessor } from '../api/validate.js';
+import { toRFC3339 } from '../api/phase.js';
+import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
+import { ConflictError, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
+
+const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
+
+export type FileStoreOptions = { dir: string; log: Logger; rescanMs?: number };
+
+export class FileStore implements AbnormalStore {
+  synced = false;
+  private readonly abnormalsDir: string;
+  private readonly files = new Map<AbnormalKey, string>(); // key → file name
+  private readonly seen = new Map<string, string>(); // file name → mtime+size at the last scan
+  private watcher?: FSWatcher;
+  private rescan?: NodeJS.Timeout;
+  private onChange: (key: AbnormalKey) => void = () => {};
+
+  constructor(private readonly opts: FileStoreOptions) {
+    this.abnormalsDir = path.join(opts.dir, 'abnormals');
+  }
+
+  async start(onChange: (key: AbnormalKey) => void): Promise<void> {
+    this.onChange = onChange;
+    await mkdir(this.abnormalsDir, { recursive: true });
+    await mkdir(path.join(this.opts.dir, 'processors'), { recursive: true });
+    // fs.watch says quickly that something changed; the rescan catches what it can miss (it is not
+    // guaranteed on every filesystem) and is how a file that was refused gets another look.
+    this.watcher = watch(this.abnormalsDir, (_event, file) => {
+      if (file && ABNORMAL_FILE.test(file.toString())) void this.scanFile(file.toString());
+    });
+    this.watcher.on('error', (err) => this.opts.log.warn({ err }, 'watching the state directory failed; relying on the rescan'));
+    await this.scan();
+    this.rescan = setInterval(() => void this.scan(), this.opts.rescanMs ?? 2000);
+    this.synced = true;
+  }
+
+  async get(key: AbnormalKey): Promise<Abnormal | undefined> {
+    const file = this.files.get(key);
+    return file ? (await this.load(file))?.abnormal : undefined;
+  }
+
+  async writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
+    const key = `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`;
+    const file = this.files.get(key);
+    if (!file) throw new ConflictError(key);
+    const full = path.join(this.abnormalsDir, file);
+    const text = await readFile(full, 'utf8');
+    if (hash(text) !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);
+    let next: string;
+    if (file.endsWith('.json')) {
+      next = `${JSON.stringify({ ...JSON.parse(text), status }, null, 2)}\n`;
+    } else {
+      const doc = parseDocument(text);
+      doc.set('status', doc.createNode(status));
+      next = doc.toString({ lineWidth: 0 });
+    }
+    await atomicWrite(full, next);
+    return { ...abnormal, status, metadata: { ...abnormal.metadata, resourceVersion: hash(next) } };
+  }
+
+  async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
+    const line = { time: toRFC3339(new Date()), namespace: abnormal.metadata?.namespace, name: abnormal.metadata?.name, type, reason, message };
+    await appendFile(path.join(this.opts.dir, 'events.jsonl'), `${JSON.stringify(line)}\n`).catch((err) =>
+      this.opts.log.warn({ err }, 'could not record an event'),
+    );
+  }
+
+  async processors(): Promise<ProcessorRegistration[]> {
+    const dir = path.join(this.opts.dir, 'processors');
+    const found: ProcessorRegistration[] = [];
+    for (const file of (await readdir(dir).catch(() => [])).filter((f) => /\.(ya?ml|json)$/.test(f)).sort()) {
+      const docs = parseAllDocuments(await readFile(path.join(dir, file), 'utf8'));
+      for (const doc of docs) {
+        const object = doc.toJS() as { kind?: string; metadata?: { namespace?: string } } | null;
+        if (!object) continue;
+        try {
+          if (!PROCESSOR_KINDS.includes(object.kind as ProcessorKind)) throw new Error(`kind must be one of ${PROCESSOR_KINDS.join(', ')}`);
+          const valid = validateProcessor({ ...object, metadata: { namespace: 'default', ...object.metadata } });
+          found.push({ kind: object.kind as ProcessorKind, object: valid });
+        } catch (err) {
+          this.opts.log.warn({ file, err: (err as Error).message }, 'ignoring an invalid processor registration');
+        }
+      }
+    }
+    return found;
+  }
+
+  async readSecret(namespace: string, name: string, key: string): Promise<string> {
+    for (const part of [namespace, name, key]) if (part.includes('/') || part.startsWith('.')) throw new Error(`invalid secret path part ${part}`);
+    return readFile(path.join(this.opts.dir, 'secrets', namespace, name, key), 'utf8');
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    clearInterval(this.rescan);
+  }
+
+  private async scan(): Promise<void> {
+    const names = (await readdir(this.abnormalsDir).catch(() => [] as string[])).filter((f) => ABNORMAL_FILE.test(f));
+    for (const file of names) await this.scanFile(file);
+    for (const [key, file] of this.files) {
+      if (!names.includes(file)) {
+        this.files.delete(key);
+        this.seen.delete(file);
+      }
+    }
+  }
+
+  /** Look at one file if it changed since last seen; tell the pipeline about it if it is an Abnormal. */
+  private async scanFile(file: string): Promise<void> {
+    const info = await stat(path.join(this.abnormalsDir, file)).catch(() => undefined);
+    if (!info) return;
+    const signature = `${info.mtimeMs}:${info.size}`;
+    if (this.seen.get(file) === signature) return;
+    this.seen.set(file, signature);
+    const loaded = await this.load(file);
+    if (loaded) this.onChange(loaded.key);
+  }
+
+  /**
+   * Parse and validate a file. An invalid Abnormal is marked Failed in its own status, with every
+   * problem named; a file that is not YAML at all gets a FILE.error beside it.
+   */
+  private async load(file: string): Promise<{ key: AbnormalKey; abnormal: Abnormal } | undefined> {
+    const full = path.join(this.abnormalsDir, file);
+    const text = await readFile(full, 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const name = file.replace(/\.(ya?ml|json)$/, '');
+    let object: Partial<Abnormal>;
+    try {
+      const doc = parseDocument(text);
+      if (doc.errors.length > 0) throw doc.errors[0];
+      object = (doc.toJS() ?? {}) as Partial<Abnormal>;
+      if (typeof object !== 'object' || Array.isArray(object)) throw new Error('the file must hold one object (an Abnormal)');
+      await unlink(`${full}.error`).catch(() => {});
+    } catch (err) {
+      const message = `${file} is not a valid YAML or JSON object: ${(err as Error).message}`;
+      this.opts.log.warn({ file }, message);
+      await writeFile(`${full}.error`, `${message}\n`).catch(() => {});
+      return undefined;
+    }
+    const namespace = object.metadata?.namespace ?? 'default';
+    const abnormal = {
+      ...object,
+      metadata: { ...object.metadata, name, namespace, resourceVersion: hash(text) },
+    } as Abnormal;
+    const key = `${namespace}/${name}`;
+    const owner = this.files.get(key);
+    if (owner && owner !== file) {
+      this.opts.log.warn({ file, other: owner }, `two files name the Abnormal ${key}; ignoring ${file}`);
+      return undefined;
+    }
+    this.files.set(key, file);
+    try {
+      validateAbnormal({ ...abnormal, metadata: { name, namespace } });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      if (abnormal.status?.phase !== 'Failed') {
+        const message = `invalid Abnormal: ${err.problems.join('; ')}`;
+        this.opts.log.warn({ file }, message);
+        const base = { ...abnormal, status: undefined } as unknown as Abnormal;
+        await this.writeStatus(base, { phase: 'Failed', reason: 'InvalidAbnormal', message }).catch(() => {});
+      }
+      return undefined;
+    }
+    return { key, abnormal };
+  }
+}
+
+const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
+
+async function atomicWrite(file: string, text: string): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  const handle = await open(tmp, 'w', 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}

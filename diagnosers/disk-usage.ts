@@ -1,0 +1,31 @@
+// Disk usage: identifies a filesystem fuller than a threshold. Reads spec.context.path (default "/")
+// and spec.context.thresholdPercent (default 90); the figure is df's: used / (used + available to
+// unprivileged users), so reserved blocks count as full, as they do for a pod writing there.
+import { statfs } from 'node:fs/promises';
+import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
+
+export const diskUsage: Processor = {
+  kind: 'Diagnoser',
+  ref: { namespace: BUILTIN_NAMESPACE, name: 'disk-usage' },
+  async run(abnormal) {
+    const context = abnormal.spec.context ?? {};
+    const path = typeof context.path === 'string' ? context.path : '/';
+    const threshold = typeof context.thresholdPercent === 'number' ? context.thresholdPercent : 90;
+    let stats;
+    try {
+      stats = await statfs(path);
+    } catch (err) {
+      return failure('StatfsFailed', `cannot read the filesystem of ${path}: ${(err as Error).message}`);
+    }
+    const used = stats.blocks - stats.bfree;
+    const usedPercent = Math.round((1000 * used) / Math.max(1, used + stats.bavail)) / 10;
+    const identified = usedPercent >= threshold;
+    return {
+      ok: true,
+      identified,
+      reason: identified ? 'DiskFull' : 'DiskNotFull',
+      message: `${path} is ${usedPercent}% full (threshold ${threshold}%)`,
+      context: { diskUsage: { path, usedPercent, thresholdPercent: threshold, availableBytes: stats.bavail * stats.bsize } },
+    };
+  },
+};
