@@ -20,8 +20,15 @@ export type RunningAgent = {
   stop(abort?: boolean): Promise<void>;
 };
 
-export async function startAgent(config: Config, log: Logger, builtins: readonly Processor[] = BUILTINS): Promise<RunningAgent> {
-  const store = makeStore(config, log);
+export type AgentOptions = {
+  builtins?: readonly Processor[];
+  /** Overrides config.kubeconfig (tests, and embedding the agent in another program). */
+  kubeConfig?: KubeConfig;
+};
+
+export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
+  const builtins = options.builtins ?? BUILTINS;
+  const store = makeStore(config, log, options.kubeConfig);
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
@@ -42,10 +49,13 @@ export async function startAgent(config: Config, log: Logger, builtins: readonly
   };
 }
 
-function makeStore(config: Config, log: Logger): AbnormalStore {
+function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): AbnormalStore {
   if (config.store === 'file') return new FileStore({ dir: config.stateDir, log });
-  const kc = new KubeConfig();
-  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-  else kc.loadFromDefault();
+  let kc = kubeConfig;
+  if (!kc) {
+    kc = new KubeConfig();
+    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+    else kc.loadFromDefault();
+  }
   return new KubeStore({ kc, nodeName: config.nodeName, log, resyncSeconds: config.resyncSeconds });
 }

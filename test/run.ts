@@ -8,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
-import { applyCRDs } from './helpers/kube.js';
+import { applyAgentRBAC, applyCRDs } from './helpers/kube.js';
 import { REPO_ROOT, startCluster, type TestCluster } from './cluster/cluster.js';
 
 const SUITES: Record<string, string[]> = {
@@ -22,6 +22,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/crds.test.ts',
     'test/integration/abnormal-api.test.ts',
     'test/integration/rbac.test.ts',
+    'test/integration/agent-kube.test.ts',
   ],
 };
 
@@ -70,6 +71,7 @@ async function globalSetup() {
     console.log(`test cluster: etcd + kube-apiserver at ${cluster.server}, ready in ${Date.now() - started} ms`);
   }
   await applyCRDs();
+  await applyAgentRBAC();
 }
 
 async function runFiles() {

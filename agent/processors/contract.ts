@@ -91,13 +91,17 @@ export function interpretReply(kind: ProcessorKind, sent: Abnormal, reply: unkno
     if (err instanceof ValidationError) return failure('InvalidReply', err.problems.join('; '));
     throw err;
   }
+  // The reply is the whole Abnormal as the processor would have it: what it says anew is what differs
+  // from what it was sent.
+  const before = sent.status ?? {};
   const outcome: Outcome = { ok: true };
   if (claim === 'identifiable') outcome.identified = fitted.identifiable === true;
   if (claim === 'recoverable') outcome.recovered = fitted.recoverable === true;
-  if (fitted.context) outcome.context = fitted.context;
-  if (fitted.message !== undefined) outcome.message = fitted.message;
-  if (fitted.reason !== undefined) outcome.reason = fitted.reason;
-  if (fitted.output !== undefined) outcome.output = fitted.output;
+  const changed = Object.entries(fitted.context ?? {}).filter(([key, value]) => !isDeepStrictEqual(value, before.context?.[key]));
+  if (changed.length > 0) outcome.context = Object.fromEntries(changed);
+  for (const field of ['message', 'reason', 'output'] as const) {
+    if (fitted[field] !== undefined && fitted[field] !== before[field]) outcome[field] = fitted[field];
+  }
   return outcome;
 }
 

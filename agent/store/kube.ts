@@ -47,6 +47,8 @@ export type KubeStoreOptions = { kc: KubeConfig; nodeName: string; log: Logger; 
 
 export class KubeStore implements AbnormalStore {
   synced = false;
+  /** API writes this store made, by kind (for the figures in the README and, later, metrics). */
+  readonly writes = { status: 0, claim: 0, event: 0 };
   private readonly api: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly informers: CachingInformer[] = [];
@@ -93,6 +95,7 @@ export class KubeStore implements AbnormalStore {
 
   async writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
+    this.writes.status++;
     try {
       return (await this.api.replaceNamespacedCustomObjectStatus({
         group: GROUP, version: VERSION, namespace, plural: 'abnormals', name, body: { ...abnormal, status },
@@ -107,6 +110,7 @@ export class KubeStore implements AbnormalStore {
   async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
     const { namespace, name, uid, resourceVersion } = abnormal.metadata ?? {};
     const now = new Date();
+    this.writes.event++;
     try {
       await this.core.createNamespacedEvent({
         namespace: namespace!,
@@ -149,6 +153,7 @@ export class KubeStore implements AbnormalStore {
   private async claim(abnormal: Abnormal): Promise<void> {
     if (abnormal.spec?.nodeName !== this.opts.nodeName || abnormal.metadata?.labels?.[NODE_LABEL]) return;
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
+    this.writes.claim++;
     try {
       await this.api.replaceNamespacedCustomObject({
         group: GROUP, version: VERSION, namespace, plural: 'abnormals', name,

@@ -99,6 +99,11 @@ export async function applyCRDs(): Promise<void> {
   await kubectl('wait', '--for=condition=Established', '--timeout=30s', ...ALL_CRDS.map(({ crd }) => `crd/${crd.metadata.name}`));
 }
 
+/** The agent's ServiceAccount and role, as a user installs them. */
+export async function applyAgentRBAC(): Promise<void> {
+  await kubectl('apply', '-f', 'manifests/rbac/agent.yaml');
+}
+
 /** A minimal valid Abnormal; `spec` fields given override the defaults. */
 export function abnormal(name: string, namespace: string, spec: Partial<Abnormal['spec']> = {}, labels?: Record<string, string>): Abnormal {
   return {

@@ -1,0 +1,62 @@
+// Running the agent in tests: in-process (startAgent, the same code the binary runs) or as the real
+// `nodemedic agent` process, for the tests that kill it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import { DEFAULTS, type Config } from '../../agent/config.js';
+import { isTerminal } from '../../agent/api/phase.js';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import { REPO_ROOT } from '../cluster/cluster.js';
+import { GROUP, VERSION, customObjects, getAbnormal, kubeConfig } from './kube.js';
+
+export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
+
+/** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
+export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
+  const config: Config = { ...DEFAULTS, nodeName, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', resyncSeconds: 30, ...overrides };
+  return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });
+}
+
+/** `nodemedic agent ARGS` as a child process, its output appended to `logFile`. */
+export function spawnAgent(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess & { exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = createWriteStream(logFile, { flags: 'a' });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  return Object.assign(child, { exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))) });
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Resolves to the Abnormal once its phase is terminal. */
+export const finished = (namespace: string, name: string, timeoutMs = 30_000) =>
+  waitFor(`${namespace}/${name} to finish`, async () => {
+    const a = await getAbnormal(namespace, name);
+    return isTerminal(a.status?.phase) ? a : undefined;
+  }, timeoutMs);
+
+export type ProcessorPlural = 'informationcollectors' | 'diagnosers' | 'recoverers';
+
+export function registerProcessor(plural: ProcessorPlural, namespace: string, name: string, spec: Record<string, unknown>) {
+  const kind = { informationcollectors: 'InformationCollector', diagnosers: 'Diagnoser', recoverers: 'Recoverer' }[plural];
+  return customObjects().createNamespacedCustomObject({
+    group: GROUP, version: VERSION, namespace, plural,
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace }, spec },
+  });
+}
+
+export const ref = (namespace: string, name: string) => ({ namespace, name });
+export type { Abnormal };

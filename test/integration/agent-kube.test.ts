@@ -1,0 +1,186 @@
+// The agent against a real kube-apiserver, with real HTTP processors: every phase, the failure modes
+// of processors, the skip flags, node ownership, claiming, and 200 Abnormals at once.
+// Every Abnormal here names its processors (spec.assigned*): other test files register processors in
+// the same cluster at the same time, and the default "all registered" order would pick theirs up too.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import type { RunningAgent } from '../../agent/agent.js';
+import { RECOVERY_LOG } from '../../agent/pipeline/pipeline.js';
+import { NODE_LABEL } from '../../agent/store/kube.js';
+import type { KubeStore } from '../../agent/store/kube.js';
+import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
+import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { ProcessorServer, answer } from '../helpers/processor-server.js';
+
+const ns = await testNamespace('agent');
+const node = `node-${ns}`;
+const server = await new ProcessorServer().start();
+let agent: RunningAgent;
+
+// The processors, as real HTTP endpoints registered as objects.
+await registerProcessor('informationcollectors', ns, 'facts', { url: server.route('/facts', (a) => answer(a, { context: { facts: { seen: a.metadata?.name } }, output: 'collected' })) });
+await registerProcessor('informationcollectors', ns, 'broken-collector', { url: server.route('/broken-collector', (_a, _req, res) => res.writeHead(500).end('collector exploded')) });
+await registerProcessor('diagnosers', ns, 'yes', { url: server.route('/yes', (a) => answer(a, { identifiable: true, reason: 'Found', message: 'it is the shim' })) });
+await registerProcessor('diagnosers', ns, 'no', { url: server.route('/no', (a) => answer(a, { identifiable: false, message: 'not mine' })) });
+await registerProcessor('diagnosers', ns, 'slow', { url: server.route('/slow', () => new Promise(() => {})), timeoutSeconds: 1 });
+await registerProcessor('diagnosers', ns, 'http500', { url: server.route('/http500', (_a, _req, res) => res.writeHead(500).end('internal trouble')) });
+await registerProcessor('diagnosers', ns, 'not-json', { url: server.route('/not-json', (_a, _req, res) => res.writeHead(200).end('<html>hello</html>')) });
+await registerProcessor('diagnosers', ns, 'rewrites-spec', { url: server.route('/rewrites-spec', (a) => ({ ...a, spec: { ...a.spec, nodeName: 'elsewhere' }, status: { identifiable: true } })) });
+await registerProcessor('diagnosers', ns, 'huge', {
+  url: server.route('/huge', (_a, _req, res) => {
+    // 50 MB of JSON, streamed; the agent must stop reading at its cap.
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"status":{"output":"');
+    const chunk = 'x'.repeat(1024 * 1024);
+    let sent = 0;
+    const more = () => {
+      while (sent < 50 && res.write(chunk)) sent++;
+      if (sent < 50) res.once('drain', () => { sent++; more(); });
+      else res.end('"}}');
+    };
+    res.on('error', () => {});
+    more();
+  }),
+});
+await registerProcessor('recoverers', ns, 'fix', { url: server.route('/fix', (a) => answer(a, { recoverable: true, message: 'shim killed' })) });
+
+before(async () => {
+  agent = await startKubeAgent(node, { concurrency: 8 });
+});
+after(async () => {
+  await agent.stop();
+  await server.stop();
+});
+
+const assigned = (collectors: string[], diagnosers: string[], recoverers: string[]) => ({
+  assignedInformationCollectors: collectors.map((n) => ref(ns, n)),
+  assignedDiagnosers: diagnosers.map((n) => ref(ns, n)),
+  assignedRecoverers: recoverers.map((n) => ref(ns, n)),
+});
+const mine = (name: string, spec: Record<string, unknown>) =>
+  createAbnormal(abnormal(name, ns, { nodeName: node, ...spec }, { [NODE_LABEL]: node }));
+
+test('the happy path: collected, identified, recovered, with conditions, evidence and events', async (t) => {
+  const writesBefore = { ...(agent.store as KubeStore).writes };
+  const before = { fix: server.count('/fix') };
+  await mine('happy', assigned(['facts'], ['yes'], ['fix']));
+  const done = await finished(ns, 'happy');
+  assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status));
+  assert.equal(done.status?.identifiable, true);
+  assert.equal(done.status?.recoverable, true);
+  assert.deepEqual(done.status?.diagnoser, ref(ns, 'yes'));
+  assert.deepEqual(done.status?.recoverer, ref(ns, 'fix'));
+  assert.deepEqual(done.status?.context?.facts, { seen: 'happy' });
+  assert.ok(done.status?.startTime);
+  assert.deepEqual(done.status?.conditions?.map((c) => [c.type, c.status, c.reason]), [
+    ['InformationCollected', 'True', 'Collected'],
+    ['Identified', 'True', 'Found'],
+    ['Recovered', 'True', 'Recovered'],
+  ]);
+  assert.equal(done.status?.reason, 'Recovered');
+  assert.match(done.status?.message ?? '', /recovered by .*\/fix: shim killed/);
+  assert.equal(server.count('/fix') - before.fix, 1, 'the recoverer ran once');
+  const log = done.status?.context?.[RECOVERY_LOG] as Array<{ recoverer: string; result: string }>;
+  assert.deepEqual(log.map((a) => [a.recoverer, a.result]), [[`${ns}/fix`, 'Recovered']]);
+
+  // The story, as `kubectl describe ab happy` shows it.
+  const events = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=happy' });
+  const story = events.items.sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion));
+  assert.deepEqual(story.map((e) => e.reason), ['Accepted', 'Collected', 'Identified', 'Recovered']);
+  assert.match(story[3]?.message ?? '', /Recovering → Succeeded/);
+  const writes = (agent.store as KubeStore).writes;
+  // For the README: the API writes one Abnormal costs, create to Succeeded.
+  t.diagnostic(`API writes for one Abnormal: ${writes.status - writesBefore.status} status writes, ${writes.event - writesBefore.event} events, ${writes.claim - writesBefore.claim} claims`);
+});
+
+test('no diagnoser identifies: Failed, with every diagnoser\'s reason', async () => {
+  await mine('unidentified', assigned(['broken-collector', 'facts'], ['no', 'slow', 'http500', 'not-json', 'rewrites-spec', 'huge', 'missing'], ['fix']));
+  const done = await finished(ns, 'unidentified', 60_000);
+  assert.equal(done.status?.phase, 'Failed');
+  assert.equal(done.status?.reason, 'NotIdentified');
+  const message = done.status?.message ?? '';
+  for (const expected of [
+    `${ns}/no: not identified (not mine)`,
+    `${ns}/slow: Timeout: no complete reply`,
+    `${ns}/http500: HTTP500: internal trouble`,
+    `${ns}/not-json: InvalidReply: the reply is not JSON`,
+    `${ns}/rewrites-spec: ReplyRewritesSpec`,
+    `${ns}/huge: ReplyTooLarge`,
+    `${ns}/missing: not registered`,
+  ]) assert.ok(message.includes(expected), `message lacks "${expected}": ${message}`);
+  const collected = done.status?.conditions?.find((c) => c.type === 'InformationCollected');
+  assert.equal(collected?.reason, 'PartiallyCollected', 'a failing collector is recorded and the chain goes on');
+  assert.match(collected?.message ?? '', /broken-collector: HTTP500: collector exploded/);
+  assert.deepEqual(done.status?.context?.facts, { seen: 'unidentified' });
+});
+
+test('the second diagnoser identifies after the first does not', async () => {
+  const yesBefore = server.count('/yes');
+  await mine('second', assigned([], ['no', 'yes'], ['fix']));
+  const done = await finished(ns, 'second');
+  assert.equal(done.status?.phase, 'Succeeded');
+  assert.deepEqual(done.status?.diagnoser, ref(ns, 'yes'));
+  assert.equal(server.count('/yes') - yesBefore, 1);
+});
+
+describe('skip flags', () => {
+  test('skipDiagnosis goes straight to the recoverers', async () => {
+    const yesBefore = server.count('/yes');
+    await mine('skip-diagnosis', { ...assigned([], ['yes'], ['fix']), skipDiagnosis: true });
+    const done = await finished(ns, 'skip-diagnosis');
+    assert.equal(done.status?.phase, 'Succeeded');
+    assert.equal(server.count('/yes'), yesBefore, 'no diagnoser ran');
+    assert.equal(done.status?.conditions?.find((c) => c.type === 'Identified'), undefined);
+  });
+
+  test('skipRecovery succeeds after the diagnosis without acting', async () => {
+    const fixBefore = server.count('/fix');
+    await mine('skip-recovery', { ...assigned([], ['yes'], ['fix']), skipRecovery: true });
+    const done = await finished(ns, 'skip-recovery');
+    assert.equal(done.status?.phase, 'Succeeded');
+    assert.equal(done.status?.identifiable, true);
+    assert.equal(server.count('/fix'), fixBefore, 'no recoverer ran');
+  });
+});
+
+test('an Abnormal for another node is never touched, labelled or not', async () => {
+  await createAbnormal(abnormal('other-labelled', ns, { nodeName: 'other-node', ...assigned([], ['yes'], []) }, { [NODE_LABEL]: 'other-node' }));
+  await createAbnormal(abnormal('other-unlabelled', ns, { nodeName: 'other-node', ...assigned([], ['yes'], []) }));
+  await mine('marker', assigned([], ['yes'], ['fix'])); // created after them: once it is done, they have been seen
+  await finished(ns, 'marker');
+  for (const name of ['other-labelled', 'other-unlabelled']) {
+    const other = await getAbnormal(ns, name);
+    assert.equal(other.status, undefined, name);
+  }
+  assert.equal((await getAbnormal(ns, 'other-unlabelled')).metadata?.labels?.[NODE_LABEL], undefined, 'not claimed');
+});
+
+test('a hand-made Abnormal without the label is claimed and handled', async () => {
+  await createAbnormal(abnormal('by-hand', ns, { nodeName: node, ...assigned([], ['yes'], ['fix']) }));
+  const done = await finished(ns, 'by-hand');
+  assert.equal(done.status?.phase, 'Succeeded');
+  assert.equal(done.metadata?.labels?.[NODE_LABEL], node);
+});
+
+test('200 Abnormals at once all finish, never more than `concurrency` at a time', async (t) => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const slowFacts = server.route('/slow-facts', async (a) => {
+    maxInFlight = Math.max(maxInFlight, ++inFlight);
+    await new Promise((r) => setTimeout(r, 50));
+    inFlight--;
+    return answer(a, {});
+  });
+  await registerProcessor('informationcollectors', ns, 'slow-facts', { url: slowFacts });
+  const started = Date.now();
+  const names = Array.from({ length: 200 }, (_, i) => `bulk-${i}`);
+  for (let i = 0; i < names.length; i += 20) {
+    await Promise.all(names.slice(i, i + 20).map((name) => mine(name, assigned(['slow-facts'], ['yes'], ['fix']))));
+  }
+  for (const name of names) assert.equal((await finished(ns, name, 120_000)).status?.phase, 'Succeeded', name);
+  const seconds = (Date.now() - started) / 1000;
+  assert.ok(maxInFlight <= 8, `at most 8 Abnormals collected at once, saw ${maxInFlight}`);
+  assert.ok(maxInFlight > 1, `work ran concurrently (saw ${maxInFlight})`);
+  t.diagnostic(`200 Abnormals: created and finished in ${seconds.toFixed(1)} s with concurrency 8`);
+});
