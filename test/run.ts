@@ -23,6 +23,8 @@ const SUITES: Record<string, string[]> = {
     'test/integration/abnormal-api.test.ts',
     'test/integration/rbac.test.ts',
     'test/integration/agent-kube.test.ts',
+    'test/integration/agent-restart.test.ts',
+    'test/integration/agent-apiserver-restart.test.ts',
   ],
 };
 

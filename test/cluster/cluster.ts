@@ -29,6 +29,8 @@ export type TestCluster = {
   kubeconfigs: Record<Identity, string>;
   /** Directory with kube-apiserver, kubelet, kubectl, ... */
   binDir: string;
+  /** Stop kube-apiserver, leave it down for `downMs`, start it again on the same port and wait for it. */
+  restartApiserver(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -84,7 +86,7 @@ function kubeconfig(server: string, caPem: string, user: string, token: string):
 type Daemon = { name: string; child: ChildProcess; exited: Promise<void> };
 
 function startDaemon(name: string, binary: string, args: string[], logFile: string): Daemon {
-  const log = createWriteStream(logFile);
+  const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
@@ -172,30 +174,37 @@ export async function startCluster(opts: { dir?: string; keep?: boolean } = {}):
         `--initial-cluster=default=${peerUrl}`,
       ], path.join(dir, 'etcd.log')),
     );
-    daemons.push(
-      startDaemon('kube-apiserver', path.join(binDir, 'kube-apiserver'), [
-        `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
-        `--tls-cert-file=${dir}/apiserver.crt`, `--tls-private-key-file=${dir}/apiserver.key`,
-        `--client-ca-file=${dir}/ca.crt`,
-        `--token-auth-file=${dir}/tokens.csv`,
-        '--authorization-mode=Node,RBAC',
-        `--service-account-key-file=${dir}/sa.pub`, `--service-account-signing-key-file=${dir}/sa.key`,
-        '--service-account-issuer=https://kubernetes.default.svc',
-        '--service-cluster-ip-range=10.254.0.0/24',
-        '--allow-privileged=true',
-        '--enable-priority-and-fairness=false',
-      ], path.join(dir, 'kube-apiserver.log')),
-    );
+    const apiserverArgs = [
+      `--etcd-servers=${etcdUrl}`,
+      '--bind-address=127.0.0.1', '--advertise-address=127.0.0.1', `--secure-port=${apiPort}`,
+      `--tls-cert-file=${dir}/apiserver.crt`, `--tls-private-key-file=${dir}/apiserver.key`,
+      `--client-ca-file=${dir}/ca.crt`,
+      `--token-auth-file=${dir}/tokens.csv`,
+      '--authorization-mode=Node,RBAC',
+      `--service-account-key-file=${dir}/sa.pub`, `--service-account-signing-key-file=${dir}/sa.key`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      '--service-cluster-ip-range=10.254.0.0/24',
+      '--allow-privileged=true',
+      '--enable-priority-and-fairness=false',
+    ];
+    const startApiserver = () => startDaemon('kube-apiserver', path.join(binDir, 'kube-apiserver'), apiserverArgs, path.join(dir, 'kube-apiserver.log'));
+    daemons.push(startApiserver());
     const caPem = await readFile(path.join(dir, 'ca.crt'), 'utf8');
     await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
+    const restartApiserver = async (downMs = 1000) => {
+      const index = daemons.findIndex((d) => d.name === 'kube-apiserver');
+      await stopDaemon(daemons[index]!);
+      await new Promise((r) => setTimeout(r, downMs));
+      daemons[index] = startApiserver();
+      await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
+    };
 
     const kubeconfigs = {} as Record<Identity, string>;
     for (const identity of Object.keys(tokens) as Identity[]) {
       kubeconfigs[identity] = path.join(dir, `${identity}.kubeconfig`);
       await writeFile(kubeconfigs[identity], kubeconfig(server, caPem, identity, tokens[identity]));
     }
-    return { server, dir, kubeconfigs, binDir, stop };
+    return { server, dir, kubeconfigs, binDir, restartApiserver, stop };
   } catch (err) {
     await stopDaemons(); // keep the directory: its logs say why
     throw err;
