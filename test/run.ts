@@ -25,6 +25,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/agent-kube.test.ts',
     'test/integration/agent-restart.test.ts',
     'test/integration/agent-apiserver-restart.test.ts',
+    'test/integration/agent-file.test.ts',
   ],
 };
 
