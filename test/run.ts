@@ -17,6 +17,10 @@ const SUITES: Record<string, string[]> = {
     'test/unit/phase.test.ts',
     'test/unit/validate.test.ts',
     'test/unit/cli.test.ts',
+    'test/unit/contract.test.ts',
+    'test/unit/queue.test.ts',
+    'test/unit/limits.test.ts',
+    'test/unit/config.test.ts',
   ],
   integration: [
     'test/integration/crds.test.ts',

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, DEFAULTS, loadConfig } from '../../agent/config.js';
+
+const file = async (text: string) => {
+  const f = path.join(await mkdtemp(path.join(tmpdir(), 'nm-config-')), 'config.yaml');
+  await writeFile(f, text);
+  return f;
+};
+const problems = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
+  try {
+    await loadConfig(args, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err));
+    return err.problems;
+  }
+  assert.fail('accepted');
+};
+
+test('defaults, then the file, then the environment, then flags', async () => {
+  const f = await file('nodeName: from-file\nconcurrency: 2\nstore: kube\n');
+  assert.deepEqual(await loadConfig(['--config', f], {}), { ...DEFAULTS, nodeName: 'from-file', concurrency: 2, store: 'kube' });
+  const c = await loadConfig(['--config', f, '--concurrency', '9'], { NODE_NAME: 'from-env', NODEMEDIC_CONCURRENCY: '5' });
+  assert.equal(c.nodeName, 'from-env');
+  assert.equal(c.concurrency, 9);
+});
+
+test('every bad key is named', async () => {
+  const f = await file('concurency: 3\nstore: cloud\nconcurrency: 0\nlisten: everywhere\n');
+  assert.deepEqual((await problems(['--config', f], { NODEMEDIC_LOG_LEVEL: 'loud' })).sort(), [
+    'concurency: unknown key',
+    'concurrency: Too small: expected number to be >=1 (got 0)',
+    'listen: must be HOST:PORT, e.g. 127.0.0.1:9095 (got "everywhere")',
+    'logLevel: Invalid option: expected one of "trace"|"debug"|"info"|"warn"|"error"|"fatal" (got "loud")',
+    'store: Invalid option: expected one of "kube"|"file" (got "cloud")',
+  ]);
+  assert.deepEqual(await problems(['--concurrency', 'many']), ['concurrency: --concurrency must be a number (got "many")']);
+  assert.deepEqual(await problems(['--node-name', 'Bad_Name']), ['nodeName: must be a node name (lower-case DNS name) (got "Bad_Name")']);
+  assert.match((await problems(['--no-such-flag']))[0]!, /Unknown option '--no-such-flag'/);
+  assert.match((await problems(['--config', '/no/such/file']))[0]!, /--config \/no\/such\/file: ENOENT/);
+  assert.match((await problems(['--config', await file('- a list\n')]))[0]!, /must be a YAML mapping/);
+});
