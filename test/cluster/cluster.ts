@@ -60,7 +60,7 @@ async function openssl(cwd: string, ...args: string[]) {
 }
 
 /** A CA, a serving certificate for 127.0.0.1 / localhost, and the service-account signing key. */
-async function makeCertificates(dir: string) {
+export async function makeCertificates(dir: string) {
   await openssl(dir, 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '30', '-subj', '/CN=nodemedic-test-ca',
     '-keyout', 'ca.key', '-out', 'ca.crt');
   await writeFile(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');

@@ -3,13 +3,17 @@
 // Every Abnormal here names its processors (spec.assigned*): other test files register processors in
 // the same cluster at the same time, and the default "all registered" order would pick theirs up too.
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import { RECOVERY_LOG } from '../../agent/pipeline/pipeline.js';
 import { NODE_LABEL } from '../../agent/store/kube.js';
 import type { KubeStore } from '../../agent/store/kube.js';
-import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
+import { makeCertificates } from '../cluster/cluster.js';
+import { finished, ref, registerProcessor, startKubeAgent } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
@@ -183,4 +187,71 @@ test('200 Abnormals at once all finish, never more than `concurrency` at a time'
   assert.ok(maxInFlight <= 8, `at most 8 Abnormals collected at once, saw ${maxInFlight}`);
   assert.ok(maxInFlight > 1, `work ran concurrently (saw ${maxInFlight})`);
   t.diagnostic(`200 Abnormals: created and finished in ${seconds.toFixed(1)} s with concurrency 8`);
+});
+
+test('HTTPS processors are verified with their caBundle and get the bearer token from their Secret', async () => {
+  const certs = await mkdtemp(path.join(tmpdir(), 'nodemedic-certs-'));
+  await makeCertificates(certs);
+  const [ca, key, cert] = await Promise.all(['ca.crt', 'apiserver.key', 'apiserver.crt'].map((f) => readFile(path.join(certs, f), 'utf8')));
+  const https = await new ProcessorServer({ key: key!, cert: cert! }).start();
+  try {
+    const url = https.route('/secure', (a, req, res) =>
+      req.headers.authorization === 'Bearer s3cret' ? answer(a, { identifiable: true }) : res.writeHead(401).end('who are you?'));
+    const core = kubeConfig().makeApiClient(CoreV1Api);
+    await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'processor-token' }, stringData: { token: 's3cret\n' } } });
+    // As an admin registering a processor with a token outside nodemedic-system would: let the agent read it.
+    const rbac = kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({ namespace: ns, body: { metadata: { name: 'tokens' }, rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }] } });
+    await rbac.createNamespacedRoleBinding({ namespace: ns, body: {
+      metadata: { name: 'tokens' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'tokens' },
+      subjects: [{ kind: 'ServiceAccount', name: 'nodemedic', namespace: 'nodemedic-system' }],
+    } });
+    const caBundle = Buffer.from(ca!).toString('base64');
+    await registerProcessor('diagnosers', ns, 'secure', { url, caBundle, bearerTokenSecretRef: { name: 'processor-token', key: 'token' } });
+    await registerProcessor('diagnosers', ns, 'secure-without-ca', { url, bearerTokenSecretRef: { name: 'processor-token', key: 'token' } });
+    await registerProcessor('diagnosers', ns, 'secure-without-token', { url, caBundle });
+
+    await mine('tls', { ...assigned([], ['secure'], []), skipRecovery: true });
+    assert.deepEqual((await finished(ns, 'tls')).status?.diagnoser, ref(ns, 'secure'));
+
+    await mine('tls-refused', { ...assigned([], ['secure-without-ca', 'secure-without-token'], []), skipRecovery: true });
+    const refused = await finished(ns, 'tls-refused');
+    assert.equal(refused.status?.phase, 'Failed');
+    assert.match(refused.status?.message ?? '', /secure-without-ca: Unreachable: .*(certificate|self.signed)/i);
+    assert.match(refused.status?.message ?? '', /secure-without-token: HTTP401: who are you\?/);
+  } finally {
+    await https.stop();
+  }
+});
+
+describe('the agent\'s HTTP server', () => {
+  const call = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${agent.port}${path}`, init);
+  const post = (path: string, body: unknown) => call(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+
+  test('/healthz and /readyz answer once the store has synced', async () => {
+    assert.equal((await call('/healthz')).status, 200);
+    assert.equal(await (await call('/readyz')).text(), 'ok\n');
+  });
+
+  test('built-in processors speak the processor contract at /processors/<kind>/<name>', async () => {
+    const sent = abnormal('asked', ns, { nodeName: node, context: { path: '/', thresholdPercent: 0 } });
+    const res = await post('/processors/diagnosers/disk-usage', sent);
+    assert.equal(res.status, 200);
+    const reply = (await res.json()) as typeof sent;
+    assert.equal(reply.status?.identifiable, true);
+    assert.deepEqual(reply.spec, sent.spec, 'the reply keeps the spec');
+    assert.equal((await post('/processors/informationcollectors/node-facts', sent)).status, 200);
+  });
+
+  test('bad requests get a clear error', async () => {
+    const invalid = await post('/processors/diagnosers/disk-usage', { spec: { source: 'Custom' } });
+    assert.equal(invalid.status, 400);
+    assert.deepEqual(await invalid.json(), { reason: 'InvalidAbnormal', message: 'spec.nodeName: is required' });
+    assert.equal((await post('/processors/diagnosers/disk-usage', '{not json')).status, 400);
+    assert.equal((await post('/processors/diagnosers/no-such', {})).status, 404);
+    assert.equal((await call('/processors/diagnosers/disk-usage')).status, 405);
+    const huge = await post('/processors/diagnosers/disk-usage', 'x'.repeat(3 * 1024 * 1024)).catch((err: Error) => err);
+    assert.ok(huge instanceof Error || huge.status === 413, 'an oversized body is refused');
+    assert.equal((await call('/healthz')).status, 200, 'and the agent is still there');
+  });
 });
