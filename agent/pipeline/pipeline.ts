@@ -57,14 +57,18 @@ export class Pipeline {
 
   async reconcile(key: AbnormalKey): Promise<void> {
     let abnormal = await this.opts.store.get(key);
-    while (abnormal && abnormal.spec.nodeName === this.opts.nodeName && !isTerminal(abnormal.status?.phase)) {
-      if (this.halt.signal.aborted) return;
-      abnormal = await this.step(abnormal);
+    try {
+      while (abnormal && abnormal.spec.nodeName === this.opts.nodeName && !isTerminal(abnormal.status?.phase)) {
+        abnormal = await this.step(abnormal);
+      }
+    } catch (err) {
+      if (!(err instanceof StepInterrupted)) throw err;
     }
   }
 
   /** One step for the Abnormal's phase; resolves to the Abnormal as stored after the step's write. */
   private async step(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    if (this.halt.signal.aborted) throw new StepInterrupted();
     const phase = abnormal.status?.phase;
     switch (phase) {
       case undefined:
@@ -174,6 +178,9 @@ export class Pipeline {
     } catch (err) {
       outcome = { ok: false, reason: 'ProcessorError', message: err instanceof Error ? err.message : String(err) };
     }
+    // Cancelled by a hard stop: what the processor did not finish is not its failure. Write nothing;
+    // the step runs again after the restart (a recoverer's write-ahead record makes that Unknown).
+    if (this.halt.signal.aborted) throw new StepInterrupted();
     this.opts.log.info({ abnormal: `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`, processor: refName(processor.ref), kind: processor.kind,
       ok: outcome.ok, ms: Date.now() - started, ...(outcome.ok ? {} : { reason: outcome.reason }) }, 'processor ran');
     return outcome;
@@ -209,6 +216,8 @@ export class Pipeline {
     }
   }
 }
+
+class StepInterrupted extends Error {}
 
 function merge(status: AbnormalStatus, outcome: Outcome & { ok: true }): AbnormalStatus {
   const out = { ...status };

@@ -255,3 +255,17 @@ describe('the agent\'s HTTP server', () => {
     assert.equal((await call('/healthz')).status, 200, 'and the agent is still there');
   });
 });
+
+test('a hard stop cancels the processor call in flight and writes nothing: the step is left to resume', async () => {
+  let called!: () => void;
+  const calledOnce = new Promise<void>((resolve) => (called = resolve));
+  await registerProcessor('diagnosers', ns, 'hangs', { url: server.route('/hangs', () => (called(), new Promise(() => {}))) });
+  const otherNode = `${node}-b`;
+  const second = await startKubeAgent(otherNode);
+  await createAbnormal(abnormal('hard-stop', ns, { nodeName: otherNode, assignedDiagnosers: [ref(ns, 'hangs')] }, { [NODE_LABEL]: otherNode }));
+  await calledOnce;
+  await second.stop(true);
+  const left = await getAbnormal(ns, 'hard-stop');
+  assert.equal(left.status?.phase, 'Diagnosing', JSON.stringify(left.status));
+  assert.equal(left.status?.conditions?.find((c) => c.type === 'Identified'), undefined, 'no failure recorded');
+});
