@@ -13,6 +13,8 @@ export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 /** `kubectl get nodemedic` lists every kind of this API. */
 export const CATEGORY = 'nodemedic';
+/** status.context keys under this prefix are the agent's own records; processors may not write them. */
+export const AGENT_CONTEXT_PREFIX = `${GROUP}/`;
 
 export type Schema = {
   [keyword: string]: unknown;

@@ -2,7 +2,7 @@
 // saying so, so the apiserver never rejects a status write for size (etcd refuses requests over
 // 1.5 MiB; the schema caps each text field; status.context has no schema cap, so it gets a budget here).
 import type { AbnormalStatus } from './types.generated.js';
-import { LIMITS } from './crds.js';
+import { AGENT_CONTEXT_PREFIX, LIMITS } from './crds.js';
 
 /** status.context as serialized JSON may use at most this much; the rest of the object fits beside it. */
 export const CONTEXT_BUDGET = 512 * 1024;
@@ -15,14 +15,18 @@ export function fitText(text: string, max: number): string {
 
 /**
  * status.context within CONTEXT_BUDGET: while it is over, the largest entry is replaced by a note and
- * the start of its JSON, so what each processor found stays visible in part.
+ * the start of its JSON, so what each processor found stays visible in part. The agent's own records
+ * (keys under nodemedic.io/, such as the recovery log) are small and never cut.
  */
 export function fitContext(context: Record<string, unknown>, budget = CONTEXT_BUDGET): Record<string, unknown> {
   const fitted = { ...context };
   const size = () => Buffer.byteLength(JSON.stringify(fitted));
   let total = size();
   while (total > budget) {
-    const sizes = Object.entries(fitted).map(([key, value]) => [key, Buffer.byteLength(JSON.stringify(value) ?? '')] as const);
+    const sizes = Object.entries(fitted)
+      .filter(([key]) => !key.startsWith(AGENT_CONTEXT_PREFIX))
+      .map(([key, value]) => [key, Buffer.byteLength(JSON.stringify(value) ?? '')] as const);
+    if (sizes.length === 0) break;
     const [key, bytes] = sizes.reduce((a, b) => (b[1] > a[1] ? b : a));
     const over = total - budget;
     const keep = Math.max(0, bytes - over - 512); // 512: room for the note itself

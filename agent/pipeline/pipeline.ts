@@ -2,6 +2,7 @@
 // Abnormal says. reconcile() reads the Abnormal from the store, does the step its phase calls for,
 // writes status, and repeats until a terminal phase — so a crash at any line resumes from the last
 // status written. The pipeline knows processors only through the registry.
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.generated.js';
 import { canTransition, isTerminal, setCondition, toRFC3339, type ConditionType, type Phase } from '../api/phase.js';
@@ -88,11 +89,11 @@ export class Pipeline {
   private async collect(abnormal: Abnormal): Promise<Abnormal | undefined> {
     const { processors, missing } = await this.opts.registry.resolve('InformationCollector', abnormal.spec.assignedInformationCollectors);
     let status: AbnormalStatus = { ...abnormal.status };
-    const failures = missing.map((ref) => `${refName(ref)}: not registered`);
+    const failures = missing.map(notRegistered);
     for (const processor of processors) {
       const outcome = await this.run(processor, { ...abnormal, status });
       if (outcome.ok) status = merge(status, outcome);
-      else failures.push(`${refName(processor.ref)}: ${outcome.reason}: ${outcome.message}`);
+      else failures.push(`${refName(processor.ref)}: ${failed(outcome)}`);
     }
     const total = processors.length + missing.length;
     const [condition, reason] =
@@ -109,7 +110,7 @@ export class Pipeline {
   private async diagnose(abnormal: Abnormal): Promise<Abnormal | undefined> {
     const { processors, missing } = await this.opts.registry.resolve('Diagnoser', abnormal.spec.assignedDiagnosers);
     let status: AbnormalStatus = { ...abnormal.status };
-    const reasons = missing.map((ref) => `${refName(ref)}: not registered`);
+    const reasons = missing.map(notRegistered);
     for (const processor of processors) {
       const outcome = await this.run(processor, { ...abnormal, status });
       if (outcome.ok) status = merge(status, outcome);
@@ -119,7 +120,7 @@ export class Pipeline {
         const next: Phase = abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering';
         return this.commit(abnormal, { ...status, phase: next }, 'Identified', message);
       }
-      reasons.push(`${refName(processor.ref)}: ${outcome.ok ? `not identified${outcome.message ? ` (${outcome.message})` : ''}` : `${outcome.reason}: ${outcome.message}`}`);
+      reasons.push(`${refName(processor.ref)}: ${outcome.ok ? `not identified${outcome.message ? ` (${outcome.message})` : ''}` : failed(outcome)}`);
     }
     const message = processors.length + missing.length === 0 ? 'no diagnoser is registered' : `no diagnoser identified the fault: ${reasons.join('; ')}`;
     status = this.condition({ ...status, identifiable: false }, 'Identified', 'False', 'NotIdentified', message);
@@ -139,7 +140,7 @@ export class Pipeline {
     const tried = new Set(log.map((attempt) => attempt.recoverer));
     const next = processors.find((p) => !tried.has(refName(p.ref)));
     if (!next) {
-      const reasons = [...missing.map((ref) => `${refName(ref)}: not registered`), ...log.map((a) => `${a.recoverer}: ${a.message ?? a.result}`)];
+      const reasons = [...missing.map(notRegistered), ...log.map((a) => `${a.recoverer}: ${a.message ?? a.result}`)];
       const message = reasons.length === 0 ? 'no recoverer is registered' : `no recoverer recovered the fault: ${reasons.join('; ')}`;
       const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', 'NotRecovered', message);
       return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotRecovered', message }, 'NotRecovered', message, 'Warning');
@@ -149,15 +150,17 @@ export class Pipeline {
     const attempt: RecoveryAttempt = { recoverer: refName(next.ref), startedAt: toRFC3339(this.now()) };
     let status = withRecoveryLog({ ...abnormal.status, recoverer: next.ref }, [...log, attempt]);
     status = this.condition(status, 'Recovered', 'Unknown', 'RecovererRunning', `calling ${attempt.recoverer}`);
-    const recorded = await this.commit(abnormal, status);
-    if (!recorded || recorded.status?.phase !== 'Recovering') return recorded;
+    // On a conflict this write is not reapplied: whoever changed the object may have recorded a call
+    // of their own, so the step starts over from what the store now says.
+    const recorded = await this.commit(abnormal, status, undefined, undefined, 'Normal', false);
+    if (!recorded || !isDeepStrictEqual(recoveryLog(recorded.status), [...log, attempt])) return recorded;
 
     const outcome = await this.run(next, recorded);
     status = outcome.ok ? merge({ ...recorded.status }, outcome) : { ...recorded.status };
     const done: RecoveryAttempt = {
       ...attempt,
       result: outcome.ok ? (outcome.recovered ? 'Recovered' : 'NotRecovered') : 'Failed',
-      message: outcome.ok ? (outcome.message ?? (outcome.recovered ? 'recovered' : 'not recovered')) : `${outcome.reason}: ${outcome.message}`,
+      message: outcome.ok ? (outcome.message ?? (outcome.recovered ? 'recovered' : 'not recovered')) : failed(outcome),
     };
     status = withRecoveryLog(status, [...log, done]);
     if (outcome.ok && outcome.recovered) {
@@ -193,9 +196,13 @@ export class Pipeline {
   /**
    * Write `status` (fitted to the API's limits). On a conflict — someone changed the object, most
    * likely its spec or labels — write the same status onto the fresh object, as status is the agent's
-   * alone; give up if the fresh object has moved to another phase. A phase change gets an Event.
+   * alone (unless `reapply` is false); give up, returning the fresh object, if it has moved to another
+   * phase. A phase change gets an Event.
    */
-  private async commit(abnormal: Abnormal, status: AbnormalStatus, reason?: string, message?: string, type: 'Normal' | 'Warning' = 'Normal'): Promise<Abnormal | undefined> {
+  private async commit(
+    abnormal: Abnormal, status: AbnormalStatus, reason?: string, message?: string,
+    type: 'Normal' | 'Warning' = 'Normal', reapply = true,
+  ): Promise<Abnormal | undefined> {
     const from = abnormal.status?.phase;
     const to = status.phase;
     if (to !== from && (to === undefined || !canTransition(from, to))) throw new Error(`bug: illegal phase transition ${from} → ${to}`);
@@ -211,13 +218,16 @@ export class Pipeline {
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt >= 5) throw err;
         current = await this.opts.store.get(`${abnormal.metadata?.namespace ?? ''}/${abnormal.metadata?.name ?? ''}`);
-        if (!current || current.status?.phase !== from) return current;
+        if (!current || !reapply || current.status?.phase !== from) return current;
       }
     }
   }
 }
 
 class StepInterrupted extends Error {}
+
+const notRegistered = (ref: ProcessorRef) => `${refName(ref)}: not registered`;
+const failed = (outcome: Outcome & { ok: false }) => `${outcome.reason}: ${outcome.message}`;
 
 function merge(status: AbnormalStatus, outcome: Outcome & { ok: true }): AbnormalStatus {
   const out = { ...status };

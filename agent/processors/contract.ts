@@ -9,7 +9,9 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.generated.js';
 import { ValidationError, validateAbnormalStatus } from '../api/validate.js';
 import { fitText } from '../api/limits.js';
-import { LIMITS } from '../api/crds.js';
+import { AGENT_CONTEXT_PREFIX, LIMITS } from '../api/crds.js';
+
+export { AGENT_CONTEXT_PREFIX };
 
 export type ProcessorKind = 'InformationCollector' | 'Diagnoser' | 'Recoverer';
 export const PROCESSOR_KINDS: readonly ProcessorKind[] = ['InformationCollector', 'Diagnoser', 'Recoverer'];
@@ -17,8 +19,6 @@ export const PROCESSOR_KINDS: readonly ProcessorKind[] = ['InformationCollector'
 /** Built-in processors are referred to with this namespace, e.g. {namespace: builtin, name: node-facts}. */
 export const BUILTIN_NAMESPACE = 'builtin';
 
-/** status.context keys under this prefix are the pipeline's own records; processors may not write them. */
-export const AGENT_CONTEXT_PREFIX = 'nodemedic.io/';
 
 export type Outcome =
   | {

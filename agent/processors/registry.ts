@@ -36,10 +36,12 @@ export class ProcessorRegistry {
   async all(kind: ProcessorKind): Promise<Processor[]> {
     const builtins = this.builtins.filter((p) => p.kind === kind).sort((a, b) => byText(a.ref.name, b.ref.name));
     const registered: Processor[] = [];
+    const current = new Set<string>();
     for (const { kind: k, object } of await this.store.processors()) {
       if (k !== kind) continue;
       const ref = { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
       const id = `${kind}:${refName(ref)}`;
+      current.add(id);
       const spec = JSON.stringify(object.spec);
       let cached = this.http.get(id);
       if (!cached || cached.spec !== spec) {
@@ -48,6 +50,12 @@ export class ProcessorRegistry {
         this.http.set(id, cached);
       }
       registered.push(cached.processor);
+    }
+    for (const [id, { processor }] of this.http) {
+      if (id.startsWith(`${kind}:`) && !current.has(id)) {
+        void processor.close(); // unregistered: let its connections go
+        this.http.delete(id);
+      }
     }
     registered.sort((a, b) => byText(refName(a.ref), refName(b.ref)));
     return [...builtins, ...registered];

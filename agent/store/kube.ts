@@ -63,6 +63,11 @@ export class KubeStore implements AbnormalStore {
   }
 
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
+    // Processor registrations first: an Abnormal must not be worked on before they are known, or its
+    // assigned processors would look unregistered.
+    for (const kind of PROCESSOR_KINDS) this.processorInformers.set(kind, this.informer(PLURALS[kind]));
+    await Promise.all([...this.starters.values()].map((start) => start()));
+
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
     const mine = this.informer('abnormals', label);
     mine.on('add', (o) => onChange(keyOf(o as Abnormal)));
@@ -73,10 +78,8 @@ export class KubeStore implements AbnormalStore {
     unclaimed.on('add', claim);
     unclaimed.on('update', claim);
 
-    for (const kind of PROCESSOR_KINDS) this.processorInformers.set(kind, this.informer(PLURALS[kind]));
-
     // Each resolves once its first list is in and its watch is running.
-    await Promise.all([...this.starters.values()].map((start) => start()));
+    await Promise.all([mine, unclaimed].map((informer) => this.starters.get(informer)!()));
     this.synced = true;
     this.resync = setInterval(() => {
       for (const o of mine.list()) if (!isTerminal((o as Abnormal).status?.phase)) onChange(keyOf(o as Abnormal));

@@ -11,10 +11,12 @@ test('fitText keeps short text and cuts long text to the limit, with a note', ()
 });
 
 test('fitContext cuts the largest entries until the whole fits, keeping the rest', () => {
-  const context = { small: { a: 1 }, big: 'y'.repeat(600_000), medium: 'z'.repeat(100_000) };
+  const log = [{ recoverer: 'ns/fix', startedAt: '2026-11-23T07:00:00Z' }];
+  const context = { small: { a: 1 }, big: 'y'.repeat(600_000), medium: 'z'.repeat(100_000), 'nodemedic.io/recovery': log };
   const fitted = fitContext(context, 300_000);
   assert.ok(Buffer.byteLength(JSON.stringify(fitted)) <= 300_000);
   assert.deepEqual(fitted.small, { a: 1 });
+  assert.deepEqual(fitted['nodemedic.io/recovery'], log, 'the agent\'s own records are never cut');
   assert.equal(fitted.medium, context.medium);
   assert.match((fitted.big as { truncated: string }).truncated, /nodemedic kept \d+ of 600002 bytes/);
   assert.equal(context.big.length, 600_000, 'input not mutated');
