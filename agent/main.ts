@@ -8,6 +8,8 @@ import { parseAllDocuments } from 'yaml';
 import { startAgent } from './agent.js';
 import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
 import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
+import { DEFAULT_RULE_SETS } from './sources/default-rules.js';
+import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } from './sources/rules.js';
 
 type Command = { usage: string; summary: string; run(args: string[]): Promise<number> };
 
@@ -96,7 +98,60 @@ async function runAgent(args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * `rules test [FILE] [--rules RULES_FILE]...`: lines from FILE (or stdin) through the rules — the given
+ * rule files (NPD JSON or nodemedic YAML), else the default ones — printing what matched which rule.
+ */
+async function testRules(args: string[]): Promise<number> {
+  const ruleFiles: string[] = [];
+  const inputs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--rules') ruleFiles.push(args[++i] ?? '');
+    else inputs.push(args[i]!);
+  }
+  if (inputs.length > 1) {
+    console.error('nodemedic rules test: give at most one file of log lines (or none, for stdin)');
+    return 2;
+  }
+  let sets: RuleSet[];
+  try {
+    sets = ruleFiles.length > 0
+      ? await Promise.all(ruleFiles.map(async (f) => parseRuleSet(await readFile(f, 'utf8'), f)))
+      : DEFAULT_RULE_SETS.map((spec) => compileRuleSet(spec, `default ${spec.source} rules`));
+  } catch (err) {
+    if (!(err instanceof RuleError) && (err as NodeJS.ErrnoException).code === undefined) throw err;
+    console.error(`nodemedic rules test: ${(err as Error).message}`);
+    return 2;
+  }
+  const matchers = sets.map((set) => new LogMatcher(set));
+  const text = inputs[0] ? await readFile(inputs[0], 'utf8') : await readStdin();
+  let lineNumber = 0;
+  let matched = 0;
+  for (const line of text.replace(/\n$/, '').split('\n')) {
+    lineNumber++;
+    for (const matcher of matchers) {
+      for (const match of matcher.push(line)) {
+        matched++;
+        const { rule } = match;
+        const kind = [rule.type ?? 'temporary', rule.condition].filter(Boolean).join(', ');
+        console.log(`line ${lineNumber}: ${matcher.ruleSet.source}/${rule.reason} (${kind})\n  ${match.text.replace(/\n/g, '\n  ')}`);
+      }
+    }
+  }
+  console.log(`${lineNumber} line(s), ${matched} match(es) against ${sets.map((s) => `${s.source} (${s.rules.length} rules)`).join(', ')}`);
+  return 0;
+}
+
 const COMMANDS: Record<string, Command> = {
+  rules: {
+    usage: 'rules test [FILE] [--rules RULES]',
+    summary: 'run log lines (FILE or stdin) through the rules (RULES files, NPD or nodemedic format; default: built-in)',
+    run: async ([sub, ...rest]) => {
+      if (sub === 'test') return testRules(rest);
+      console.error('nodemedic rules: the subcommand is `test`');
+      return 2;
+    },
+  },
   agent: {
     usage: 'agent [FLAGS]',
     summary: 'run the daemon (`nodemedic agent --help` for its flags)',

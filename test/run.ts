@@ -21,6 +21,7 @@ const SUITES: Record<string, string[]> = {
     'test/unit/queue.test.ts',
     'test/unit/limits.test.ts',
     'test/unit/config.test.ts',
+    'test/unit/rules.test.ts',
   ],
   integration: [
     'test/integration/crds.test.ts',

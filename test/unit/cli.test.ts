@@ -53,3 +53,18 @@ kind: Pod
   assert.match(r.stderr, /-#3: not YAML/);
   assert.match(r.stderr, /no\/such\/file\.yaml: cannot read: ENOENT/);
 });
+
+test('rules test shows which line matched which rule', () => {
+  const lines = 'hello\nINFO: task kworker/u16:3:2811 blocked for more than 122 seconds.\nEXT4-fs (sda1): Remounting filesystem read-only\n';
+  const r = nodemedic(['rules', 'test'], lines);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /line 2: kernel\/TaskHung \(temporary\)\n {2}INFO: task kworker/);
+  assert.match(r.stdout, /line 3: kernel\/FilesystemIsReadOnly \(permanent, ReadonlyFilesystem\)/);
+  assert.match(r.stdout, /3 line\(s\), 2 match\(es\)/);
+});
+
+test('rules test refuses a dangerous rule file, naming the rule', () => {
+  const r = nodemedic(['rules', 'test', '--rules', '/dev/stdin', '/dev/null'], '{"plugin":"kmsg","rules":[{"reason":"Slow","pattern":"(a+)+b"}]}');
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /rules\[0\] \(Slow\): pattern has a quantified group containing a quantifier/);
+});
