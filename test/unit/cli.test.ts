@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from '../../scripts/gen-api.js';
@@ -64,7 +65,9 @@ test('rules test shows which line matched which rule', () => {
 });
 
 test('rules test refuses a dangerous rule file, naming the rule', () => {
-  const r = nodemedic(['rules', 'test', '--rules', '/dev/stdin', '/dev/null'], '{"plugin":"kmsg","rules":[{"reason":"Slow","pattern":"(a+)+b"}]}');
+  const rules = path.join(mkdtempSync(path.join(tmpdir(), 'nm-rules-')), 'slow.json');
+  writeFileSync(rules, '{"plugin":"kmsg","rules":[{"reason":"Slow","pattern":"(a+)+b"}]}');
+  const r = nodemedic(['rules', 'test', '--rules', rules, '/dev/null']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /rules\[0\] \(Slow\): pattern has a quantified group containing a quantifier/);
 });
