@@ -7,6 +7,9 @@ import { BUILTINS } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
+import { logSources } from './sources/sources.js';
+import type { SymptomSource } from './sources/log-source.js';
+import { SymptomSink } from './sources/sink.js';
 import { FileStore } from './store/file.js';
 import { KubeStore } from './store/kube.js';
 import type { AbnormalStore } from './store/store.js';
@@ -14,6 +17,7 @@ import type { AbnormalStore } from './store/store.js';
 export type RunningAgent = {
   pipeline: Pipeline;
   store: AbnormalStore;
+  sink: SymptomSink;
   /** The port the HTTP server listens on (useful when the configuration said port 0). */
   port: number;
   /** Finish the steps in flight, then stop; with `abort`, cancel processor calls in flight instead. */
@@ -36,12 +40,29 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log });
   const server = await startServer({ listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log });
   await pipeline.start();
-  log.info({ store: config.store, listen: `${config.listen.replace(/:\d+$/, '')}:${server.port}` }, 'agent started');
+
+  // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
+  // and left out; the agent goes on with the others.
+  const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
+  sink.start();
+  const sources: SymptomSource[] = [];
+  for (const source of await logSources(config, log)) {
+    try {
+      await source.start((symptom) => sink.accept(symptom));
+      sources.push(source);
+    } catch (err) {
+      log.error({ source: source.name, err: (err as Error).message }, 'source failed to start; running without it');
+    }
+  }
+  log.info({ store: config.store, sources: sources.map((s) => s.name), listen: `${config.listen.replace(/:\d+$/, '')}:${server.port}` }, 'agent started');
   return {
     pipeline,
     store,
+    sink,
     port: server.port,
     async stop(abort = false) {
+      await Promise.all(sources.map((s) => s.stop()));
+      await sink.stop(); // what was seen is written before the agent goes
       await pipeline.stop(abort);
       await Promise.all([server.close(), store.stop(), registry.close()]);
       log.info('agent stopped');
@@ -57,5 +78,5 @@ function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Abnorm
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromDefault();
   }
-  return new KubeStore({ kc, nodeName: config.nodeName, log, resyncSeconds: config.resyncSeconds });
+  return new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, log, resyncSeconds: config.resyncSeconds });
 }

@@ -15,6 +15,8 @@ export const ConfigSchema = z.strictObject({
   store: z.enum(['kube', 'file']),
   /** The file store's directory. */
   stateDir: z.string().min(1),
+  /** Where the symptom sources create Abnormals (kube store). */
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').max(63),
   /** The kube store's kubeconfig; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
   /** How many Abnormals are worked on at once. */
@@ -30,6 +32,23 @@ export const ConfigSchema = z.strictObject({
   /** Every Abnormal not yet finished is looked at again this often, whatever the watch says. */
   resyncSeconds: z.number().int().min(5).max(86_400),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+  /** Which logs are watched, and with which rules. */
+  sources: z.strictObject({
+    /** The built-in kernel rules on /dev/kmsg (agent/sources/default-rules.ts). */
+    defaultRules: z.boolean(),
+    /** Rule files, NPD JSON or nodemedic YAML; each file's plugin and logPath say what it reads. */
+    ruleFiles: z.array(z.string().min(1)),
+    /** Read with the kernel rules when /dev/kmsg cannot be opened; "" for none. */
+    kernelLogFallback: z.string(),
+  }),
+  /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
+  symptoms: z.strictObject({
+    flushSeconds: z.number().min(0.1).max(300),
+    cooldownSeconds: z.number().int().min(0).max(86_400),
+    createBurst: z.number().int().min(1).max(1000),
+    createPerMinute: z.number().min(0.1).max(6000),
+    maxTracked: z.number().int().min(10).max(1_000_000),
+  }),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -37,6 +56,7 @@ export type Config = z.infer<typeof ConfigSchema>;
 export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   store: 'file',
   stateDir: '/var/lib/nodemedic',
+  namespace: 'nodemedic-system',
   concurrency: 4,
   listen: '127.0.0.1:9095',
   serveRecoverers: false,
@@ -44,6 +64,8 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   maxReplyBytes: 1024 * 1024,
   resyncSeconds: 300,
   logLevel: 'info',
+  sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log' },
+  symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
 };
 
 /** Flag, environment variable and type of every key that can be set outside the file. */
@@ -52,6 +74,7 @@ const OVERRIDES = {
   store: { flag: 'store', env: 'NODEMEDIC_STORE', type: 'string' },
   stateDir: { flag: 'state-dir', env: 'NODEMEDIC_STATE_DIR', type: 'string' },
   kubeconfig: { flag: 'kubeconfig', env: 'NODEMEDIC_KUBECONFIG', type: 'string' },
+  namespace: { flag: 'namespace', env: 'POD_NAMESPACE', type: 'string' },
   concurrency: { flag: 'concurrency', env: 'NODEMEDIC_CONCURRENCY', type: 'number' },
   listen: { flag: 'listen', env: 'NODEMEDIC_LISTEN', type: 'string' },
   logLevel: { flag: 'log-level', env: 'NODEMEDIC_LOG_LEVEL', type: 'string' },
@@ -65,11 +88,16 @@ export class ConfigError extends Error {
 }
 
 export const CONFIG_FLAGS_HELP = `  --config FILE        YAML configuration file (keys: ${Object.keys(ConfigSchema.shape).join(', ')})
+  --no-default-rules   do not watch /dev/kmsg with the built-in kernel rules (sources.defaultRules: false)
 ${Object.entries(OVERRIDES).map(([key, o]) => `  --${o.flag.padEnd(19)}${key}; environment ${o.env}`).join('\n')}`;
 
 /** The configuration from `args` (the agent's flags), `env` and the file --config names. */
 export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  const options = Object.fromEntries([['config', { type: 'string' }], ...Object.values(OVERRIDES).map((o) => [o.flag, { type: 'string' }])]);
+  const options = Object.fromEntries([
+    ['config', { type: 'string' }],
+    ['no-default-rules', { type: 'boolean' }],
+    ...Object.values(OVERRIDES).map((o) => [o.flag, { type: 'string' }]),
+  ]);
   let flags: Record<string, string | undefined>;
   try {
     flags = parseArgs({ args, options: options as never, strict: true, allowPositionals: false }).values as Record<string, string | undefined>;
@@ -88,6 +116,11 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
   }
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
+  // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
+  for (const section of ['sources', 'symptoms'] as const) {
+    if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
+  }
+  if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };
   const problems: string[] = [];
   for (const [key, o] of Object.entries(OVERRIDES)) {
     const [raw, from] = flags[o.flag] !== undefined ? [flags[o.flag], `--${o.flag}`] : env[o.env] ? [env[o.env], o.env] : [undefined, ''];
@@ -112,3 +145,5 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
   if (problems.length > 0) throw new ConfigError(problems);
   return result.data!;
 }
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

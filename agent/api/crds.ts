@@ -13,6 +13,9 @@ export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 /** `kubectl get nodemedic` lists every kind of this API. */
 export const CATEGORY = 'nodemedic';
+/** Labels: the node an Abnormal is for (what each agent watches), and the symptom's fingerprint. */
+export const NODE_LABEL = `${GROUP}/node`;
+export const FINGERPRINT_LABEL = `${GROUP}/fingerprint`;
 /** status.context keys under this prefix are the agent's own records; processors may not write them. */
 export const AGENT_CONTEXT_PREFIX = `${GROUP}/`;
 
@@ -203,6 +206,17 @@ const abnormalSpec: Schema = {
     nodeProbe,
     podProbe,
     context: freeForm('Free-form input for the processors.'),
+    occurrences: {
+      type: 'object',
+      title: 'Occurrences',
+      description: 'Set by the symptom sources: how often this symptom was seen while the Abnormal was open or cooling down.',
+      required: ['count'],
+      properties: {
+        count: { type: 'integer', minimum: 1, description: 'Times seen, the first included.' },
+        firstSeen: time('When it was first seen.'),
+        lastSeen: time('When it was last seen.'),
+      },
+    },
     skipDiagnosis: {
       type: 'boolean',
       description: 'Skip the diagnosers. Recoverers that need a confirmed diagnosis (all that kill, delete or restart) then refuse to act.',
@@ -359,6 +373,7 @@ export const abnormalCRD = crd({
     { name: 'Source', type: 'string', jsonPath: '.spec.source' },
     { name: 'Phase', type: 'string', jsonPath: '.status.phase' },
     { name: 'Reason', type: 'string', jsonPath: '.status.reason' },
+    { name: 'Count', type: 'integer', jsonPath: '.spec.occurrences.count' },
     age,
     { name: 'Diagnoser', type: 'string', jsonPath: '.status.diagnoser.name', priority: 1 },
     { name: 'Recoverer', type: 'string', jsonPath: '.status.recoverer.name', priority: 1 },

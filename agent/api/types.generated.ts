@@ -35,6 +35,7 @@ export interface AbnormalSpec {
    * Free-form input for the processors.
    */
   context?: {[key: string]: unknown};
+  occurrences?: Occurrences;
   /**
    * Skip the diagnosers. Recoverers that need a confirmed diagnosis (all that kill, delete or restart) then refuse to act.
    */
@@ -201,6 +202,23 @@ export interface PodProbe {
    * Seconds before the probe counts as failed. Defaults to 1.
    */
   timeoutSeconds?: number;
+}
+/**
+ * Set by the symptom sources: how often this symptom was seen while the Abnormal was open or cooling down.
+ */
+export interface Occurrences {
+  /**
+   * Times seen, the first included.
+   */
+  count: number;
+  /**
+   * When it was first seen.
+   */
+  firstSeen?: string;
+  /**
+   * When it was last seen.
+   */
+  lastSeen?: string;
 }
 /**
  * Names an InformationCollector, Diagnoser or Recoverer object.

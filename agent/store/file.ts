@@ -11,15 +11,17 @@
 // Writes are atomic (write a temporary file, fsync, rename, fsync the directory), so a crash leaves
 // either the old file or the new one. The resourceVersion of an Abnormal is the hash of its file, so a
 // person editing the file while the agent works is a conflict, never a lost edit.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { appendFile, mkdir, open, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseAllDocuments, parseDocument } from 'yaml';
-import type { Abnormal, AbnormalStatus } from '../api/types.generated.js';
+import { parseAllDocuments, parseDocument, stringify } from 'yaml';
+import type { Abnormal, AbnormalStatus, Occurrences } from '../api/types.generated.js';
+import { FINGERPRINT_LABEL } from '../api/crds.js';
 import { ValidationError, validateAbnormal, validateProcessor } from '../api/validate.js';
 import { toRFC3339 } from '../api/phase.js';
+import { atomicWrite } from '../atomic-write.js';
 import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
 import { ConflictError, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
 
@@ -60,7 +62,36 @@ export class FileStore implements AbnormalStore {
     return file ? (await this.load(file))?.abnormal : undefined;
   }
 
-  async writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
+  writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
+    return this.rewrite(abnormal, ['status'], status);
+  }
+
+  writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal> {
+    return this.rewrite(abnormal, ['spec', 'occurrences'], occurrences);
+  }
+
+  async create(abnormal: Abnormal): Promise<Abnormal> {
+    const name = abnormal.metadata?.name ?? `${abnormal.metadata?.generateName ?? 'abnormal-'}${randomBytes(3).toString('hex')}`;
+    const namespace = abnormal.metadata?.namespace ?? 'default';
+    const { generateName: _, ...metadata } = { ...abnormal.metadata, name, namespace };
+    const text = `# Created by nodemedic from a symptom.\n${stringify({ ...abnormal, metadata }, { lineWidth: 0 })}`;
+    const file = `${name}.yaml`;
+    await atomicWrite(path.join(this.abnormalsDir, file), text);
+    this.files.set(`${namespace}/${name}`, file);
+    return { ...abnormal, metadata: { ...metadata, resourceVersion: hash(text) } };
+  }
+
+  async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
+    const found: Abnormal[] = [];
+    for (const key of this.files.keys()) {
+      const abnormal = await this.get(key);
+      if (abnormal?.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint) found.push(abnormal);
+    }
+    return found;
+  }
+
+  /** Replace the value at `at` in the Abnormal's file, compare-and-swap on the file's hash. */
+  private async rewrite(abnormal: Abnormal, at: string[], value: unknown): Promise<Abnormal> {
     const key = `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`;
     const file = this.files.get(key);
     if (!file) throw new ConflictError(key);
@@ -69,14 +100,18 @@ export class FileStore implements AbnormalStore {
     if (hash(text) !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);
     let next: string;
     if (file.endsWith('.json')) {
-      next = `${JSON.stringify({ ...JSON.parse(text), status }, null, 2)}\n`;
+      const object = JSON.parse(text) as Record<string, Record<string, unknown>>;
+      if (at.length === 1) object[at[0]!] = value as Record<string, unknown>;
+      else object[at[0]!] = { ...object[at[0]!], [at[1]!]: value };
+      next = `${JSON.stringify(object, null, 2)}\n`;
     } else {
       const doc = parseDocument(text);
-      doc.set('status', doc.createNode(status));
+      doc.setIn(at, doc.createNode(value));
       next = doc.toString({ lineWidth: 0 });
     }
     await atomicWrite(full, next);
-    return { ...abnormal, status, metadata: { ...abnormal.metadata, resourceVersion: hash(next) } };
+    const written = parseDocument(next).toJS() as Abnormal;
+    return { ...written, metadata: { ...abnormal.metadata, resourceVersion: hash(next) } };
   }
 
   async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
@@ -189,22 +224,3 @@ export class FileStore implements AbnormalStore {
 }
 
 const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
-
-async function atomicWrite(file: string, text: string): Promise<void> {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  const handle = await open(tmp, 'w', 0o644);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, file);
-  const dirHandle = await open(dir, 'r');
-  try {
-    await dirHandle.sync();
-  } finally {
-    await dirHandle.close();
-  }
-}

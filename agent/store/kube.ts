@@ -21,13 +21,13 @@ import {
   type ObjectCache,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION } from '../api/crds.js';
+import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, VERSION } from '../api/crds.js';
 import { isTerminal } from '../api/phase.js';
-import type { Abnormal, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
+import type { Abnormal, AbnormalStatus, Occurrences, Processor as ProcessorObject } from '../api/types.generated.js';
 import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
 import { ConflictError, keyOf, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
 
-export const NODE_LABEL = 'nodemedic.io/node';
+export { NODE_LABEL };
 const PLURALS: Record<ProcessorKind, string> = {
   InformationCollector: 'informationcollectors',
   Diagnoser: 'diagnosers',
@@ -43,17 +43,25 @@ export function nodeLabelValue(nodeName: string): string {
 
 type CachingInformer = Informer<KubernetesObject> & ObjectCache<KubernetesObject>;
 
-export type KubeStoreOptions = { kc: KubeConfig; nodeName: string; log: Logger; resyncSeconds: number };
+export type KubeStoreOptions = {
+  kc: KubeConfig;
+  nodeName: string;
+  /** Where Abnormals made by the symptom sources are created. */
+  namespace: string;
+  log: Logger;
+  resyncSeconds: number;
+};
 
 export class KubeStore implements AbnormalStore {
   synced = false;
   /** API writes this store made, by kind (for the figures in the README and, later, metrics). */
-  readonly writes = { status: 0, claim: 0, event: 0 };
+  readonly writes = { status: 0, claim: 0, event: 0, create: 0, occurrences: 0 };
   private readonly api: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly informers: CachingInformer[] = [];
   private readonly processorInformers = new Map<ProcessorKind, CachingInformer>();
   private readonly starters = new Map<Informer<KubernetesObject>, () => Promise<void>>();
+  private mine?: CachingInformer;
   private resync?: NodeJS.Timeout;
   private stopped = false;
 
@@ -69,7 +77,7 @@ export class KubeStore implements AbnormalStore {
     await Promise.all([...this.starters.values()].map((start) => start()));
 
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
-    const mine = this.informer('abnormals', label);
+    const mine = (this.mine = this.informer('abnormals', label));
     mine.on('add', (o) => onChange(keyOf(o as Abnormal)));
     mine.on('update', (o) => onChange(keyOf(o as Abnormal)));
 
@@ -105,6 +113,33 @@ export class KubeStore implements AbnormalStore {
       })) as Abnormal;
     } catch (err) {
       // 409: changed since read; 404: deleted meanwhile. Either way: read again and decide again.
+      if (err instanceof ApiException && (err.code === 409 || err.code === 404)) throw new ConflictError(keyOf(abnormal));
+      throw err;
+    }
+  }
+
+  async create(abnormal: Abnormal): Promise<Abnormal> {
+    const namespace = abnormal.metadata?.namespace ?? this.opts.namespace;
+    const body: Abnormal = {
+      ...abnormal,
+      metadata: { ...abnormal.metadata, namespace, labels: { ...abnormal.metadata?.labels, [NODE_LABEL]: nodeLabelValue(this.opts.nodeName) } },
+    };
+    this.writes.create++;
+    return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'abnormals', body })) as Abnormal;
+  }
+
+  async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
+    return ((this.mine?.list() ?? []) as Abnormal[]).filter((a) => a.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint);
+  }
+
+  async writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal> {
+    const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
+    this.writes.occurrences++;
+    try {
+      return (await this.api.replaceNamespacedCustomObject({
+        group: GROUP, version: VERSION, namespace, plural: 'abnormals', name, body: { ...abnormal, spec: { ...abnormal.spec, occurrences } },
+      })) as Abnormal;
+    } catch (err) {
       if (err instanceof ApiException && (err.code === 409 || err.code === 404)) throw new ConflictError(keyOf(abnormal));
       throw err;
     }

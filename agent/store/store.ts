@@ -1,7 +1,7 @@
 // The AbnormalStore: the only place an Abnormal lives. The pipeline reads an Abnormal back from the
 // store before each run and writes status through it, so a restart resumes where the last status write
 // left off. Two implementations: kube (custom resources) and file (the embedded default).
-import type { Abnormal, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
+import type { Abnormal, AbnormalStatus, Occurrences, Processor as ProcessorObject } from '../api/types.generated.js';
 import type { ProcessorKind } from '../processors/contract.js';
 
 /** namespace/name for kube; the file name for the file store. */
@@ -37,6 +37,15 @@ export interface AbnormalStore {
    * newer than `abnormal`. Resolves to the stored object after the write.
    */
   writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal>;
+  /**
+   * Create an Abnormal for this node (the symptom sources do). metadata.generateName gives the name a
+   * unique suffix. Resolves to the stored object.
+   */
+  create(abnormal: Abnormal): Promise<Abnormal>;
+  /** This node's Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL), as last seen by the store. */
+  findByFingerprint(fingerprint: string): Promise<Abnormal[]>;
+  /** Replace spec.occurrences, compare-and-swap like writeStatus. */
+  writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal>;
   /** Record a line in the Abnormal's story (kubectl describe). Never throws: a lost event loses no state. */
   recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void>;
   /** The HTTP processors registered for this store (InformationCollector / Diagnoser / Recoverer objects). */

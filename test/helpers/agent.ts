@@ -15,13 +15,18 @@ export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
-  const config: Config = { ...DEFAULTS, nodeName, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', resyncSeconds: 30, ...overrides };
+  const config: Config = {
+    ...DEFAULTS, nodeName, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', resyncSeconds: 30,
+    // Other test files write to the kernel log; only the tests about log sources watch it.
+    sources: { ...DEFAULTS.sources, defaultRules: false },
+    ...overrides,
+  };
   return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });
 }
 
 /** `nodemedic agent ARGS` as a child process, its output appended to `logFile`. */
 export function spawnAgent(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess & { exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...args], {
+  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', '--no-default-rules', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -13,7 +13,7 @@ import { RECOVERY_LOG } from '../../agent/pipeline/pipeline.js';
 import { NODE_LABEL } from '../../agent/store/kube.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import { makeCertificates } from '../cluster/cluster.js';
-import { finished, ref, registerProcessor, startKubeAgent } from '../helpers/agent.js';
+import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
@@ -89,7 +89,11 @@ test('the happy path: collected, identified, recovered, with conditions, evidenc
   assert.deepEqual(log.map((a) => [a.recoverer, a.result]), [[`${ns}/fix`, 'Recovered']]);
 
   // The story, as `kubectl describe ab happy` shows it.
-  const events = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=happy' });
+  // The Event of the last phase change is recorded just after its status write: wait for it.
+  const events = await waitFor('four events', async () => {
+    const list = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=happy' });
+    return list.items.length >= 4 ? list : undefined;
+  });
   const story = events.items.sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion));
   assert.deepEqual(story.map((e) => e.reason), ['Accepted', 'Collected', 'Identified', 'Recovered']);
   assert.match(story[3]?.message ?? '', /Recovering → Succeeded/);

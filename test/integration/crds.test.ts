@@ -28,19 +28,19 @@ test('the CRDs are established with their names, short name and category', async
   }
 });
 
-test('kubectl get ab shows Node, Source, Phase, Reason, Age; -o wide adds Diagnoser and Recoverer', async () => {
-  const created = await createAbnormal(abnormal('shown', ns, { nodeName: 'node-7', source: 'Log', log: { logEntry: 'x' } }));
+test('kubectl get ab shows Node, Source, Phase, Reason, Count, Age; -o wide adds Diagnoser and Recoverer', async () => {
+  const created = await createAbnormal(abnormal('shown', ns, { nodeName: 'node-7', source: 'Log', log: { logEntry: 'x' }, occurrences: { count: 3 } }));
   await customObjects().replaceNamespacedCustomObjectStatus({
     group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name: 'shown',
     body: { ...created, status: { phase: 'Recovering', reason: 'ShimDeadlocked', diagnoser: { namespace: 'nodemedic-system', name: 'shim-deadlock' } } },
   });
   const [header, row] = table(await kubectl('get', 'ab', '-n', ns));
-  assert.deepEqual(header, ['NAME', 'NODE', 'SOURCE', 'PHASE', 'REASON', 'AGE']);
-  assert.deepEqual(row?.slice(0, 5), ['shown', 'node-7', 'Log', 'Recovering', 'ShimDeadlocked']);
+  assert.deepEqual(header, ['NAME', 'NODE', 'SOURCE', 'PHASE', 'REASON', 'COUNT', 'AGE']);
+  assert.deepEqual(row?.slice(0, 6), ['shown', 'node-7', 'Log', 'Recovering', 'ShimDeadlocked', '3']);
   const [wideHeader, wideRow] = table(await kubectl('get', 'ab', '-n', ns, '-o', 'wide'));
-  assert.deepEqual(wideHeader, ['NAME', 'NODE', 'SOURCE', 'PHASE', 'REASON', 'AGE', 'DIAGNOSER', 'RECOVERER']);
-  assert.equal(wideRow?.[6], 'shim-deadlock');
-  assert.equal(wideRow?.[7], undefined, 'no recoverer yet: the column is empty');
+  assert.deepEqual(wideHeader, ['NAME', 'NODE', 'SOURCE', 'PHASE', 'REASON', 'COUNT', 'AGE', 'DIAGNOSER', 'RECOVERER']);
+  assert.equal(wideRow?.[7], 'shim-deadlock');
+  assert.equal(wideRow?.[8], undefined, 'no recoverer yet: the column is empty');
 });
 
 test('kubectl get nodemedic lists all four kinds', async () => {

@@ -1,0 +1,23 @@
+// Writing a file so that a crash leaves the old content or the new, never a mix: write a temporary
+// file beside it, fsync it, rename it over the old one, fsync the directory.
+import { open, rename } from 'node:fs/promises';
+import path from 'node:path';
+
+export async function atomicWrite(file: string, text: string): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  const handle = await open(tmp, 'w', 0o644);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(tmp, file);
+  const dirHandle = await open(dir, 'r');
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}

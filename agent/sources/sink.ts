@@ -1,0 +1,213 @@
+// Between the sources and the store: dedup and flood control. A flood of symptoms must never flood the
+// apiserver, and no symptom is dropped silently.
+//   - Each symptom has a fingerprint: source + node + reason + subject (the involved object, the alert).
+//   - A repeat while the fingerprint's Abnormal is open, or within `cooldownSeconds` after it ended, adds
+//     to that Abnormal's spec.occurrences (count, lastSeen) instead of creating another. Repeats are
+//     counted in memory and written at most once per `flushSeconds` per fingerprint, so 100,000
+//     identical lines cost one create and a few updates.
+//   - Creation is rate limited per node (a token bucket). A symptom waiting for a token stays counted
+//     here and is created when one frees up.
+//   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { FINGERPRINT_LABEL } from '../api/crds.js';
+import { isTerminal, toRFC3339 } from '../api/phase.js';
+import type { Abnormal, AbnormalSpec } from '../api/types.generated.js';
+import { ConflictError, keyOf, type AbnormalStore } from '../store/store.js';
+
+export type Symptom = {
+  source: AbnormalSpec['source'];
+  /** CamelCase, e.g. the rule's reason. */
+  reason: string;
+  /** What else makes two symptoms the same, e.g. "Pod default/web-0"; absent for node-wide ones. */
+  subject?: string;
+  /** The detail fields of the Abnormal: log, kubernetesEvent, prometheusAlert, nodeProbe, context, ... */
+  detail: Partial<AbnormalSpec>;
+  seenAt: Date;
+};
+
+export type SinkOptions = {
+  store: AbnormalStore;
+  nodeName: string;
+  log: Logger;
+  flushSeconds: number;
+  cooldownSeconds: number;
+  createBurst: number;
+  createPerMinute: number;
+  /** Fingerprints tracked at most; symptoms of new ones beyond it are counted and reported, not kept. */
+  maxTracked: number;
+};
+
+type Entry = {
+  fingerprint: string;
+  first: Symptom;
+  /** Seen but not yet written. */
+  pending: number;
+  firstSeen: Date;
+  lastSeen: Date;
+  /** The Abnormal these symptoms count on, as last written or read. */
+  abnormal?: Abnormal;
+  /** Looked for an existing Abnormal with this fingerprint (after a restart) already. */
+  searched: boolean;
+};
+
+export class SymptomSink {
+  private readonly entries = new Map<string, Entry>();
+  private tokens: number;
+  private lastRefill = Date.now();
+  private timer?: NodeJS.Timeout;
+  private flushing?: Promise<void>;
+  private soon = false;
+  /** For tests, metrics and the benchmark. */
+  readonly stats = { accepted: 0, created: 0, updated: 0, rateLimited: 0, untracked: 0 };
+
+  constructor(private readonly opts: SinkOptions) {
+    this.tokens = opts.createBurst;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.flush(), this.opts.flushSeconds * 1000);
+  }
+
+  /** Take a symptom. Never blocks, never throws: the store is written by flush(). */
+  accept(symptom: Symptom): void {
+    this.stats.accepted++;
+    const fingerprint = fingerprintOf(symptom, this.opts.nodeName);
+    let entry = this.entries.get(fingerprint);
+    if (!entry) {
+      if (this.entries.size >= this.opts.maxTracked) {
+        this.stats.untracked++;
+        this.opts.log.warn({ reason: symptom.reason, untracked: this.stats.untracked }, 'too many distinct symptoms at once; this one is counted but not kept');
+        return;
+      }
+      entry = { fingerprint, first: symptom, pending: 0, firstSeen: symptom.seenAt, lastSeen: symptom.seenAt, searched: false };
+      this.entries.set(fingerprint, entry);
+      this.flushSoon(); // a new symptom becomes an Abnormal now; repeats wait for the next flush
+    }
+    entry.pending++;
+    entry.lastSeen = symptom.seenAt;
+  }
+
+  /** Write what is pending, then stop. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush();
+  }
+
+  /** Write every pending count: one create or update per fingerprint. One flush runs at a time. */
+  async flush(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.flushing = (async () => {
+      for (const entry of [...this.entries.values()]) {
+        try {
+          await this.flushEntry(entry);
+        } catch (err) {
+          this.opts.log.warn({ err: (err as Error).message, reason: entry.first.reason }, 'could not write a symptom; it stays counted and is tried again');
+        }
+      }
+    })().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private flushSoon(): void {
+    if (this.soon) return;
+    this.soon = true;
+    setImmediate(() => {
+      this.soon = false;
+      void this.flush().then(() => {
+        // A flush already running when this one was asked for may have missed the newest entries.
+        if ([...this.entries.values()].some((e) => e.pending > 0 && !e.abnormal)) this.flushSoon();
+      });
+    });
+  }
+
+  private async flushEntry(entry: Entry): Promise<void> {
+    if (entry.pending === 0) {
+      if (this.expired(entry)) this.entries.delete(entry.fingerprint);
+      return;
+    }
+    if (!entry.abnormal && !entry.searched) {
+      entry.searched = true;
+      const found = await this.opts.store.findByFingerprint(entry.fingerprint);
+      entry.abnormal = found.find((a) => this.stillCounting(a));
+    }
+    if (entry.abnormal) {
+      const current = await this.opts.store.get(keyOf(entry.abnormal));
+      if (current && this.stillCounting(current)) return this.addTo(entry, current);
+      entry.abnormal = undefined; // gone, or ended longer ago than the cooldown: a new Abnormal
+    }
+    if (!this.takeToken()) {
+      this.stats.rateLimited++;
+      return; // stays pending; created when a token frees up
+    }
+    const pending = entry.pending;
+    const created = await this.opts.store.create(this.abnormalFor(entry, pending));
+    entry.pending -= pending;
+    entry.abnormal = created;
+    this.stats.created++;
+  }
+
+  private async addTo(entry: Entry, current: Abnormal): Promise<void> {
+    const pending = entry.pending;
+    const before = current.spec.occurrences;
+    try {
+      entry.abnormal = await this.opts.store.writeOccurrences(current, {
+        count: (before?.count ?? 1) + pending,
+        firstSeen: before?.firstSeen ?? toRFC3339(entry.firstSeen),
+        lastSeen: toRFC3339(entry.lastSeen),
+      });
+      entry.pending -= pending;
+      this.stats.updated++;
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err; // changed meanwhile: counted again at the next flush
+    }
+  }
+
+  private abnormalFor(entry: Entry, count: number): Abnormal {
+    const { first } = entry;
+    return {
+      apiVersion: 'nodemedic.io/v1alpha1',
+      kind: 'Abnormal',
+      metadata: {
+        generateName: `${this.opts.nodeName.slice(0, 30)}-${first.reason.toLowerCase().slice(0, 20)}-`,
+        labels: { [FINGERPRINT_LABEL]: entry.fingerprint },
+      },
+      spec: {
+        ...first.detail,
+        source: first.source,
+        nodeName: this.opts.nodeName,
+        occurrences: { count, firstSeen: toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
+      },
+    };
+  }
+
+  /** Open, or ended less than the cooldown ago. */
+  private stillCounting(abnormal: Abnormal): boolean {
+    if (!isTerminal(abnormal.status?.phase)) return true;
+    return Date.now() - endedAt(abnormal) < this.opts.cooldownSeconds * 1000;
+  }
+
+  /** Quiet for longer than the cooldown: forget it (memory stays bounded); a repeat finds its Abnormal by label. */
+  private expired(entry: Entry): boolean {
+    return Date.now() - entry.lastSeen.getTime() > this.opts.cooldownSeconds * 1000;
+  }
+
+  private takeToken(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.opts.createBurst, this.tokens + ((now - this.lastRefill) / 60_000) * this.opts.createPerMinute);
+    this.lastRefill = now;
+    if (this.tokens < 1) return false;
+    this.tokens--;
+    return true;
+  }
+}
+
+export function fingerprintOf(symptom: Pick<Symptom, 'source' | 'reason' | 'subject'>, nodeName: string): string {
+  return createHash('sha256').update([symptom.source, nodeName, symptom.reason, symptom.subject ?? ''].join('\u0000')).digest('hex').slice(0, 32);
+}
+
+/** When an Abnormal reached its terminal phase: its latest condition change, else its creation. */
+function endedAt(abnormal: Abnormal): number {
+  const times = (abnormal.status?.conditions ?? []).map((c) => Date.parse(c.lastTransitionTime ?? '')).filter(Number.isFinite);
+  return times.length > 0 ? Math.max(...times) : Date.parse(String(abnormal.metadata?.creationTimestamp ?? 0));
+}

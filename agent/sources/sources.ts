@@ -1,0 +1,53 @@
+// Which symptom sources run, from the configuration: the built-in kernel rules on /dev/kmsg (or a
+// kernel log file where /dev/kmsg cannot be read) and every configured rule file, each read by the
+// reader its plugin names. A source that cannot start is reported and the agent runs without it.
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { KERNEL_RULES } from './default-rules.js';
+import { FileReader } from './file-reader.js';
+import { KmsgReader } from './kmsg.js';
+import { LogSource, type LineReader, type SymptomSource } from './log-source.js';
+import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
+
+export async function logSources(config: Config, log: Logger): Promise<SymptomSource[]> {
+  const sets: RuleSet[] = [];
+  if (config.sources.defaultRules) sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
+  for (const file of config.sources.ruleFiles) {
+    try {
+      sets.push(parseRuleSet(await readFile(file, 'utf8'), file));
+    } catch (err) {
+      log.error({ file, err: (err as Error).message }, 'rule file refused; its source does not run');
+    }
+  }
+  const sources: SymptomSource[] = [];
+  for (const set of sets) {
+    const reader = await readerFor(set, config, log);
+    if (reader) sources.push(new LogSource(reader, set, log));
+  }
+  return sources;
+}
+
+async function readerFor(set: RuleSet, config: Config, log: Logger): Promise<LineReader | undefined> {
+  const stateDir = config.stateDir;
+  switch (set.plugin) {
+    case 'kmsg': {
+      const device = set.logPath || '/dev/kmsg';
+      const readable = await access(device, constants.R_OK).then(() => true, () => false);
+      if (readable) return new KmsgReader({ device, stateDir, log });
+      const fallback = config.sources.kernelLogFallback;
+      if (fallback && (await access(fallback, constants.R_OK).then(() => true, () => false))) {
+        log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
+        return new FileReader({ file: fallback, stateDir, log });
+      }
+      log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
+      return undefined;
+    }
+    case 'file':
+      return new FileReader({ file: set.logPath, stateDir, log });
+    case 'journald':
+      log.error({ source: set.source, unit: set.logPath }, 'journald sources are not supported yet; this rule set does not run');
+      return undefined;
+  }
+}
