@@ -18,6 +18,8 @@ export type RunningAgent = {
   pipeline: Pipeline;
   store: AbnormalStore;
   sink: SymptomSink;
+  /** The symptom sources that started. */
+  sources: SymptomSource[];
   /** The port the HTTP server listens on (useful when the configuration said port 0). */
   port: number;
   /** Finish the steps in flight, then stop; with `abort`, cancel processor calls in flight instead. */
@@ -59,6 +61,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     pipeline,
     store,
     sink,
+    sources,
     port: server.port,
     async stop(abort = false) {
       await Promise.all(sources.map((s) => s.stop()));
@@ -78,5 +81,7 @@ function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Abnorm
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromDefault();
   }
-  return new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, log, resyncSeconds: config.resyncSeconds });
+  return new KubeStore({
+    kc, nodeName: config.nodeName, namespace: config.namespace, processorNamespaces: config.processorNamespaces, log, resyncSeconds: config.resyncSeconds,
+  });
 }

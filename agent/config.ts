@@ -17,6 +17,12 @@ export const ConfigSchema = z.strictObject({
   stateDir: z.string().min(1),
   /** Where the symptom sources create Abnormals (kube store). */
   namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').max(63),
+  /**
+   * Namespaces whose InformationCollector / Diagnoser / Recoverer objects the agent trusts (kube store;
+   * "*" for all). Anyone who can create such an object there can make every agent call it with the
+   * node's Abnormals, and a Recoverer can act on the node, so by default only the agent's own.
+   */
+  processorNamespaces: z.array(z.string().min(1)).min(1),
   /** The kube store's kubeconfig; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
   /** How many Abnormals are worked on at once. */
@@ -57,6 +63,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   store: 'file',
   stateDir: '/var/lib/nodemedic',
   namespace: 'nodemedic-system',
+  processorNamespaces: ['nodemedic-system'],
   concurrency: 4,
   listen: '127.0.0.1:9095',
   serveRecoverers: false,

@@ -31,19 +31,22 @@ const SUITES: Record<string, string[]> = {
     'test/integration/agent-restart.test.ts',
     'test/integration/agent-apiserver-restart.test.ts',
     'test/integration/agent-file.test.ts',
+    'test/integration/sources-kmsg.test.ts',
   ],
 };
 
-const requested = process.argv.slice(2);
-for (const name of requested) {
-  if (!SUITES[name]) {
-    console.error(`unknown suite ${name}; choose from ${Object.keys(SUITES).join(', ')}`);
-    process.exit(2);
-  }
-}
+// Arguments: suite names (unit, integration), and/or parts of file names to run only those files,
+// e.g. `npm test -- integration kmsg`.
+const args = process.argv.slice(2);
+const requested = args.filter((a) => SUITES[a]);
+const only = args.filter((a) => !SUITES[a]);
 const suites = requested.length > 0 ? requested : Object.keys(SUITES);
 const compiled = (file: string) => path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-const files = suites.flatMap((s) => SUITES[s]!).map(compiled);
+const files = suites.flatMap((s) => SUITES[s]!).filter((f) => only.length === 0 || only.some((o) => f.includes(o))).map(compiled);
+if (files.length === 0) {
+  console.error(`no test file matches ${only.join(', ')}`);
+  process.exit(2);
+}
 
 let cluster: TestCluster | undefined;
 const counts = { passed: 0, failed: 0, skipped: 0 };

@@ -57,36 +57,44 @@ export class KmsgReader implements LineReader {
     const state = await readState<KmsgState>(this.stateFile);
     this.fd = openSync(this.where, constants.O_RDONLY | constants.O_NONBLOCK);
     if (state?.bootId === this.bootId) {
-      this.lastSeq = state.seq; // resume after it
+      this.lastSeq = state.seq;
+      this.opts.log.info({ device: this.where, afterSeq: state.seq }, 'kernel log: resuming where the last run stopped');
     } else if (!state) {
-      this.drain(() => {}); // first start on this node: skip to the end
+      this.drain(() => {});
+      this.opts.log.info({ device: this.where, atSeq: this.lastSeq }, 'kernel log: first start on this node, starting at the end');
+    } else {
+      this.opts.log.info({ device: this.where }, 'kernel log: a new boot, reading its log from the start');
     }
-    // else: a new boot; read its log from the start
     this.drain(onLine);
     await this.save();
+    // Drained every pollMs; while records keep coming in bulk (a flood fills the kernel's buffer, 128 KiB
+    // here, in milliseconds), drained again at once, so fewer are overwritten before they are read.
     const pollMs = this.opts.pollMs ?? 100;
-    this.timer = setInterval(() => {
-      this.drain(onLine);
+    const tick = () => {
+      const read = this.drain(onLine);
       void this.save();
-    }, pollMs);
+      if (this.fd !== undefined) this.timer = setTimeout(tick, read >= 64 ? 0 : pollMs);
+    };
+    this.timer = setTimeout(tick, pollMs);
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
     await this.save();
   }
 
-  /** Read every record there is now. */
-  private drain(onLine: (line: string) => void): void {
-    for (;;) {
+  /** Read every record there is now (at most a few thousand, so a flood cannot starve the agent); returns how many. */
+  private drain(onLine: (line: string) => void): number {
+    for (let read = 0; ; read++) {
+      if (read >= 4096) return read;
       let n: number;
       try {
         n = readSync(this.fd!, this.buffer, 0, this.buffer.length, null);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') return; // nothing more for now
+        if (code === 'EAGAIN') return read; // nothing more for now
         if (code === 'EPIPE') continue; // overwritten records; the sequence jump below counts them
         throw err;
       }

@@ -10,6 +10,8 @@ import type { Symptom } from './sink.js';
 export interface LineReader {
   /** Where the lines come from, as the Abnormal's spec.log.filePath shows it. */
   readonly where: string;
+  /** Lines that were lost before they could be read (the kernel overwrote them), if the reader can tell. */
+  readonly lost?: number;
   start(onLine: (line: string) => void): Promise<void>;
   stop(): Promise<void>;
 }
@@ -17,6 +19,8 @@ export interface LineReader {
 /** What every source looks like to the agent: start it with a place to put symptoms; stop it. */
 export interface SymptomSource {
   readonly name: string;
+  /** Input lost before it could be looked at, if the source can tell; reported, never silent. */
+  readonly lost?: number;
   start(emit: (symptom: Symptom) => void): Promise<void>;
   stop(): Promise<void>;
 }
@@ -40,6 +44,10 @@ export class LogSource implements SymptomSource {
     this.matcher = new LogMatcher(rules);
   }
 
+  get lost(): number {
+    return this.reader.lost ?? 0;
+  }
+
   async start(emit: (symptom: Symptom) => void): Promise<void> {
     this.emit = emit;
     await this.reader.start((line) => this.onLine(line));
@@ -57,7 +65,10 @@ export class LogSource implements SymptomSource {
       if (c.lines.length > (c.rule.collect?.maxLines ?? 0) || c.rule.until?.test(line)) this.finish(c);
       else c.timer.refresh();
     }
-    for (const match of this.matcher.push(line)) {
+    const matches = this.matcher.push(line);
+    // Kernel reports do not nest: a line that starts a new one ends the traces being collected.
+    if (matches.length > 0) for (const c of [...this.collecting]) if (c.lines.at(-1) === line) { c.lines.pop(); this.finish(c); }
+    for (const match of matches) {
       if (!match.rule.collect) {
         this.emitMatch(match.rule, match.text);
         continue;

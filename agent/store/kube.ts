@@ -48,6 +48,8 @@ export type KubeStoreOptions = {
   nodeName: string;
   /** Where Abnormals made by the symptom sources are created. */
   namespace: string;
+  /** Namespaces whose processor objects count ("*": all). */
+  processorNamespaces: readonly string[];
   log: Logger;
   resyncSeconds: number;
 };
@@ -168,8 +170,11 @@ export class KubeStore implements AbnormalStore {
 
   async processors(): Promise<ProcessorRegistration[]> {
     const found: ProcessorRegistration[] = [];
+    const all = this.opts.processorNamespaces.includes('*');
     for (const [kind, informer] of this.processorInformers) {
-      for (const object of informer.list()) found.push({ kind, object: object as unknown as ProcessorObject });
+      for (const object of informer.list()) {
+        if (all || this.opts.processorNamespaces.includes(object.metadata?.namespace ?? '')) found.push({ kind, object: object as unknown as ProcessorObject });
+      }
     }
     return found;
   }

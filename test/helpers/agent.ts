@@ -19,6 +19,8 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     ...DEFAULTS, nodeName, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', resyncSeconds: 30,
     // Other test files write to the kernel log; only the tests about log sources watch it.
     sources: { ...DEFAULTS.sources, defaultRules: false },
+    // Each test registers processors in its own namespace and names them in spec.assigned*.
+    processorNamespaces: ['*'],
     ...overrides,
   };
   return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });

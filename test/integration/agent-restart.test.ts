@@ -21,7 +21,9 @@ after(() => server.stop());
 // against a user's cluster).
 const kubeconfigFile = process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG ?? path.join(dir, 'agent.kubeconfig');
 if (!process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG) await writeFile(kubeconfigFile, kubeConfig('agent').exportConfig());
-const agent = () => spawnAgent(['--store', 'kube', '--node-name', node, '--kubeconfig', kubeconfigFile], logFile);
+const config = path.join(dir, 'config.yaml');
+await writeFile(config, `processorNamespaces: ["${ns}"]\n`);
+const agent = () => spawnAgent(['--store', 'kube', '--node-name', node, '--kubeconfig', kubeconfigFile, '--config', config], logFile);
 
 /** A route that hangs on its first call (telling the test it was called) and answers later calls. */
 function hangOnce(path: string, reply: (a: Parameters<typeof answer>[0]) => unknown) {

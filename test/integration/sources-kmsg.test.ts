@@ -1,0 +1,140 @@
+// The kernel log source on the real /dev/kmsg, into a real apiserver: a line written to the kernel log
+// becomes an Abnormal; a stack trace becomes one; a restart neither misses nor repeats lines; a flood of
+// 100,000 identical lines becomes one Abnormal and a small, bounded number of API writes.
+// Lines are written as real kernel log records ("<3>text" into /dev/kmsg, as root).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import type { RunningAgent } from '../../agent/agent.js';
+import { FINGERPRINT_LABEL } from '../../agent/api/crds.js';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import { fingerprintOf } from '../../agent/sources/sink.js';
+import type { KubeStore } from '../../agent/store/kube.js';
+import { startKubeAgent, waitFor } from '../helpers/agent.js';
+import { ABNORMALS, GROUP, VERSION, customObjects, testNamespace } from '../helpers/kube.js';
+
+const ns = await testNamespace('kmsg');
+const node = `kmsg-${ns}`;
+const stateDir = await mkdtemp(path.join(tmpdir(), 'nodemedic-kmsg-'));
+const start = () =>
+  startKubeAgent(node, {
+    namespace: ns,
+    stateDir,
+    processorNamespaces: [ns], // none registered there: only the built-ins run on what this test creates
+    sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '' },
+    symptoms: { flushSeconds: 1, cooldownSeconds: 600, createBurst: 10, createPerMinute: 60, maxTracked: 1000 },
+  });
+let agent: RunningAgent = await start();
+after(() => agent.stop());
+
+/** Writes lines as kernel log records, opening /dev/kmsg per line (its rate limit is per open file). */
+function kmsg(...lines: string[]) {
+  for (const line of lines) {
+    const fd = openSync('/dev/kmsg', 'w');
+    try {
+      writeSync(fd, `<3>${line}\n`); // without the newline the kernel holds the record open for a continuation
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+const byFingerprint = async (reason: string) => {
+  const list = (await customObjects().listNamespacedCustomObject({
+    group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS,
+    labelSelector: `${FINGERPRINT_LABEL}=${fingerprintOf({ source: 'Log', reason }, node)}`,
+  })) as { items: Abnormal[] };
+  return list.items;
+};
+const one = (reason: string, check: (a: Abnormal) => boolean = () => true) =>
+  waitFor(`an Abnormal for ${reason}`, async () => {
+    const items = await byFingerprint(reason);
+    return items.length === 1 && check(items[0]!) ? items[0] : undefined;
+  });
+
+test('a hung-task line in the kernel log becomes an Abnormal', async () => {
+  const marker = `nm${Date.now()}`;
+  kmsg(`INFO: task ${marker}:4242 blocked for more than 120 seconds.`);
+  const created = await one('TaskHung');
+  assert.equal(created.spec.source, 'Log');
+  assert.equal(created.spec.nodeName, node);
+  assert.equal(created.spec.log?.filePath, '/dev/kmsg');
+  assert.match(created.spec.log?.logEntry ?? '', new RegExp(`^INFO: task ${marker}:4242 blocked for more than 120 seconds\\.`));
+  assert.deepEqual(created.spec.context?.rule, { source: 'kernel', reason: 'TaskHung', type: 'temporary' });
+  assert.equal(created.spec.occurrences?.count, 1);
+  assert.equal(created.metadata?.labels?.['nodemedic.io/node'], node);
+});
+
+test('a kernel oops with its stack trace is one symptom', async () => {
+  kmsg(
+    'BUG: kernel NULL pointer dereference, address: 0000000000000008',
+    '#PF: supervisor read access in kernel mode',
+    'Call Trace:',
+    ' <TASK>',
+    ' nodemedic_test_fn+0x1c/0x40',
+    '---[ end trace 0123456789abcdef ]---',
+  );
+  const oops = await one('KernelOops');
+  const entry = oops.spec.log?.logEntry ?? '';
+  assert.match(entry, /^BUG: kernel NULL pointer dereference, address: 0000000000000008\n#PF: supervisor read access/);
+  assert.match(entry, /nodemedic_test_fn\+0x1c\/0x40\n---\[ end trace 0123456789abcdef \]---$/);
+  assert.equal(oops.spec.occurrences?.count, 1);
+});
+
+test('across a restart, lines written while the agent was down are read, and none twice', async () => {
+  await agent.stop();
+  kmsg('EXT4-fs (nmtest0): Remounting filesystem read-only');
+  const saved = JSON.parse(readFileSync(path.join(stateDir, 'kmsg.json'), 'utf8')) as { seq: number };
+  assert.ok(saved.seq > 0, 'the position was kept');
+  agent = await start();
+  const readOnly = await one('FilesystemIsReadOnly');
+  assert.equal(readOnly.spec.occurrences?.count, 1);
+  // The lines handled before the restart were not read again: their counts did not move.
+  await agent.sink.flush();
+  assert.equal((await byFingerprint('TaskHung'))[0]?.spec.occurrences?.count, 1);
+  assert.equal((await byFingerprint('KernelOops'))[0]?.spec.occurrences?.count, 1);
+});
+
+test('a burst of 100,000 identical lines: one Abnormal, every line read counted, few API writes', async (t) => {
+  // One open file may write 10 lines per 5 s while printk_devkmsg is "ratelimit"; lift that for the burst.
+  const sysctl = '/proc/sys/kernel/printk_devkmsg';
+  const before = readFileSync(sysctl, 'utf8').trim();
+  writeFileSync(sysctl, 'on\n'); // the kernel wants the newline
+  const writes = { ...(agent.store as KubeStore).writes };
+  const stats = { ...agent.sink.stats };
+  const lostBefore = lost();
+  const lostSince = () => lost() - lostBefore;
+  const started = Date.now();
+  try {
+    // From another process, as a flood comes from the kernel while the agent runs. Level 4 (warning):
+    // below the console's level, so the kernel does not also print each line to the slow serial console.
+    const writer = spawn(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      const fd = fs.openSync('/dev/kmsg', 'w');
+      for (let i = 0; i < 100000; i++) fs.writeSync(fd, '<4>watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [nodemedic-flood:1]\\n');
+    `], { stdio: 'inherit' });
+    assert.equal(await new Promise((resolve) => writer.once('exit', resolve)), 0);
+  } finally {
+    writeFileSync(sysctl, `${before}\n`);
+  }
+  const burstSeconds = (Date.now() - started) / 1000;
+  // Every line the reader got is counted on the one Abnormal; lines the kernel overwrote first are counted as lost.
+  await waitFor('the burst to be read', async () => agent.sink.stats.accepted - stats.accepted + lostSince() >= 100_000 || undefined, 60_000);
+  await agent.sink.flush();
+  const floods = await byFingerprint('SoftLockup');
+  assert.equal(floods.length, 1, 'one Abnormal');
+  const counted = floods[0]!.spec.occurrences!.count;
+  assert.equal(counted, agent.sink.stats.accepted - stats.accepted, 'every line read is counted');
+  const after = (agent.store as KubeStore).writes;
+  const sinkWrites = after.create - writes.create + (after.occurrences - writes.occurrences);
+  // One create, then at most one count update per flush second of the burst (plus the last flush).
+  assert.ok(sinkWrites <= 2 + Math.ceil(burstSeconds) + 2, `${sinkWrites} writes for a ${burstSeconds.toFixed(1)} s burst`);
+  t.diagnostic(`100,000 lines in ${burstSeconds.toFixed(1)} s: ${counted} read and counted, ${lostSince()} overwritten by the kernel first; ${sinkWrites} API writes by the sink`);
+});
+
+/** Kernel log records the agent's readers found overwritten before they could read them. */
+const lost = () => agent.sources.reduce((sum, source) => sum + (source.lost ?? 0), 0);
