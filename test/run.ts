@@ -32,6 +32,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/agent-apiserver-restart.test.ts',
     'test/integration/agent-file.test.ts',
     'test/integration/sources-kmsg.test.ts',
+    'test/integration/sources-file.test.ts',
   ],
 };
 
