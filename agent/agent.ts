@@ -1,5 +1,5 @@
 // The daemon's wiring: configuration → store → processor registry → pipeline, and the HTTP server.
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -11,7 +11,6 @@ import { logSources } from './sources/sources.js';
 import type { SymptomSource } from './sources/log-source.js';
 import { SymptomSink } from './sources/sink.js';
 import { FileStore } from './store/file.js';
-import { KubeStore } from './store/kube.js';
 import type { AbnormalStore } from './store/store.js';
 
 export type RunningAgent = {
@@ -34,7 +33,7 @@ export type AgentOptions = {
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   const builtins = options.builtins ?? BUILTINS;
-  const store = makeStore(config, log, options.kubeConfig);
+  const store = await makeStore(config, log, options.kubeConfig);
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
@@ -73,8 +72,10 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   };
 }
 
-function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): AbnormalStore {
+async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<AbnormalStore> {
   if (config.store === 'file') return new FileStore({ dir: config.stateDir, log });
+  // Loaded only for the kube store: @kubernetes/client-node alone adds about 80 MiB of resident memory.
+  const [{ KubeConfig }, { KubeStore }] = await Promise.all([import('@kubernetes/client-node'), import('./store/kube.js')]);
   let kc = kubeConfig;
   if (!kc) {
     kc = new KubeConfig();
