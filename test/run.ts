@@ -22,6 +22,8 @@ const SUITES: Record<string, string[]> = {
     'test/unit/limits.test.ts',
     'test/unit/config.test.ts',
     'test/unit/rules.test.ts',
+    'test/unit/log-source.test.ts',
+    'test/unit/sink.test.ts',
   ],
   integration: [
     'test/integration/crds.test.ts',

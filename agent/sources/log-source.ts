@@ -60,14 +60,17 @@ export class LogSource implements SymptomSource {
   }
 
   private onLine(line: string): void {
+    const matches = this.matcher.push(line);
     for (const c of [...this.collecting]) {
+      // Kernel reports do not nest: a line that starts a new one ends the traces being collected.
+      if (matches.length > 0) {
+        this.finish(c);
+        continue;
+      }
       c.lines.push(line);
       if (c.lines.length > (c.rule.collect?.maxLines ?? 0) || c.rule.until?.test(line)) this.finish(c);
       else c.timer.refresh();
     }
-    const matches = this.matcher.push(line);
-    // Kernel reports do not nest: a line that starts a new one ends the traces being collected.
-    if (matches.length > 0) for (const c of [...this.collecting]) if (c.lines.at(-1) === line) { c.lines.pop(); this.finish(c); }
     for (const match of matches) {
       if (!match.rule.collect) {
         this.emitMatch(match.rule, match.text);

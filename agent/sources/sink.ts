@@ -115,8 +115,9 @@ export class SymptomSink {
     setImmediate(() => {
       this.soon = false;
       void this.flush().then(() => {
-        // A flush already running when this one was asked for may have missed the newest entries.
-        if ([...this.entries.values()].some((e) => e.pending > 0 && !e.abnormal)) this.flushSoon();
+        // A flush already running when this one was asked for may have missed the newest entries
+        // (never looked at yet). Rate-limited ones wait for the next periodic flush.
+        if ([...this.entries.values()].some((e) => e.pending > 0 && !e.searched)) this.flushSoon();
       });
     });
   }

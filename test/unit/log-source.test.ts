@@ -1,0 +1,45 @@
+// How lines become symptoms (agent/sources/log-source.ts): collecting a stack trace into one symptom.
+// The reader is a fixture that hands over lines the test gives it.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
+import { LogSource, type LineReader } from '../../agent/sources/log-source.js';
+import { compileRuleSet } from '../../agent/sources/rules.js';
+import type { Symptom } from '../../agent/sources/sink.js';
+
+async function source() {
+  let push!: (line: string) => void;
+  const reader: LineReader = { where: '/dev/kmsg', start: async (onLine) => void (push = onLine), stop: async () => {} };
+  const emitted: Symptom[] = [];
+  const src = new LogSource(reader, compileRuleSet(KERNEL_RULES, 'kernel'), pino({ level: 'silent' }));
+  await src.start((s) => emitted.push(s));
+  return { push: (...lines: string[]) => lines.forEach((l) => push(l)), emitted, stop: () => src.stop() };
+}
+const entries = (emitted: Symptom[]) => emitted.map((s) => [s.reason, s.detail.log?.logEntry]);
+
+test('an oops is collected up to its end-of-trace line', async () => {
+  const { push, emitted, stop } = await source();
+  push('Oops: 0002 [#1] PREEMPT SMP NOPTI', 'RIP: 0010:foo+0x1/0x2', '---[ end trace 0123456789abcdef ]---', 'an unrelated line');
+  assert.deepEqual(entries(emitted), [['KernelOops', 'Oops: 0002 [#1] PREEMPT SMP NOPTI\nRIP: 0010:foo+0x1/0x2\n---[ end trace 0123456789abcdef ]---']]);
+  await stop();
+});
+
+test('a hung-task report ends where the next report begins, or after a second of quiet', async () => {
+  const { push, emitted, stop } = await source();
+  push('INFO: task a:1 blocked for more than 120 seconds.', 'Call Trace:', 'INFO: task b:2 blocked for more than 120 seconds.');
+  assert.deepEqual(entries(emitted), [['TaskHung', 'INFO: task a:1 blocked for more than 120 seconds.\nCall Trace:']]);
+  await new Promise((r) => setTimeout(r, 1200));
+  assert.deepEqual(entries(emitted)[1], ['TaskHung', 'INFO: task b:2 blocked for more than 120 seconds.']);
+  await stop();
+});
+
+test('the symptom says where it came from and which rule matched', async () => {
+  const { push, emitted, stop } = await source();
+  push('EXT4-fs (sda1): Remounting filesystem read-only');
+  assert.deepEqual(emitted[0]?.detail, {
+    log: { filePath: '/dev/kmsg', logEntry: 'EXT4-fs (sda1): Remounting filesystem read-only' },
+    context: { rule: { source: 'kernel', reason: 'FilesystemIsReadOnly', type: 'permanent', condition: 'ReadonlyFilesystem' } },
+  });
+  await stop();
+});

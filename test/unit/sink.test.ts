@@ -1,0 +1,75 @@
+// Dedup and flood control (agent/sources/sink.ts) on the real file store in a temporary directory.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { pino } from 'pino';
+import { FileStore } from '../../agent/store/file.js';
+import { SymptomSink, type Symptom } from '../../agent/sources/sink.js';
+
+const log = pino({ level: 'silent' });
+const stores: FileStore[] = [];
+after(() => Promise.all(stores.map((s) => s.stop())));
+
+async function setup(options: Partial<ConstructorParameters<typeof SymptomSink>[0]> = {}) {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-sink-'));
+  await mkdir(path.join(dir, 'abnormals'));
+  const store = new FileStore({ dir, log, rescanMs: 60_000 });
+  stores.push(store);
+  await store.start(() => {});
+  const sink = new SymptomSink({ store, nodeName: 'node-a', log, flushSeconds: 60, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 100, ...options });
+  const files = async () => (await readdir(path.join(dir, 'abnormals'))).filter((f) => f.endsWith('.yaml'));
+  return { store, sink, files };
+}
+const symptom = (reason: string, at = new Date()): Symptom => ({ source: 'Log', reason, detail: { log: { filePath: '/dev/kmsg', logEntry: `${reason} happened` } }, seenAt: at });
+
+test('repeats of one symptom are one Abnormal whose count is every repeat', async () => {
+  const { store, sink, files } = await setup();
+  for (let i = 0; i < 1000; i++) sink.accept(symptom('TaskHung', new Date(Date.UTC(2026, 10, 23, 7, 0, i % 60))));
+  await sink.flush();
+  await sink.flush();
+  assert.equal((await files()).length, 1);
+  const [abnormal] = await store.findByFingerprint((await store.get(`default/${(await files())[0]!.replace('.yaml', '')}`))!.metadata!.labels!['nodemedic.io/fingerprint']!);
+  assert.equal(abnormal!.spec.occurrences?.count, 1000);
+  assert.equal(abnormal!.spec.log?.logEntry, 'TaskHung happened', 'the first occurrence is the one described');
+  // All were seen before the first write: one create carries them all.
+  assert.deepEqual({ created: sink.stats.created, updated: sink.stats.updated }, { created: 1, updated: 0 });
+  sink.accept(symptom('TaskHung'));
+  await sink.flush();
+  assert.deepEqual({ created: sink.stats.created, updated: sink.stats.updated }, { created: 1, updated: 1 });
+  assert.equal((await store.findByFingerprint(abnormal!.metadata!.labels!['nodemedic.io/fingerprint']!))[0]!.spec.occurrences?.count, 1001);
+});
+
+test('creation is rate limited; what waits is counted, not dropped, and does not spin', async () => {
+  const { sink, files } = await setup({ createBurst: 2, createPerMinute: 0.1 });
+  for (const reason of ['A', 'B', 'C', 'D', 'E']) sink.accept(symptom(reason));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal((await files()).length, 2, 'a burst of 2, then one every 10 minutes');
+  assert.ok(sink.stats.rateLimited >= 3 && sink.stats.rateLimited < 50, `waiting symptoms were retried ${sink.stats.rateLimited} times in 300 ms`);
+  assert.equal(sink.stats.accepted, 5);
+});
+
+test('a repeat within the cooldown after the Abnormal ended counts on it; after the cooldown it is a new one', async () => {
+  const counting = await setup({ cooldownSeconds: 600 });
+  counting.sink.accept(symptom('OOMKilling'));
+  await counting.sink.flush();
+  const [file] = await counting.files();
+  const key = `default/${file!.replace('.yaml', '')}`;
+  const created = (await counting.store.get(key))!;
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  await counting.store.writeStatus(created, { phase: 'Failed', conditions: [{ type: 'Identified', status: 'False', lastTransitionTime: now }] });
+  counting.sink.accept(symptom('OOMKilling'));
+  await counting.sink.flush();
+  assert.equal((await counting.files()).length, 1);
+  assert.equal((await counting.store.get(key))!.spec.occurrences?.count, 2);
+
+  const fresh = await setup({ cooldownSeconds: 0 });
+  fresh.sink.accept(symptom('OOMKilling'));
+  await fresh.sink.flush();
+  const first = (await fresh.store.get(`default/${(await fresh.files())[0]!.replace('.yaml', '')}`))!;
+  await fresh.store.writeStatus(first, { phase: 'Failed' });
+  fresh.sink.accept(symptom('OOMKilling'));
+  await fresh.sink.flush();
+  assert.equal((await fresh.files()).length, 2);
+});
