@@ -46,6 +46,8 @@ export const ConfigSchema = z.strictObject({
     ruleFiles: z.array(z.string().min(1)),
     /** Read with the kernel rules when /dev/kmsg cannot be opened; "" for none. */
     kernelLogFallback: z.string(),
+    /** The journal journald sources read: "" for the system journal, else a journal directory. */
+    journalDirectory: z.string(),
   }),
   /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
   symptoms: z.strictObject({
@@ -71,7 +73,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   maxReplyBytes: 1024 * 1024,
   resyncSeconds: 300,
   logLevel: 'info',
-  sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log' },
+  sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
   symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
 };
 

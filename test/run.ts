@@ -35,6 +35,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/agent-file.test.ts',
     'test/integration/sources-kmsg.test.ts',
     'test/integration/sources-file.test.ts',
+    'test/integration/sources-journald.test.ts',
   ],
 };
 

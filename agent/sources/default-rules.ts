@@ -41,6 +41,7 @@ export const KERNEL_RULES: RuleSetSpec = {
 export const KUBELET_RULES: RuleSetSpec = {
   plugin: 'journald',
   logPath: 'kubelet.service',
+  units: ['kubelet.service'],
   source: 'kubelet',
   bufferSize: 10,
   rules: [
@@ -54,6 +55,7 @@ export const KUBELET_RULES: RuleSetSpec = {
 export const CONTAINERD_RULES: RuleSetSpec = {
   plugin: 'journald',
   logPath: 'containerd.service',
+  units: ['containerd.service'],
   source: 'containerd',
   bufferSize: 10,
   rules: [

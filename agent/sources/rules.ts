@@ -34,6 +34,10 @@ export type RuleSetSpec = {
   source: string;
   bufferSize: number;
   rules: RuleSpec[];
+  /** journald only: the journal directory (absent: the system journal), units and syslog identifiers to read. */
+  journalDirectory?: string;
+  units?: string[];
+  identifiers?: string[];
 };
 
 export class RuleError extends Error {
@@ -178,12 +182,16 @@ export function compileRuleSet(spec: RuleSetSpec, where: string): RuleSet {
 function fromNPD(raw: Record<string, unknown>, file: string): RuleSetSpec {
   const plugin = String(raw.plugin);
   if (!NPD_PLUGINS.has(plugin)) throw new RuleError(file, `plugin must be one of kmsg, filelog, journald (got ${JSON.stringify(raw.plugin)})`);
+  const logPath = typeof raw.logPath === 'string' ? raw.logPath : plugin === 'kmsg' ? '/dev/kmsg' : '';
+  // NPD's journald plugin: logPath is the journal directory, pluginConfig.source the syslog identifier.
+  const identifier = (raw.pluginConfig as { source?: unknown } | undefined)?.source;
   return {
     plugin: plugin === 'filelog' ? 'file' : (plugin as 'kmsg' | 'journald'),
-    logPath: typeof raw.logPath === 'string' ? raw.logPath : plugin === 'kmsg' ? '/dev/kmsg' : '',
+    logPath,
     source: typeof raw.source === 'string' ? raw.source : file,
     bufferSize: bufferSize(raw.bufferSize, file),
     rules: (raw.rules as RuleSpec[]) ?? [],
+    ...(plugin === 'journald' ? { journalDirectory: logPath || undefined, units: [], identifiers: typeof identifier === 'string' ? [identifier] : [] } : {}),
   };
 }
 
@@ -199,6 +207,8 @@ function fromNodemedic(raw: Record<string, unknown>, file: string): RuleSetSpec 
     source: typeof raw.source === 'string' ? raw.source : file,
     bufferSize: bufferSize(raw.bufferSize, file),
     rules: (raw.rules as RuleSpec[]) ?? [],
+    // journald: logPath names the units, comma-separated
+    ...(plugin === 'journald' ? { units: raw.logPath.split(',').map((u) => u.trim()).filter(Boolean) } : {}),
   };
 }
 

@@ -1,19 +1,28 @@
 // Which symptom sources run, from the configuration: the built-in kernel rules on /dev/kmsg (or a
-// kernel log file where /dev/kmsg cannot be read) and every configured rule file, each read by the
-// reader its plugin names. A source that cannot start is reported and the agent runs without it.
+// kernel log file where /dev/kmsg cannot be read), the built-in kubelet and containerd rules on the
+// journal where there is one, and every configured rule file, each read by the reader its plugin
+// names. A source that cannot start is reported and the agent runs without it.
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { KERNEL_RULES } from './default-rules.js';
+import { CONTAINERD_RULES, KERNEL_RULES, KUBELET_RULES } from './default-rules.js';
 import { FileReader } from './file-reader.js';
+import { JournaldReader } from './journald.js';
 import { KmsgReader } from './kmsg.js';
 import { LogSource, type LineReader, type SymptomSource } from './log-source.js';
 import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
 
 export async function logSources(config: Config, log: Logger): Promise<SymptomSource[]> {
   const sets: RuleSet[] = [];
-  if (config.sources.defaultRules) sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
+  if (config.sources.defaultRules) {
+    sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
+    if (await journalExists(config)) {
+      sets.push(compileRuleSet(KUBELET_RULES, 'default kubelet rules'), compileRuleSet(CONTAINERD_RULES, 'default containerd rules'));
+    } else {
+      log.info('no journal on this node: the default kubelet and containerd rules do not run');
+    }
+  }
   for (const file of config.sources.ruleFiles) {
     try {
       sets.push(parseRuleSet(await readFile(file, 'utf8'), file));
@@ -47,7 +56,18 @@ async function readerFor(set: RuleSet, config: Config, log: Logger): Promise<Lin
     case 'file':
       return new FileReader({ file: set.logPath, stateDir, log });
     case 'journald':
-      log.error({ source: set.source, unit: set.logPath }, 'journald sources are not supported yet; this rule set does not run');
-      return undefined;
+      return new JournaldReader({
+        directory: set.journalDirectory ?? (config.sources.journalDirectory || undefined),
+        units: set.units ?? [],
+        identifiers: set.identifiers ?? [],
+        stateDir,
+        log,
+      });
   }
+}
+
+async function journalExists(config: Config): Promise<boolean> {
+  const candidates = config.sources.journalDirectory ? [config.sources.journalDirectory] : ['/var/log/journal', '/run/log/journal'];
+  for (const dir of candidates) if (await access(dir, constants.R_OK).then(() => true, () => false)) return true;
+  return false;
 }

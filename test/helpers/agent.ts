@@ -26,9 +26,13 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
   return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });
 }
 
-/** `nodemedic agent ARGS` as a child process, its output appended to `logFile`. */
-export function spawnAgent(args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess & { exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', '--no-default-rules', ...args], {
+/**
+ * `nodemedic agent ARGS` as a child process, its output appended to `logFile`. Without the built-in
+ * log rules unless asked: other test files write to the kernel log.
+ */
+export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv } = {}): ChildProcess & { exited: Promise<number | null> } {
+  const env = options.env ?? {};
+  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -25,7 +25,7 @@ const start = () =>
     namespace: ns,
     stateDir,
     processorNamespaces: [ns], // none registered there: only the built-ins run on what this test creates
-    sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '' },
+    sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '', journalDirectory: '' },
     symptoms: { flushSeconds: 1, cooldownSeconds: 600, createBurst: 10, createPerMinute: 60, maxTracked: 1000 },
   });
 let agent: RunningAgent = await start();

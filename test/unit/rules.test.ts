@@ -122,6 +122,11 @@ describe('loading rule files', () => {
     ]);
     assert.deepEqual(matcher.push('the disk died').map((m) => m.rule.reason), ['Named']);
     assert.equal(parseRuleSet(JSON.stringify({ plugin: 'filelog', logPath: '/var/log/x', rules: [{ reason: 'A', pattern: 'a' }] }), 'f').plugin, 'file');
+    // NPD's journald plugin: logPath is the journal directory, pluginConfig.source the syslog identifier.
+    const journald = parseRuleSet(JSON.stringify({ plugin: 'journald', pluginConfig: { source: 'kubelet' }, logPath: '/var/log/journal', rules: [{ reason: 'A', pattern: 'a' }] }), 'j');
+    assert.deepEqual([journald.journalDirectory, journald.units, journald.identifiers], ['/var/log/journal', [], ['kubelet']]);
+    const own = parseRuleSet('kind: LogRules\nplugin: journald\nlogPath: kubelet.service, containerd.service\nrules: [{reason: A, pattern: a}]\n', 'o');
+    assert.deepEqual(own.units, ['kubelet.service', 'containerd.service']);
   });
 
   test('nodemedic\'s own format adds what the Abnormal carries and what to collect after a match', () => {
