@@ -7,6 +7,8 @@ import { BUILTINS } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
+import { readFile } from 'node:fs/promises';
+import { AlertReceiver } from './sources/alerts.js';
 import { logSources } from './sources/sources.js';
 import type { SymptomSource } from './sources/log-source.js';
 import { SymptomSink } from './sources/sink.js';
@@ -39,12 +41,14 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
   });
   const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log });
-  const server = await startServer({ listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log });
-  await pipeline.start();
-
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
   // and left out; the agent goes on with the others.
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
+  const server = await startServer({
+    listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log,
+    alerts: alertReceiver(config, store, sink, log),
+  });
+  await pipeline.start();
   sink.start();
   const sources: SymptomSource[] = [];
   for (const source of await logSources(config, log)) {
@@ -85,4 +89,14 @@ async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): 
   return new KubeStore({
     kc, nodeName: config.nodeName, namespace: config.namespace, processorNamespaces: config.processorNamespaces, log, resyncSeconds: config.resyncSeconds,
   });
+}
+
+/** The Alertmanager receiver, when a token is configured (a file, or a Secret). The token is read at each request, so rotating it needs no restart. */
+function alertReceiver(config: Config, store: AbnormalStore, sink: SymptomSink, log: Logger) {
+  const { tokenFile, tokenSecret, nodeLabels } = config.alerts;
+  if (!tokenFile && !tokenSecret) return undefined;
+  const token = tokenSecret
+    ? () => store.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
+    : () => readFile(tokenFile, 'utf8');
+  return { receiver: new AlertReceiver({ store, accept: (s) => sink.accept(s), nodeLabels, log }), token };
 }

@@ -49,6 +49,15 @@ export const ConfigSchema = z.strictObject({
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
     journalDirectory: z.string(),
   }),
+  /** The Alertmanager webhook receiver at /v1/alerts; off until a token is configured. */
+  alerts: z.strictObject({
+    /** A file holding the bearer token Alertmanager must send (file store, or any store). */
+    tokenFile: z.string(),
+    /** A Secret holding it (kube store), in `namespace` (default: the agent's). */
+    tokenSecret: z.strictObject({ namespace: z.string().min(1).optional(), name: z.string().min(1), key: z.string().min(1) }).optional(),
+    /** Labels that name an alert's node, tried in order; an instance's ":port" is dropped. */
+    nodeLabels: z.array(z.string().min(1)).min(1),
+  }),
   /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
   symptoms: z.strictObject({
     flushSeconds: z.number().min(0.1).max(300),
@@ -74,6 +83,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   resyncSeconds: 300,
   logLevel: 'info',
   sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
+  alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
   symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
 };
 
@@ -126,7 +136,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

@@ -2,10 +2,12 @@
 // and the built-in processors at POST /processors/<kind>/<name>, speaking the same contract as any
 // HTTP processor, so other nodes' tooling can call them. Built-in recoverers are served only when the
 // configuration says so: whoever reaches this port could otherwise make the node act.
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ValidationError, validateAbnormal } from './api/validate.js';
 import { renderReply, type Processor, type ProcessorKind } from './processors/contract.js';
+import type { AlertReceiver } from './sources/alerts.js';
 
 const KIND_PATHS: Record<string, ProcessorKind> = {
   informationcollectors: 'InformationCollector',
@@ -13,12 +15,15 @@ const KIND_PATHS: Record<string, ProcessorKind> = {
   recoverers: 'Recoverer',
 };
 const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
+const MAX_ALERT_BYTES = 1024 * 1024;
 
 export type ServerOptions = {
   listen: string;
   builtins: readonly Processor[];
   serveRecoverers: boolean;
   ready: () => boolean;
+  /** The Alertmanager receiver and the token it requires; absent: /v1/alerts answers 404. */
+  alerts?: { receiver: AlertReceiver; token: () => Promise<string> };
   log: Logger;
 };
 
@@ -51,6 +56,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
   if (url.pathname === '/healthz') return text(res, 200, 'ok');
   if (url.pathname === '/readyz') return opts.ready() ? text(res, 200, 'ok') : text(res, 503, 'not ready: the store has not synced yet');
 
+  if (url.pathname === '/v1/alerts') return handleAlerts(req, res, opts);
+
   const match = /^\/processors\/([a-z]+)\/([a-z0-9][-a-z0-9.]*)$/.exec(url.pathname);
   const kind = match ? KIND_PATHS[match[1]!] : undefined;
   const processor = kind && opts.builtins.find((p) => p.kind === kind && p.ref.name === match![2]);
@@ -80,6 +87,39 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
   const outcome = await processor.run(abnormal, controller.signal);
   if (!outcome.ok) return reply(res, 422, { reason: outcome.reason, message: outcome.message });
   return reply(res, 200, renderReply(processor.kind, abnormal, outcome));
+}
+
+async function handleAlerts(req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
+  if (!opts.alerts) return reply(res, 404, { reason: 'NotFound', message: 'the alert receiver is off: configure alerts.tokenFile or alerts.tokenSecret' });
+  if (req.method !== 'POST') return reply(res, 405, { reason: 'MethodNotAllowed', message: 'POST an Alertmanager webhook payload' });
+  let token: string;
+  try {
+    token = (await opts.alerts.token()).trim();
+  } catch (err) {
+    opts.log.error({ err: (err as Error).message }, 'cannot read the alert receiver token');
+    return reply(res, 503, { reason: 'TokenUnavailable', message: 'the agent cannot read its alert receiver token' });
+  }
+  if (!sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
+    res.on('finish', () => req.socket.destroy()); // do not read what an unauthenticated caller sends
+    return reply(res, 401, { reason: 'Unauthorized', message: 'a valid bearer token is required' });
+  }
+  let body: string;
+  try {
+    body = await readBody(req, MAX_ALERT_BYTES);
+  } catch {
+    res.on('finish', () => req.socket.destroy());
+    res.setHeader('connection', 'close');
+    return reply(res, 413, { reason: 'TooLarge', message: `the payload is larger than ${MAX_ALERT_BYTES} bytes` });
+  }
+  const result = await opts.alerts.receiver.receive(body);
+  return reply(res, result.status, result.body);
+}
+
+/** Compares in constant time, so the token cannot be guessed from how long a refusal takes. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {

@@ -36,6 +36,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/sources-kmsg.test.ts',
     'test/integration/sources-file.test.ts',
     'test/integration/sources-journald.test.ts',
+    'test/integration/sources-alerts.test.ts',
   ],
 };
 

@@ -17,6 +17,8 @@ import { ConflictError, keyOf, type AbnormalStore } from '../store/store.js';
 
 export type Symptom = {
   source: AbnormalSpec['source'];
+  /** The node it concerns, if not the agent's own (an alert about another node). */
+  nodeName?: string;
   /** CamelCase, e.g. the rule's reason. */
   reason: string;
   /** What else makes two symptoms the same, e.g. "Pod default/web-0"; absent for node-wide ones. */
@@ -72,7 +74,7 @@ export class SymptomSink {
   /** Take a symptom. Never blocks, never throws: the store is written by flush(). */
   accept(symptom: Symptom): void {
     this.stats.accepted++;
-    const fingerprint = fingerprintOf(symptom, this.opts.nodeName);
+    const fingerprint = fingerprintOf(symptom, symptom.nodeName ?? this.opts.nodeName);
     let entry = this.entries.get(fingerprint);
     if (!entry) {
       if (this.entries.size >= this.opts.maxTracked) {
@@ -152,10 +154,9 @@ export class SymptomSink {
     const pending = entry.pending;
     const before = current.spec.occurrences;
     try {
-      entry.abnormal = await this.opts.store.writeOccurrences(current, {
-        count: (before?.count ?? 1) + pending,
-        firstSeen: before?.firstSeen ?? toRFC3339(entry.firstSeen),
-        lastSeen: toRFC3339(entry.lastSeen),
+      entry.abnormal = await this.opts.store.writeSpec(current, {
+        ...current.spec,
+        occurrences: { count: (before?.count ?? 1) + pending, firstSeen: before?.firstSeen ?? toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
       });
       entry.pending -= pending;
       this.stats.updated++;
@@ -166,17 +167,18 @@ export class SymptomSink {
 
   private abnormalFor(entry: Entry, count: number): Abnormal {
     const { first } = entry;
+    const nodeName = first.nodeName ?? this.opts.nodeName;
     return {
       apiVersion: 'nodemedic.io/v1alpha1',
       kind: 'Abnormal',
       metadata: {
-        generateName: `${this.opts.nodeName.slice(0, 30)}-${first.reason.toLowerCase().slice(0, 20)}-`,
+        generateName: `${nodeName.slice(0, 30)}-${first.reason.toLowerCase().slice(0, 20)}-`,
         labels: { [FINGERPRINT_LABEL]: entry.fingerprint },
       },
       spec: {
         ...first.detail,
         source: first.source,
-        nodeName: this.opts.nodeName,
+        nodeName,
         occurrences: { count, firstSeen: toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
       },
     };

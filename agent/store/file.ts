@@ -12,12 +12,13 @@
 // either the old file or the new one. The resourceVersion of an Abnormal is the hash of its file, so a
 // person editing the file while the agent works is a conflict, never a lost edit.
 import { createHash, randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { watch, type FSWatcher } from 'node:fs';
 import { appendFile, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseAllDocuments, parseDocument, stringify } from 'yaml';
-import type { Abnormal, AbnormalStatus, Occurrences } from '../api/types.generated.js';
+import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
 import { FINGERPRINT_LABEL } from '../api/crds.js';
 import { ValidationError, validateAbnormal, validateProcessor } from '../api/validate.js';
 import { toRFC3339 } from '../api/phase.js';
@@ -63,11 +64,13 @@ export class FileStore implements AbnormalStore {
   }
 
   writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
-    return this.rewrite(abnormal, ['status'], status);
+    return this.rewrite(abnormal, [[['status'], status]]);
   }
 
-  writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal> {
-    return this.rewrite(abnormal, ['spec', 'occurrences'], occurrences);
+  /** Only the spec fields that changed are rewritten, so comments on the others stay. */
+  async writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal> {
+    const changed = Object.entries(spec).filter(([key, value]) => !isDeepStrictEqual(value, abnormal.spec[key as keyof AbnormalSpec]));
+    return this.rewrite(abnormal, changed.map(([key, value]) => [['spec', key], value]));
   }
 
   async create(abnormal: Abnormal): Promise<Abnormal> {
@@ -90,8 +93,8 @@ export class FileStore implements AbnormalStore {
     return found;
   }
 
-  /** Replace the value at `at` in the Abnormal's file, compare-and-swap on the file's hash. */
-  private async rewrite(abnormal: Abnormal, at: string[], value: unknown): Promise<Abnormal> {
+  /** Replace the values at the given paths in the Abnormal's file, compare-and-swap on the file's hash. */
+  private async rewrite(abnormal: Abnormal, changes: Array<[string[], unknown]>): Promise<Abnormal> {
     const key = `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`;
     const file = this.files.get(key);
     if (!file) throw new ConflictError(key);
@@ -101,12 +104,14 @@ export class FileStore implements AbnormalStore {
     let next: string;
     if (file.endsWith('.json')) {
       const object = JSON.parse(text) as Record<string, Record<string, unknown>>;
-      if (at.length === 1) object[at[0]!] = value as Record<string, unknown>;
-      else object[at[0]!] = { ...object[at[0]!], [at[1]!]: value };
+      for (const [at, value] of changes) {
+        if (at.length === 1) object[at[0]!] = value as Record<string, unknown>;
+        else object[at[0]!] = { ...object[at[0]!], [at[1]!]: value };
+      }
       next = `${JSON.stringify(object, null, 2)}\n`;
     } else {
       const doc = parseDocument(text);
-      doc.setIn(at, doc.createNode(value));
+      for (const [at, value] of changes) doc.setIn(at, doc.createNode(value));
       next = doc.toString({ lineWidth: 0 });
     }
     await atomicWrite(full, next);

@@ -23,7 +23,7 @@ import {
 import type { Logger } from 'pino';
 import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, VERSION } from '../api/crds.js';
 import { isTerminal } from '../api/phase.js';
-import type { Abnormal, AbnormalStatus, Occurrences, Processor as ProcessorObject } from '../api/types.generated.js';
+import type { Abnormal, AbnormalSpec, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
 import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
 import { ConflictError, keyOf, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
 
@@ -57,13 +57,12 @@ export type KubeStoreOptions = {
 export class KubeStore implements AbnormalStore {
   synced = false;
   /** API writes this store made, by kind (for the figures in the README and, later, metrics). */
-  readonly writes = { status: 0, claim: 0, event: 0, create: 0, occurrences: 0 };
+  readonly writes = { status: 0, claim: 0, event: 0, create: 0, spec: 0 };
   private readonly api: CustomObjectsApi;
   private readonly core: CoreV1Api;
   private readonly informers: CachingInformer[] = [];
   private readonly processorInformers = new Map<ProcessorKind, CachingInformer>();
   private readonly starters = new Map<Informer<KubernetesObject>, () => Promise<void>>();
-  private mine?: CachingInformer;
   private resync?: NodeJS.Timeout;
   private stopped = false;
 
@@ -79,7 +78,7 @@ export class KubeStore implements AbnormalStore {
     await Promise.all([...this.starters.values()].map((start) => start()));
 
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
-    const mine = (this.mine = this.informer('abnormals', label));
+    const mine = this.informer('abnormals', label);
     mine.on('add', (o) => onChange(keyOf(o as Abnormal)));
     mine.on('update', (o) => onChange(keyOf(o as Abnormal)));
 
@@ -122,25 +121,28 @@ export class KubeStore implements AbnormalStore {
 
   async create(abnormal: Abnormal): Promise<Abnormal> {
     const namespace = abnormal.metadata?.namespace ?? this.opts.namespace;
+    // Labelled for the node it names, which is this agent's node except for alerts about other nodes.
     const body: Abnormal = {
       ...abnormal,
-      metadata: { ...abnormal.metadata, namespace, labels: { ...abnormal.metadata?.labels, [NODE_LABEL]: nodeLabelValue(this.opts.nodeName) } },
+      metadata: { ...abnormal.metadata, namespace, labels: { ...abnormal.metadata?.labels, [NODE_LABEL]: nodeLabelValue(abnormal.spec.nodeName) } },
     };
     this.writes.create++;
     return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'abnormals', body })) as Abnormal;
   }
 
+  /** A list by label across namespaces; rare (once per fingerprint the sink has not seen since it started). */
   async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
-    return ((this.mine?.list() ?? []) as Abnormal[]).filter((a) => a.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint);
+    const list = (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'abnormals', labelSelector: `${FINGERPRINT_LABEL}=${fingerprint}` })) as {
+      items: Abnormal[];
+    };
+    return list.items;
   }
 
-  async writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal> {
+  async writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal> {
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
-    this.writes.occurrences++;
+    this.writes.spec++;
     try {
-      return (await this.api.replaceNamespacedCustomObject({
-        group: GROUP, version: VERSION, namespace, plural: 'abnormals', name, body: { ...abnormal, spec: { ...abnormal.spec, occurrences } },
-      })) as Abnormal;
+      return (await this.api.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: 'abnormals', name, body: { ...abnormal, spec } })) as Abnormal;
     } catch (err) {
       if (err instanceof ApiException && (err.code === 409 || err.code === 404)) throw new ConflictError(keyOf(abnormal));
       throw err;

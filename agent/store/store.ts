@@ -1,7 +1,7 @@
 // The AbnormalStore: the only place an Abnormal lives. The pipeline reads an Abnormal back from the
 // store before each run and writes status through it, so a restart resumes where the last status write
 // left off. Two implementations: kube (custom resources) and file (the embedded default).
-import type { Abnormal, AbnormalStatus, Occurrences, Processor as ProcessorObject } from '../api/types.generated.js';
+import type { Abnormal, AbnormalSpec, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
 import type { ProcessorKind } from '../processors/contract.js';
 
 /** namespace/name for kube; the file name for the file store. */
@@ -42,10 +42,10 @@ export interface AbnormalStore {
    * unique suffix. Resolves to the stored object.
    */
   create(abnormal: Abnormal): Promise<Abnormal>;
-  /** This node's Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL), as last seen by the store. */
+  /** The Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL), whichever node they are for. */
   findByFingerprint(fingerprint: string): Promise<Abnormal[]>;
-  /** Replace spec.occurrences, compare-and-swap like writeStatus. */
-  writeOccurrences(abnormal: Abnormal, occurrences: Occurrences): Promise<Abnormal>;
+  /** Replace the spec (the sources own it: occurrences, an alert's end), compare-and-swap like writeStatus. */
+  writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal>;
   /** Record a line in the Abnormal's story (kubectl describe). Never throws: a lost event loses no state. */
   recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void>;
   /** The HTTP processors registered for this store (InformationCollector / Diagnoser / Recoverer objects). */
