@@ -35,7 +35,7 @@ export type AgentOptions = {
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   const builtins = options.builtins ?? BUILTINS;
-  const store = await makeStore(config, log, options.kubeConfig);
+  const { store, kc } = await makeStore(config, log, options.kubeConfig);
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
@@ -51,7 +51,12 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   await pipeline.start();
   sink.start();
   const sources: SymptomSource[] = [];
-  for (const source of await logSources(config, log)) {
+  const wanted = await logSources(config, log);
+  if (kc && config.stuckPods.enabled) {
+    const { StuckPodSource } = await import('./sources/stuck-pods.js');
+    wanted.push(new StuckPodSource({ kc, nodeName: config.nodeName, marginSeconds: config.stuckPods.marginSeconds, checkSeconds: config.stuckPods.checkSeconds, log }));
+  }
+  for (const source of wanted) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);
@@ -76,8 +81,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   };
 }
 
-async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<AbnormalStore> {
-  if (config.store === 'file') return new FileStore({ dir: config.stateDir, log });
+async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<{ store: AbnormalStore; kc?: KubeConfig }> {
+  if (config.store === 'file') return { store: new FileStore({ dir: config.stateDir, log }) };
   // Loaded only for the kube store: @kubernetes/client-node alone adds about 80 MiB of resident memory.
   const [{ KubeConfig }, { KubeStore }] = await Promise.all([import('@kubernetes/client-node'), import('./store/kube.js')]);
   let kc = kubeConfig;
@@ -86,9 +91,10 @@ async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): 
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromDefault();
   }
-  return new KubeStore({
+  const store = new KubeStore({
     kc, nodeName: config.nodeName, namespace: config.namespace, processorNamespaces: config.processorNamespaces, log, resyncSeconds: config.resyncSeconds,
   });
+  return { store, kc };
 }
 
 /** The Alertmanager receiver, when a token is configured (a file, or a Secret). The token is read at each request, so rotating it needs no restart. */

@@ -49,6 +49,12 @@ export const ConfigSchema = z.strictObject({
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
     journalDirectory: z.string(),
   }),
+  /** Pods of this node still there marginSeconds after their deletion deadline (kube store only). */
+  stuckPods: z.strictObject({
+    enabled: z.boolean(),
+    marginSeconds: z.number().int().min(0).max(86_400),
+    checkSeconds: z.number().min(0.1).max(3600),
+  }),
   /** The Alertmanager webhook receiver at /v1/alerts; off until a token is configured. */
   alerts: z.strictObject({
     /** A file holding the bearer token Alertmanager must send (file store, or any store). */
@@ -83,6 +89,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   resyncSeconds: 300,
   logLevel: 'info',
   sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
+  stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
   alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
   symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
 };
@@ -136,7 +143,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

@@ -37,6 +37,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/sources-file.test.ts',
     'test/integration/sources-journald.test.ts',
     'test/integration/sources-alerts.test.ts',
+    'test/integration/sources-stuck-pods.test.ts',
   ],
 };
 

@@ -1,0 +1,74 @@
+// Stuck pods: a pod on this node still there `marginSeconds` after its deletion deadline becomes an
+// Abnormal naming the pod — the entry point of the shim-deadlock case. The deadline is the pod's
+// deletionTimestamp, which the apiserver sets to the moment its grace period ends. The agent watches
+// only the pods of its own node (a field selector on spec.nodeName), so its traffic stays flat as the
+// cluster grows.
+import { CoreV1Api, KubeConfig, ListWatch, Watch, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { SymptomSource } from './log-source.js';
+import type { Symptom } from './sink.js';
+
+export type StuckPodOptions = { kc: KubeConfig; nodeName: string; marginSeconds: number; checkSeconds: number; log: Logger };
+
+export class StuckPodSource implements SymptomSource {
+  readonly name = 'stuck pods';
+  private informer?: ListWatch<V1Pod>;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+  /** Pods already reported (by uid), so a stuck pod is one symptom, not one per check. */
+  private readonly reported = new Set<string>();
+
+  constructor(private readonly opts: StuckPodOptions) {}
+
+  async start(emit: (symptom: Symptom) => void): Promise<void> {
+    const core = this.opts.kc.makeApiClient(CoreV1Api);
+    const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
+    const list = () => core.listPodForAllNamespaces({ fieldSelector }) as Promise<KubernetesListObject<V1Pod>>;
+    this.informer = new ListWatch<V1Pod>('/api/v1/pods', new Watch(this.opts.kc), list, false, undefined, fieldSelector);
+    this.informer.on('error', (err) => {
+      if (this.stopped) return;
+      this.opts.log.warn({ err: (err as Error)?.message ?? String(err) }, 'watching this node\'s pods failed; restarting in 5 s');
+      setTimeout(() => void this.informer?.start().catch(() => {}), 5000);
+    });
+    this.informer.on('delete', (pod) => this.reported.delete(pod.metadata?.uid ?? ''));
+    await this.informer.start();
+    this.timer = setInterval(() => this.check(emit), this.opts.checkSeconds * 1000);
+    this.opts.log.info({ node: this.opts.nodeName, marginSeconds: this.opts.marginSeconds }, 'watching this node\'s pods for ones stuck terminating');
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.informer?.stop();
+  }
+
+  private check(emit: (symptom: Symptom) => void): void {
+    const now = Date.now();
+    for (const pod of this.informer?.list() ?? []) {
+      const meta = pod.metadata ?? {};
+      if (!meta.deletionTimestamp || !meta.uid || this.reported.has(meta.uid)) continue;
+      const deadline = new Date(meta.deletionTimestamp).getTime();
+      const overdueSeconds = Math.round((now - deadline) / 1000);
+      if (overdueSeconds < this.opts.marginSeconds) continue;
+      this.reported.add(meta.uid);
+      emit({
+        source: 'Custom',
+        reason: 'PodStuckTerminating',
+        subject: `Pod ${meta.namespace}/${meta.name} ${meta.uid}`,
+        detail: {
+          context: {
+            pod: {
+              namespace: meta.namespace, name: meta.name, uid: meta.uid,
+              deletionTimestamp: new Date(meta.deletionTimestamp).toISOString(),
+              deletionGracePeriodSeconds: meta.deletionGracePeriodSeconds,
+              overdueSeconds,
+              finalizers: meta.finalizers ?? [],
+              containers: (pod.status?.containerStatuses ?? []).map((c) => ({ name: c.name, containerID: c.containerID, ready: c.ready })),
+            },
+          },
+        },
+        seenAt: new Date(now),
+      });
+    }
+  }
+}
