@@ -3,7 +3,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { BUILTINS } from './processors/builtins.js';
+import { builtinProcessors } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
@@ -34,7 +34,7 @@ export type AgentOptions = {
 };
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
-  const builtins = options.builtins ?? BUILTINS;
+  const builtins = options.builtins ?? builtinProcessors({ allowExecProbes: config.probes.allowExec });
   const { store, kc } = await makeStore(config, log, options.kubeConfig);
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,

@@ -49,6 +49,8 @@ export const ConfigSchema = z.strictObject({
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
     journalDirectory: z.string(),
   }),
+  /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node: off unless set. */
+  probes: z.strictObject({ allowExec: z.boolean() }),
   /** Pods of this node still there marginSeconds after their deletion deadline (kube store only). */
   stuckPods: z.strictObject({
     enabled: z.boolean(),
@@ -89,6 +91,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   resyncSeconds: 300,
   logLevel: 'info',
   sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
+  probes: { allowExec: false },
   stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
   alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
   symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
@@ -143,7 +146,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

@@ -38,6 +38,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/sources-journald.test.ts',
     'test/integration/sources-alerts.test.ts',
     'test/integration/sources-stuck-pods.test.ts',
+    'test/integration/probes.test.ts',
   ],
 };
 

@@ -27,6 +27,7 @@ import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
 import { ConflictError, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
 
 const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
+const SETTLE_MS = 300;
 
 export type FileStoreOptions = { dir: string; log: Logger; rescanMs?: number };
 
@@ -167,10 +168,19 @@ export class FileStore implements AbnormalStore {
     }
   }
 
-  /** Look at one file if it changed since last seen; tell the pipeline about it if it is an Abnormal. */
+  /**
+   * Look at one file if it changed since last seen; tell the pipeline about it if it is an Abnormal.
+   * A file changed less than SETTLE_MS ago may still be being written (cp, an editor): it is looked at
+   * again once it has settled, so the agent never reads half a file or writes over one being written.
+   */
   private async scanFile(file: string): Promise<void> {
     const info = await stat(path.join(this.abnormalsDir, file)).catch(() => undefined);
     if (!info) return;
+    const age = Date.now() - info.mtimeMs;
+    if (age < SETTLE_MS) {
+      setTimeout(() => void this.scanFile(file), SETTLE_MS - age + 10).unref();
+      return;
+    }
     const signature = `${info.mtimeMs}:${info.size}`;
     if (this.seen.get(file) === signature) return;
     this.seen.set(file, signature);
