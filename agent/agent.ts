@@ -56,6 +56,11 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     const { StuckPodSource } = await import('./sources/stuck-pods.js');
     wanted.push(new StuckPodSource({ kc, nodeName: config.nodeName, marginSeconds: config.stuckPods.marginSeconds, checkSeconds: config.stuckPods.checkSeconds, log }));
   }
+  if (kc && config.events.enabled) {
+    const { EventSource } = await import('./sources/events.js');
+    const { includeReasons, excludeReasons, lockName, lockTTLSeconds } = config.events;
+    wanted.push(new EventSource({ kc, nodeName: config.nodeName, lockNamespace: config.namespace, lockName, lockTTLSeconds, includeReasons, excludeReasons, log }));
+  }
   for (const source of wanted) {
     try {
       await source.start((symptom) => sink.accept(symptom));

@@ -49,6 +49,14 @@ export const ConfigSchema = z.strictObject({
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
     journalDirectory: z.string(),
   }),
+  /** Warning events about nodes and their pods (kube store); one agent at a time watches them. */
+  events: z.strictObject({
+    enabled: z.boolean(),
+    includeReasons: z.array(z.string()),
+    excludeReasons: z.array(z.string()),
+    lockName: z.string().min(1),
+    lockTTLSeconds: z.number().int().min(3).max(3600),
+  }),
   /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node: off unless set. */
   probes: z.strictObject({ allowExec: z.boolean() }),
   /** Pods of this node still there marginSeconds after their deletion deadline (kube store only). */
@@ -91,6 +99,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   resyncSeconds: 300,
   logLevel: 'info',
   sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
+  events: { enabled: true, includeReasons: [], excludeReasons: [], lockName: 'nodemedic-event-watcher', lockTTLSeconds: 30 },
   probes: { allowExec: false },
   stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
   alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
@@ -146,7 +155,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

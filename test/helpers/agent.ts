@@ -21,6 +21,8 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     sources: { ...DEFAULTS.sources, defaultRules: false },
     // Each test registers processors in its own namespace and names them in spec.assigned*.
     processorNamespaces: ['*'],
+    // One agent of the whole cluster watches Warning events; only the test about events takes part.
+    events: { ...DEFAULTS.events, enabled: false },
     ...overrides,
   };
   return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });

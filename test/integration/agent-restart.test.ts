@@ -22,7 +22,7 @@ after(() => server.stop());
 const kubeconfigFile = process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG ?? path.join(dir, 'agent.kubeconfig');
 if (!process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG) await writeFile(kubeconfigFile, kubeConfig('agent').exportConfig());
 const config = path.join(dir, 'config.yaml');
-await writeFile(config, `processorNamespaces: ["${ns}"]\n`);
+await writeFile(config, `processorNamespaces: ["${ns}"]\nevents: {enabled: false}\n`);
 const agent = () => spawnAgent(['--store', 'kube', '--node-name', node, '--kubeconfig', kubeconfigFile, '--config', config], logFile);
 
 /** A route that hangs on its first call (telling the test it was called) and answers later calls. */

@@ -1,0 +1,165 @@
+// Kubernetes events as symptoms. Warning events that concern a node — its Node object, or a pod bound
+// to it — become Abnormals for that node.
+//
+// Keeping each agent's traffic flat: no agent can ask the apiserver for "events about pods on my node"
+// (events cannot be selected by the node of their object), and every agent watching every Warning
+// event would multiply the cluster's event traffic by its node count. So one agent at a time watches
+// the Warning events of the whole cluster, as a cluster-wide event exporter would, and makes the
+// Abnormals for every node; the others watch nothing. Which agent is chosen by a lock with a time to
+// live (a ConfigMap in the agent's namespace, renewed every renewSeconds): if its holder vanishes, the
+// lock expires and another agent takes over — a lock held forever by a dead node cannot happen.
+import { ApiException, CoreV1Api, KubeConfig, Watch, type CoreV1Event, type V1ConfigMap } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { SymptomSource } from './log-source.js';
+import type { Symptom } from './sink.js';
+
+export type EventSourceOptions = {
+  kc: KubeConfig;
+  nodeName: string;
+  /** The lock: a ConfigMap in the agent's namespace. */
+  lockNamespace: string;
+  lockName: string;
+  /** Reasons to take; empty: all Warning events. */
+  includeReasons: readonly string[];
+  /** Reasons never to take. */
+  excludeReasons: readonly string[];
+  lockTTLSeconds: number;
+  log: Logger;
+};
+
+const HOLDER = 'nodemedic.io/holder';
+const RENEWED = 'nodemedic.io/renewed';
+
+export class EventSource implements SymptomSource {
+  readonly name = 'kubernetes events';
+  private readonly core: CoreV1Api;
+  private timer?: NodeJS.Timeout;
+  private watching?: AbortController;
+  private stopped = false;
+  /** pod uid → node name, so each event costs at most one pod read. */
+  private readonly podNodes = new Map<string, string | undefined>();
+  private emit: (symptom: Symptom) => void = () => {};
+  isLeader = false;
+
+  constructor(private readonly opts: EventSourceOptions) {
+    this.core = opts.kc.makeApiClient(CoreV1Api);
+  }
+
+  async start(emit: (symptom: Symptom) => void): Promise<void> {
+    this.emit = emit;
+    const renewMs = (this.opts.lockTTLSeconds / 3) * 1000;
+    const tick = () => void this.holdLock().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'event watcher lock: could not check it'));
+    tick();
+    this.timer = setInterval(tick, renewMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.watching?.abort();
+    if (this.isLeader) await this.release().catch(() => {});
+  }
+
+  /** Take the lock if it is free or expired, renew it if ours; start or stop watching to match. */
+  private async holdLock(): Promise<void> {
+    if (this.stopped) return;
+    const now = new Date();
+    let lock: V1ConfigMap | undefined;
+    try {
+      lock = await this.core.readNamespacedConfigMap({ namespace: this.opts.lockNamespace, name: this.opts.lockName });
+    } catch (err) {
+      if (!(err instanceof ApiException && err.code === 404)) throw err;
+    }
+    const holder = lock?.metadata?.annotations?.[HOLDER];
+    const renewed = Date.parse(lock?.metadata?.annotations?.[RENEWED] ?? '');
+    const expired = !Number.isFinite(renewed) || now.getTime() - renewed > this.opts.lockTTLSeconds * 1000;
+    if (holder !== this.opts.nodeName && !expired) return this.follow();
+    const annotations = { [HOLDER]: this.opts.nodeName, [RENEWED]: now.toISOString() };
+    try {
+      if (lock) {
+        // Compare-and-swap on resourceVersion: of two agents taking an expired lock, one wins.
+        await this.core.replaceNamespacedConfigMap({
+          namespace: this.opts.lockNamespace, name: this.opts.lockName,
+          body: { ...lock, metadata: { ...lock.metadata, annotations: { ...lock.metadata?.annotations, ...annotations } } },
+        });
+      } else {
+        await this.core.createNamespacedConfigMap({ namespace: this.opts.lockNamespace, body: { metadata: { name: this.opts.lockName, annotations } } });
+      }
+    } catch (err) {
+      if (err instanceof ApiException && (err.code === 409 || err.code === 404)) return this.follow(); // another agent won
+      throw err;
+    }
+    if (!this.isLeader) {
+      this.isLeader = true;
+      this.opts.log.info({ node: this.opts.nodeName }, 'this agent now watches the cluster\'s Warning events');
+      await this.watch();
+    }
+  }
+
+  private follow(): void {
+    if (!this.isLeader) return;
+    this.isLeader = false;
+    this.watching?.abort();
+    this.opts.log.info('another agent now watches the cluster\'s Warning events');
+  }
+
+  private async release(): Promise<void> {
+    const lock = await this.core.readNamespacedConfigMap({ namespace: this.opts.lockNamespace, name: this.opts.lockName });
+    if (lock.metadata?.annotations?.[HOLDER] !== this.opts.nodeName) return;
+    // Expired at once: another agent takes over at its next check instead of waiting out the TTL.
+    await this.core.replaceNamespacedConfigMap({
+      namespace: this.opts.lockNamespace, name: this.opts.lockName,
+      body: { ...lock, metadata: { ...lock.metadata, annotations: { ...lock.metadata?.annotations, [RENEWED]: new Date(0).toISOString() } } },
+    });
+  }
+
+  /** Watch Warning events from now on (what happened before is history, as for the logs). */
+  private async watch(): Promise<void> {
+    const list = await this.core.listEventForAllNamespaces({ fieldSelector: 'type=Warning', limit: 1 });
+    const resourceVersion = list.metadata?.resourceVersion;
+    this.watching = await new Watch(this.opts.kc).watch('/api/v1/events', { fieldSelector: 'type=Warning', resourceVersion },
+      (type, event: CoreV1Event) => {
+        if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
+      },
+      (err) => {
+        if (this.stopped || !this.isLeader) return;
+        this.opts.log.warn({ err: (err as Error | null)?.message }, 'event watch ended; watching again');
+        this.isLeader = false; // the next lock check starts a new watch
+      });
+  }
+
+  private async onEvent(event: CoreV1Event): Promise<void> {
+    const reason = event.reason ?? '';
+    if (this.opts.excludeReasons.includes(reason)) return;
+    if (this.opts.includeReasons.length > 0 && !this.opts.includeReasons.includes(reason)) return;
+    const object = event.involvedObject;
+    const node = object.kind === 'Node' ? object.name : object.kind === 'Pod' ? await this.nodeOfPod(object.namespace!, object.name!, object.uid) : undefined;
+    if (!node) return;
+    this.emit({
+      source: 'KubernetesEvent',
+      nodeName: node,
+      reason: /^[A-Za-z][A-Za-z0-9]*$/.test(reason) ? reason : 'KubernetesEvent',
+      subject: `${object.kind} ${object.namespace ?? ''}/${object.name} ${object.uid ?? ''}`,
+      detail: {
+        kubernetesEvent: {
+          reason, message: event.message, type: event.type, count: event.count,
+          involvedObject: { kind: object.kind, namespace: object.namespace, name: object.name, uid: object.uid },
+          source: event.source, firstTimestamp: event.firstTimestamp, lastTimestamp: event.lastTimestamp,
+          metadata: { namespace: event.metadata?.namespace, name: event.metadata?.name },
+        },
+      },
+      seenAt: new Date(),
+    });
+  }
+
+  private async nodeOfPod(namespace: string, name: string, uid: string | undefined): Promise<string | undefined> {
+    if (uid && this.podNodes.has(uid)) return this.podNodes.get(uid);
+    const node = await this.core.readNamespacedPod({ namespace, name }).then((pod) => pod.spec?.nodeName, () => undefined);
+    if (uid && node) {
+      // Bound pods do not move; a pod not yet scheduled is asked about again at its next event.
+      if (this.podNodes.size > 50_000) this.podNodes.clear();
+      this.podNodes.set(uid, node);
+    }
+    return node;
+  }
+}

@@ -1,0 +1,83 @@
+// Kubernetes events as symptoms, against the real apiserver: Warning events about a node, or about a pod
+// bound to a node, become Abnormals for that node — made by the one agent holding the event-watcher
+// lock; when it stops, another agent takes over.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import type { RunningAgent } from '../../agent/agent.js';
+import { DEFAULTS } from '../../agent/config.js';
+import { NODE_LABEL } from '../../agent/api/crds.js';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import type { EventSource } from '../../agent/sources/events.js';
+import { startKubeAgent, waitFor } from '../helpers/agent.js';
+import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
+
+const ns = await testNamespace('events');
+const [nodeA, nodeB] = [`a-${ns}`, `b-${ns}`];
+const core = kubeConfig().makeApiClient(CoreV1Api);
+const agents: RunningAgent[] = [];
+
+const start = (node: string) =>
+  startKubeAgent(node, {
+    namespace: 'nodemedic-system', // where the lock lives (the agent's role covers ConfigMaps there)
+    processorNamespaces: [ns],
+    events: { ...DEFAULTS.events, enabled: true, excludeReasons: ['Ignored'], lockName: `lock-${ns}`, lockTTLSeconds: 3 },
+    stuckPods: { ...DEFAULTS.stuckPods, enabled: false },
+  });
+
+before(async () => {
+  await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
+  agents.push(await start(nodeA), await start(nodeB));
+});
+after(() => Promise.all(agents.map((a) => a.stop())));
+
+const watcher = (agent: RunningAgent) => agent.sources.find((s) => s.name === 'kubernetes events') as EventSource;
+const leader = () => waitFor('an agent to hold the lock', async () => agents.find((a) => watcher(a).isLeader));
+
+let eventNumber = 0;
+function warning(involvedObject: { kind: string; name: string; namespace?: string; uid?: string }, reason: string, type = 'Warning') {
+  const now = new Date();
+  return core.createNamespacedEvent({
+    namespace: involvedObject.namespace ?? ns,
+    body: {
+      metadata: { name: `${involvedObject.name}.${++eventNumber}` },
+      involvedObject, reason, type, message: `${reason} happened to ${involvedObject.name}`,
+      source: { component: 'kubelet', host: nodeB }, firstTimestamp: now, lastTimestamp: now, count: 1,
+    },
+  });
+}
+const abnormalsFor = async (node: string) =>
+  ((await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'nodemedic-system', plural: ABNORMALS, labelSelector: `${NODE_LABEL}=${node}` })) as { items: Abnormal[] })
+    .items.filter((a) => a.spec.source === 'KubernetesEvent');
+
+test('one agent watches; Warning events about a node and about a pod bound to a node become Abnormals for that node', async () => {
+  const holder = await leader();
+  assert.equal(agents.filter((a) => watcher(a).isLeader).length, 1, 'exactly one watcher');
+  await new Promise((r) => setTimeout(r, 500)); // its watch starts from now
+  await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'NodeNotReady');
+  const pod = await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'web-0' }, spec: { nodeName: nodeB, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
+  await warning({ kind: 'Pod', name: 'web-0', namespace: ns, uid: pod.metadata!.uid! }, 'FailedKillPod');
+  await warning({ kind: 'Pod', name: 'web-0', namespace: ns, uid: pod.metadata!.uid! }, 'Ignored');
+  await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'Starting', 'Normal');
+
+  const [forA] = await waitFor('the node event\'s Abnormal', async () => ((await abnormalsFor(nodeA)).length === 1 ? abnormalsFor(nodeA) : undefined));
+  assert.equal(forA!.spec.nodeName, nodeA);
+  assert.equal(forA!.spec.kubernetesEvent?.reason, 'NodeNotReady');
+  const [forB] = await waitFor('the pod event\'s Abnormal', async () => ((await abnormalsFor(nodeB)).length === 1 ? abnormalsFor(nodeB) : undefined));
+  assert.equal((forB!.spec.kubernetesEvent?.involvedObject as { name: string }).name, 'web-0');
+  assert.equal(forB!.spec.kubernetesEvent?.reason, 'FailedKillPod');
+  await holder.sink.flush();
+  assert.deepEqual((await abnormalsFor(nodeB)).map((a) => a.spec.kubernetesEvent?.reason), ['FailedKillPod'], 'the excluded reason made none');
+  assert.deepEqual((await abnormalsFor(nodeA)).map((a) => a.spec.kubernetesEvent?.reason), ['NodeNotReady'], 'the Normal event made none');
+});
+
+test('when the watching agent stops, another takes over', async () => {
+  const first = await leader();
+  await first.stop();
+  agents.splice(agents.indexOf(first), 1);
+  const second = await leader();
+  assert.notEqual(second, first);
+  await new Promise((r) => setTimeout(r, 500));
+  await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'KernelDeadlock');
+  await waitFor('the new watcher to make the Abnormal', async () => (await abnormalsFor(nodeA)).some((a) => a.spec.kubernetesEvent?.reason === 'KernelDeadlock') || undefined);
+});
