@@ -34,8 +34,8 @@ export type AgentOptions = {
 };
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
-  const builtins = options.builtins ?? builtinProcessors({ allowExecProbes: config.probes.allowExec });
   const { store, kc } = await makeStore(config, log, options.kubeConfig);
+  const builtins = options.builtins ?? builtinProcessors({ allowExec: config.probes.allowExec, podIP: kc ? await podIPLookup(kc) : undefined });
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
@@ -110,4 +110,11 @@ function alertReceiver(config: Config, store: AbnormalStore, sink: SymptomSink, 
     ? () => store.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
     : () => readFile(tokenFile, 'utf8');
   return { receiver: new AlertReceiver({ store, accept: (s) => sink.accept(s), nodeLabels, log }), token };
+}
+
+/** Reads a pod's IP, for pod probes (kube store). */
+async function podIPLookup(kc: KubeConfig) {
+  const { CoreV1Api } = await import('@kubernetes/client-node');
+  const core = kc.makeApiClient(CoreV1Api);
+  return async (namespace: string, name: string) => (await core.readNamespacedPod({ namespace, name })).status?.podIP;
 }

@@ -13,7 +13,13 @@ const OUTPUT_LIMIT = 64 * 1024;
 
 type ProbeResult = { healthy: boolean; detail: string; output?: string };
 
-export function probeCollector(options: { allowExec: boolean }): Processor {
+export type ProbeOptions = {
+  allowExec: boolean;
+  /** The pod's IP, for a pod probe without a host (the kube store gives this; the file store cannot). */
+  podIP?: (namespace: string, name: string) => Promise<string | undefined>;
+};
+
+export function probeCollector(options: ProbeOptions): Processor {
   return {
     kind: 'InformationCollector',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'probe' },
@@ -29,8 +35,10 @@ export function probeCollector(options: { allowExec: boolean }): Processor {
         if (!options.allowExec) return failure('ExecProbesDisabled', 'exec probes run commands as root on the node; enable them with probes.allowExec in the agent configuration');
         result = await execProbe(probe.exec.command, timeoutMs, signal);
       } else {
-        const host = probe.httpGet?.host ?? probe.tcpSocket?.host ?? (onPod ? podIP(abnormal) : '127.0.0.1');
-        if (!host) return failure('PodIPUnknown', 'give httpGet.host or tcpSocket.host, or collect the pod\'s IP into status.context.pod.podIP first');
+        const pod = abnormal.spec.podProbe;
+        const host = probe.httpGet?.host ?? probe.tcpSocket?.host ??
+          (pod ? contextPodIP(abnormal) ?? (await options.podIP?.(pod.namespace, pod.name).catch(() => undefined)) : '127.0.0.1');
+        if (!host) return failure('PodIPUnknown', `pod ${pod?.namespace}/${pod?.name} has no IP the agent can find; give httpGet.host or tcpSocket.host`);
         const action = (probe.httpGet ?? probe.tcpSocket)!;
         if (typeof action.port !== 'number') return failure('NamedPortUnsupported', `port "${action.port}" is a name; give the number`);
         result = probe.httpGet ? await httpProbe(probe.httpGet, host, action.port, timeoutMs, signal) : await tcpProbe(probe.tcpSocket!, host, action.port, timeoutMs);
@@ -46,7 +54,7 @@ export function probeCollector(options: { allowExec: boolean }): Processor {
   };
 }
 
-function podIP(abnormal: Abnormal): string | undefined {
+function contextPodIP(abnormal: Abnormal): string | undefined {
   const pod = abnormal.status?.context?.pod as { podIP?: unknown } | undefined;
   return typeof pod?.podIP === 'string' ? pod.podIP : undefined;
 }

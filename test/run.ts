@@ -39,6 +39,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/sources-alerts.test.ts',
     'test/integration/sources-stuck-pods.test.ts',
     'test/integration/probes.test.ts',
+    'test/integration/probes-pod.test.ts',
     'test/integration/sources-events.test.ts',
   ],
 };
