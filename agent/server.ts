@@ -66,15 +66,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
   }
   if (req.method !== 'POST') return reply(res, 405, { reason: 'MethodNotAllowed', message: 'POST the Abnormal as JSON' });
 
-  let body: string;
-  try {
-    body = await readBody(req, MAX_REQUEST_BYTES);
-  } catch {
-    // Answer, then drop the connection rather than read the rest of an oversized body.
-    res.on('finish', () => req.socket.destroy());
-    res.setHeader('connection', 'close');
-    return reply(res, 413, { reason: 'TooLarge', message: `the request is larger than ${MAX_REQUEST_BYTES} bytes` });
-  }
+  const body = await readBodyOr413(req, res, MAX_REQUEST_BYTES);
+  if (body === undefined) return;
   let abnormal;
   try {
     abnormal = validateAbnormal(JSON.parse(body));
@@ -103,14 +96,8 @@ async function handleAlerts(req: IncomingMessage, res: ServerResponse, opts: Ser
     res.on('finish', () => req.socket.destroy()); // do not read what an unauthenticated caller sends
     return reply(res, 401, { reason: 'Unauthorized', message: 'a valid bearer token is required' });
   }
-  let body: string;
-  try {
-    body = await readBody(req, MAX_ALERT_BYTES);
-  } catch {
-    res.on('finish', () => req.socket.destroy());
-    res.setHeader('connection', 'close');
-    return reply(res, 413, { reason: 'TooLarge', message: `the payload is larger than ${MAX_ALERT_BYTES} bytes` });
-  }
+  const body = await readBodyOr413(req, res, MAX_ALERT_BYTES);
+  if (body === undefined) return;
   const result = await opts.alerts.receiver.receive(body);
   return reply(res, result.status, result.body);
 }
@@ -120,6 +107,18 @@ function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** The request body; or, past `max` bytes, a 413 reply and the connection dropped (the rest is never read). */
+async function readBodyOr413(req: IncomingMessage, res: ServerResponse, max: number): Promise<string | undefined> {
+  try {
+    return await readBody(req, max);
+  } catch {
+    res.on('finish', () => req.socket.destroy());
+    res.setHeader('connection', 'close');
+    reply(res, 413, { reason: 'TooLarge', message: `the request is larger than ${max} bytes` });
+    return undefined;
+  }
 }
 
 function readBody(req: IncomingMessage, max: number): Promise<string> {
