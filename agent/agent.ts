@@ -36,9 +36,13 @@ export type AgentOptions = {
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   const { store, kc } = await makeStore(config, log, options.kubeConfig);
   const builtins = options.builtins ?? builtinProcessors({ allowExec: config.probes.allowExec, podIP: kc ? await podIPLookup(kc) : undefined });
+  const { collectors, diagnosers, recoverers, defaultTimeoutSeconds, maxOutputBytes } = config.scripts;
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
+  }, {
+    dirs: { InformationCollector: collectors, Diagnoser: diagnosers, Recoverer: recoverers },
+    defaultTimeoutSeconds, maxOutputBytes,
   });
   const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log });
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged

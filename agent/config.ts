@@ -49,6 +49,14 @@ export const ConfigSchema = z.strictObject({
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
     journalDirectory: z.string(),
   }),
+  /** Script processors: a directory per kind ("" for none), the default timeout, the output cap. */
+  scripts: z.strictObject({
+    collectors: z.string(),
+    diagnosers: z.string(),
+    recoverers: z.string(),
+    defaultTimeoutSeconds: z.number().int().min(1).max(3600),
+    maxOutputBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+  }),
   /** Warning events about nodes and their pods (kube store); one agent at a time watches them. */
   events: z.strictObject({
     enabled: z.boolean(),
@@ -99,6 +107,10 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   resyncSeconds: 300,
   logLevel: 'info',
   sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
+  scripts: {
+    collectors: '/etc/nodemedic/collectors', diagnosers: '/etc/nodemedic/diagnosers', recoverers: '/etc/nodemedic/recoverers',
+    defaultTimeoutSeconds: 30, maxOutputBytes: 1024 * 1024,
+  },
   events: { enabled: true, includeReasons: [], excludeReasons: [], lockName: 'nodemedic-event-watcher', lockTTLSeconds: 30 },
   probes: { allowExec: false },
   stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
@@ -155,7 +167,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events', 'scripts'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

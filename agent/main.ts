@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { startAgent } from './agent.js';
+import { runOne } from './run-one.js';
 import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
 import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
 import { DEFAULT_RULE_SETS } from './sources/default-rules.js';
@@ -151,6 +152,11 @@ const COMMANDS: Record<string, Command> = {
       console.error('nodemedic rules: the subcommand is `test`');
       return 2;
     },
+  },
+  run: {
+    usage: 'run ABNORMAL.yaml [--scripts DIR]',
+    summary: 'run one Abnormal through the built-ins and DIR/{collectors,diagnosers,recoverers}, no cluster; exit 0 if it succeeds',
+    run: runOne,
   },
   agent: {
     usage: 'agent [FLAGS]',

@@ -41,6 +41,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/probes.test.ts',
     'test/integration/probes-pod.test.ts',
     'test/integration/sources-events.test.ts',
+    'test/integration/scripts.test.ts',
   ],
 };
 

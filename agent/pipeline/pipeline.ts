@@ -28,6 +28,8 @@ export type PipelineOptions = {
   concurrency: number;
   log: Logger;
   now?: () => Date;
+  /** Told of every processor call and its outcome (`nodemedic run` prints them). */
+  onStep?: (processor: Processor, outcome: Outcome, ms: number) => void;
 };
 
 export class Pipeline {
@@ -184,6 +186,7 @@ export class Pipeline {
     // Cancelled by a hard stop: what the processor did not finish is not its failure. Write nothing;
     // the step runs again after the restart (a recoverer's write-ahead record makes that Unknown).
     if (this.halt.signal.aborted) throw new StepInterrupted();
+    this.opts.onStep?.(processor, outcome, Date.now() - started);
     this.opts.log.info({ abnormal: `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`, processor: refName(processor.ref), kind: processor.kind,
       ok: outcome.ok, ms: Date.now() - started, ...(outcome.ok ? {} : { reason: outcome.reason }) }, 'processor ran');
     return outcome;

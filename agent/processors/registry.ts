@@ -2,12 +2,16 @@
 // InformationCollector / Diagnoser / Recoverer objects in the store. The pipeline asks it which
 // processors to run for a stage:
 //   - an Abnormal's assigned list, in the order given (a name not registered is reported as missing);
-//   - otherwise every processor of the kind: built-ins first, by name, then HTTP processors by
-//     namespace and name. That order is part of the API: it decides which diagnoser wins.
+//   - otherwise every processor of the kind: built-ins first, by name, then the scripts in the kind's
+//     directory, by file name, then HTTP processors by namespace and name. That order is part of the
+//     API: it decides which diagnoser wins.
 import type { ProcessorRef } from '../api/types.generated.js';
 import type { AbnormalStore } from '../store/store.js';
 import { refName, type Processor, type ProcessorKind } from './contract.js';
 import { HttpProcessor, type HttpProcessorOptions } from './http.js';
+import { scriptsIn, type ScriptOptions } from './script.js';
+
+export type ScriptDirectories = ScriptOptions & { dirs: Partial<Record<ProcessorKind, string>> };
 
 export class ProcessorRegistry {
   // One HttpProcessor (and so one connection pool) per registration, rebuilt when its spec changes.
@@ -17,6 +21,7 @@ export class ProcessorRegistry {
     private readonly builtins: readonly Processor[],
     private readonly store: AbnormalStore,
     private readonly httpOptions: Omit<HttpProcessorOptions, 'readSecret'>,
+    private readonly scripts?: ScriptDirectories,
   ) {}
 
   async resolve(kind: ProcessorKind, assigned: readonly ProcessorRef[] | undefined): Promise<{ processors: Processor[]; missing: ProcessorRef[] }> {
@@ -35,6 +40,8 @@ export class ProcessorRegistry {
 
   async all(kind: ProcessorKind): Promise<Processor[]> {
     const builtins = this.builtins.filter((p) => p.kind === kind).sort((a, b) => byText(a.ref.name, b.ref.name));
+    const dir = this.scripts?.dirs[kind];
+    const scripts = dir ? await scriptsIn(dir, kind, this.scripts!) : [];
     const registered: Processor[] = [];
     const current = new Set<string>();
     for (const { kind: k, object } of await this.store.processors()) {
@@ -58,7 +65,7 @@ export class ProcessorRegistry {
       }
     }
     registered.sort((a, b) => byText(refName(a.ref), refName(b.ref)));
-    return [...builtins, ...registered];
+    return [...builtins, ...scripts, ...registered];
   }
 
   async close(): Promise<void> {

@@ -29,7 +29,13 @@ import { ConflictError, type AbnormalKey, type AbnormalStore, type EventType, ty
 const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
 const SETTLE_MS = 300;
 
-export type FileStoreOptions = { dir: string; log: Logger; rescanMs?: number };
+export type FileStoreOptions = {
+  dir: string;
+  log: Logger;
+  rescanMs?: number;
+  /** How long a file must be unchanged before it is read (SETTLE_MS); 0 for files the caller wrote itself. */
+  settleMs?: number;
+};
 
 export class FileStore implements AbnormalStore {
   synced = false;
@@ -176,9 +182,10 @@ export class FileStore implements AbnormalStore {
   private async scanFile(file: string): Promise<void> {
     const info = await stat(path.join(this.abnormalsDir, file)).catch(() => undefined);
     if (!info) return;
+    const settle = this.opts.settleMs ?? SETTLE_MS;
     const age = Date.now() - info.mtimeMs;
-    if (age < SETTLE_MS) {
-      setTimeout(() => void this.scanFile(file), SETTLE_MS - age + 10).unref();
+    if (age < settle) {
+      setTimeout(() => void this.scanFile(file), settle - age + 10).unref();
       return;
     }
     const signature = `${info.mtimeMs}:${info.size}`;

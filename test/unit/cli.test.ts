@@ -71,3 +71,22 @@ test('rules test refuses a dangerous rule file, naming the rule', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /rules\[0\] \(Slow\): pattern has a quantified group containing a quantifier/);
 });
+
+test('run takes one Abnormal through the built-ins and a scripts directory and shows every step', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'nm-run-')), 'memory-low.yaml');
+  writeFileSync(file, 'apiVersion: nodemedic.io/v1alpha1\nkind: Abnormal\nmetadata: {name: memory-low}\nspec:\n  source: Custom\n  nodeName: demo\n  context: {minAvailableMiB: 10000000, dryRun: true}\n');
+  const r = nodemedic(['run', file, '--scripts', 'manifests/examples/scripts']);
+  assert.equal(r.status, 1, 'a dry run recovers nothing, so the Abnormal fails');
+  assert.match(r.stdout, /InformationCollector script\/10-memory\.sh \(\d+ ms\): ok\n {2}context: \{"memory":\{"availableKiB":\d+/);
+  assert.match(r.stdout, /Diagnoser script\/10-memory-low\.sh \(\d+ ms\): identified: \d+ MiB available, less than 10000000 MiB/);
+  assert.match(r.stdout, /Recoverer script\/10-drop-caches\.sh \(\d+ ms\): dry run: would write 1 to \/proc\/sys\/vm\/drop_caches/);
+  assert.match(r.stdout, /status:\n {2}phase: Failed/);
+});
+
+test('run refuses an invalid Abnormal, naming the field', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'nm-run-')), 'bad.yaml');
+  writeFileSync(file, 'spec: {source: Custom}\n');
+  const r = nodemedic(['run', file]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /spec\.nodeName: is required/);
+});
