@@ -1,4 +1,6 @@
-// The daemon's wiring: configuration → store → processor registry → pipeline, and the HTTP server.
+// The daemon's wiring: configuration → store → processor registry → pipeline, the symptom sources and
+// their sink, and the HTTP server.
+import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
@@ -7,9 +9,8 @@ import { builtinProcessors } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
-import { readFile } from 'node:fs/promises';
 import { AlertReceiver } from './sources/alerts.js';
-import { logSources } from './sources/sources.js';
+import { symptomSources } from './sources/sources.js';
 import type { SymptomSource } from './sources/log-source.js';
 import { SymptomSink } from './sources/sink.js';
 import { FileStore } from './store/file.js';
@@ -55,17 +56,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   await pipeline.start();
   sink.start();
   const sources: SymptomSource[] = [];
-  const wanted = await logSources(config, log);
-  if (kc && config.stuckPods.enabled) {
-    const { StuckPodSource } = await import('./sources/stuck-pods.js');
-    wanted.push(new StuckPodSource({ kc, nodeName: config.nodeName, marginSeconds: config.stuckPods.marginSeconds, checkSeconds: config.stuckPods.checkSeconds, log }));
-  }
-  if (kc && config.events.enabled) {
-    const { EventSource } = await import('./sources/events.js');
-    const { includeReasons, excludeReasons, lockName, lockTTLSeconds } = config.events;
-    wanted.push(new EventSource({ kc, nodeName: config.nodeName, lockNamespace: config.namespace, lockName, lockTTLSeconds, includeReasons, excludeReasons, log }));
-  }
-  for (const source of wanted) {
+  for (const source of await symptomSources(config, log, kc)) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);

@@ -1,9 +1,11 @@
 // Which symptom sources run, from the configuration: the built-in kernel rules on /dev/kmsg (or a
 // kernel log file where /dev/kmsg cannot be read), the built-in kubelet and containerd rules on the
-// journal where there is one, and every configured rule file, each read by the reader its plugin
-// names. A source that cannot start is reported and the agent runs without it.
+// journal where there is one, every configured rule file, each read by the reader its plugin names;
+// and with the kube store, stuck pods and Kubernetes events. A source that cannot start is reported
+// and the agent runs without it.
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CONTAINERD_RULES, KERNEL_RULES, KUBELET_RULES } from './default-rules.js';
@@ -13,7 +15,22 @@ import { KmsgReader } from './kmsg.js';
 import { LogSource, type LineReader, type SymptomSource } from './log-source.js';
 import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
 
-export async function logSources(config: Config, log: Logger): Promise<SymptomSource[]> {
+/** Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events. */
+export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig): Promise<SymptomSource[]> {
+  const sources = await logSources(config, log);
+  // Loaded only with the kube store, like the client they use.
+  if (kc && config.stuckPods.enabled) {
+    const { StuckPodSource } = await import('./stuck-pods.js');
+    sources.push(new StuckPodSource({ kc, nodeName: config.nodeName, ...config.stuckPods, log }));
+  }
+  if (kc && config.events.enabled) {
+    const { EventSource } = await import('./events.js');
+    sources.push(new EventSource({ kc, nodeName: config.nodeName, lockNamespace: config.namespace, ...config.events, log }));
+  }
+  return sources;
+}
+
+async function logSources(config: Config, log: Logger): Promise<SymptomSource[]> {
   const sets: RuleSet[] = [];
   if (config.sources.defaultRules) {
     sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
