@@ -42,6 +42,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/probes-pod.test.ts',
     'test/integration/sources-events.test.ts',
     'test/integration/scripts.test.ts',
+    'test/integration/node-stuck-pod.test.ts',
   ],
 };
 

@@ -1,0 +1,141 @@
+// A real node for the tests: Debian's containerd (with runc) and the v1.20.2 kubelet, joined to the
+// test apiserver. No image can be pulled here, so the images are built offline from Debian's
+// busybox-static as OCI layout tarballs and imported into containerd. Facts this relies on are in
+// ../shared/kube-bin/README.md: restrict_oom_score_adj (these machines forbid lowering oom_score_adj),
+// the kubelet flags that work here, and hostNetwork pods (no CNI, so the node stays NotReady).
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export const BUSYBOX_IMAGE = 'docker.io/library/busybox:nodemedic';
+export const PAUSE_IMAGE = 'docker.io/library/pause:nodemedic';
+
+export type TestNode = {
+  name: string;
+  dir: string;
+  /** containerd's socket, for ctr and crictl-like calls. */
+  containerdSocket: string;
+  /** containerd's log file (the shims' goroutine dumps land here). */
+  containerdLog: string;
+  stop(): Promise<void>;
+};
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/** An OCI layout tarball of busybox-static, running `cmd`, tagged `name`. */
+async function buildImage(dir: string, name: string, cmd: string[]): Promise<string> {
+  const root = path.join(dir, 'rootfs');
+  await rm(root, { recursive: true, force: true });
+  await mkdir(path.join(root, 'bin'), { recursive: true });
+  await copyFile('/bin/busybox', path.join(root, 'bin/busybox'));
+  for (const applet of ['sh', 'sleep', 'cat', 'echo', 'ls', 'true']) await symlink('busybox', path.join(root, 'bin', applet));
+  const layerTar = path.join(dir, 'layer.tar');
+  await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', layerTar, '.']);
+  const layer = await readFile(layerTar);
+  const config = Buffer.from(JSON.stringify({
+    architecture: 'amd64', os: 'linux',
+    config: { Cmd: cmd, Env: ['PATH=/bin'] },
+    rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(layer)}`] },
+  }));
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(config)}`, size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${sha256(layer)}`, size: layer.length }],
+  }));
+  const layout = path.join(dir, 'layout');
+  await rm(layout, { recursive: true, force: true });
+  await mkdir(path.join(layout, 'blobs/sha256'), { recursive: true });
+  for (const blob of [layer, config, manifest]) await writeFile(path.join(layout, 'blobs/sha256', sha256(blob)), blob);
+  await writeFile(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(path.join(layout, 'index.json'), JSON.stringify({
+    schemaVersion: 2,
+    manifests: [{
+      mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha256(manifest)}`, size: manifest.length,
+      annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': name.split(':').pop() },
+    }],
+  }));
+  const tarball = path.join(dir, `${name.replace(/[^a-z0-9]/g, '-')}.tar`);
+  await run('tar', ['-C', layout, '-cf', tarball, '.']);
+  return tarball;
+}
+
+type Daemon = { child: ChildProcess; exited: Promise<void> };
+function daemon(binary: string, args: string[], log: string): Daemon {
+  const out = createWriteStream(log, { flags: 'a' });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.pipe(out);
+  child.stderr!.pipe(out);
+  return { child, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
+}
+async function stopDaemon(d: Daemon) {
+  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
+  d.child.kill('SIGTERM');
+  const timer = setTimeout(() => d.child.kill('SIGKILL'), 15_000);
+  await d.exited;
+  clearTimeout(timer);
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
+export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string }): Promise<TestNode> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
+  const socket = path.join(dir, 'containerd.sock');
+  const containerdLog = path.join(dir, 'containerd.log');
+  await writeFile(path.join(dir, 'containerd.toml'), `version = 2
+root = "${dir}/containerd-root"
+state = "${dir}/containerd-state"
+[grpc]
+  address = "${socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "${PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "${dir}/cni-bin"
+    conf_dir = "${dir}/cni-conf"
+`);
+  const daemons: Daemon[] = [];
+  const stop = async () => {
+    for (const d of [...daemons].reverse()) await stopDaemon(d);
+    // Containers left running (the test's stopped shim, say) must not outlive the test, nor their mounts.
+    await run('pkill', ['-KILL', '-f', '--', `-address ${socket}`]).catch(() => {});
+    const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));
+    for (const mount of mounts.reverse()) await run('umount', ['-l', mount]).catch(() => {});
+    await rm(dir, { recursive: true, force: true }).catch(() => {});
+  };
+  try {
+    daemons.push(daemon('containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog));
+    await until('containerd', async () => (await run('ctr', ['--address', socket, 'version'])).stdout.includes('Server'), 30_000);
+    for (const [image, cmd] of [[PAUSE_IMAGE, ['sleep', '2147483647']], [BUSYBOX_IMAGE, ['sh']]] as const) {
+      const tarball = await buildImage(path.join(dir, 'image'), image, [...cmd]);
+      await run('ctr', ['--address', socket, '-n', 'k8s.io', 'images', 'import', tarball]);
+    }
+    daemons.push(daemon(path.join(opts.kubeBinDir, 'kubelet'), [
+      `--kubeconfig=${opts.kubeconfig}`, `--root-dir=${dir}/kubelet`, `--cert-dir=${dir}/kubelet-pki`,
+      '--container-runtime=remote', `--container-runtime-endpoint=unix://${socket}`,
+      '--fail-swap-on=false', '--cgroup-driver=cgroupfs', '--cgroups-per-qos=false', '--enforce-node-allocatable=',
+      '--eviction-hard=', '--image-gc-high-threshold=100', '--image-gc-low-threshold=99',
+      `--hostname-override=${opts.name}`, '--read-only-port=0',
+    ], path.join(dir, 'kubelet.log')));
+    await until('the node to register', async () => {
+      const { stdout } = await run(path.join(opts.kubeBinDir, 'kubectl'), [`--kubeconfig=${opts.kubeconfig}`, 'get', 'node', opts.name, '-o', 'name']);
+      return stdout.trim() === `node/${opts.name}`;
+    }, 60_000);
+    return { name: opts.name, dir, containerdSocket: socket, containerdLog, stop };
+  } catch (err) {
+    await stop();
+    throw new Error(`${(err as Error).message}; logs in ${dir}`);
+  }
+}
