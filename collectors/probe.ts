@@ -48,7 +48,7 @@ export function probeCollector(options: ProbeOptions): Processor {
         context: { probe: { healthy: result.healthy, detail: result.detail, durationMs: Date.now() - started } },
         message: `probe ${result.healthy ? 'healthy' : 'unhealthy'}: ${result.detail}`,
       };
-      if (result.output !== undefined) outcome.output = result.output;
+      if (result.output) outcome.output = result.output;
       return outcome;
     },
   };

@@ -46,7 +46,8 @@ export function fitStatus(status: AbnormalStatus): AbnormalStatus {
   const out: AbnormalStatus = { ...status };
   if (out.message !== undefined) out.message = fitText(out.message, LIMITS.message);
   if (out.reason !== undefined) out.reason = fitText(out.reason, LIMITS.shortText);
-  if (out.output !== undefined) out.output = fitText(out.output, LIMITS.output);
+  if (out.output) out.output = fitText(out.output, LIMITS.output);
+  else delete out.output; // nothing printed: no field (client-node sends an empty string here as null)
   if (out.context) out.context = fitContext(out.context);
   if (out.conditions) {
     out.conditions = out.conditions.map((c) => ({
