@@ -47,7 +47,7 @@ export function fitStatus(status: AbnormalStatus): AbnormalStatus {
   if (out.message !== undefined) out.message = fitText(out.message, LIMITS.message);
   if (out.reason !== undefined) out.reason = fitText(out.reason, LIMITS.shortText);
   if (out.output) out.output = fitText(out.output, LIMITS.output);
-  else delete out.output; // nothing printed: no field (client-node sends an empty string here as null)
+  else delete out.output; // nothing printed: no field (written as "", it reached the apiserver as null and was refused)
   if (out.context) out.context = fitContext(out.context);
   if (out.conditions) {
     out.conditions = out.conditions.map((c) => ({
