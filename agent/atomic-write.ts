@@ -3,9 +3,12 @@
 import { open, rename } from 'node:fs/promises';
 import path from 'node:path';
 
+let sequence = 0;
+
 export async function atomicWrite(file: string, text: string): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  // Unique per call: two writes of one file in flight must not share (and rename away) one temporary.
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${++sequence}.tmp`);
   const handle = await open(tmp, 'w', 0o644);
   try {
     await handle.writeFile(text);

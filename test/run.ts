@@ -24,6 +24,7 @@ const SUITES: Record<string, string[]> = {
     'test/unit/rules.test.ts',
     'test/unit/log-source.test.ts',
     'test/unit/sink.test.ts',
+    'test/unit/file-store.test.ts',
   ],
   integration: [
     'test/integration/crds.test.ts',

@@ -45,6 +45,8 @@ export class FileStore implements AbnormalStore {
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
   private onChange: (key: AbnormalKey) => void = () => {};
+  /** The rewrite in flight per file: read, compare and write must not interleave with another's. */
+  private readonly rewriting = new Map<string, Promise<unknown>>();
 
   constructor(private readonly opts: FileStoreOptions) {
     this.abnormalsDir = path.join(opts.dir, 'abnormals');
@@ -100,11 +102,26 @@ export class FileStore implements AbnormalStore {
     return found;
   }
 
-  /** Replace the values at the given paths in the Abnormal's file, compare-and-swap on the file's hash. */
+  /**
+   * Replace the values at the given paths in the Abnormal's file, compare-and-swap on the file's hash.
+   * Rewrites of one file by this process (the pipeline's status, a source's count) take turns, so the
+   * second sees the first's hash and gets a conflict instead of silently writing over it.
+   */
   private async rewrite(abnormal: Abnormal, changes: Array<[string[], unknown]>): Promise<Abnormal> {
     const key = `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`;
     const file = this.files.get(key);
     if (!file) throw new ConflictError(key);
+    const previous = this.rewriting.get(file) ?? Promise.resolve();
+    const turn = previous.catch(() => {}).then(() => this.rewriteNow(file, key, abnormal, changes));
+    this.rewriting.set(file, turn);
+    try {
+      return await turn;
+    } finally {
+      if (this.rewriting.get(file) === turn) this.rewriting.delete(file);
+    }
+  }
+
+  private async rewriteNow(file: string, key: AbnormalKey, abnormal: Abnormal, changes: Array<[string[], unknown]>): Promise<Abnormal> {
     const full = path.join(this.abnormalsDir, file);
     const text = await readFile(full, 'utf8');
     if (hash(text) !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);

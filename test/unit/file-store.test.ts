@@ -1,0 +1,43 @@
+// The file store under concurrent writers in one process: the pipeline writing status and a source
+// raising the count on the same Abnormal at the same moment (real files in a temporary directory).
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { parse } from 'yaml';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import { FileStore } from '../../agent/store/file.js';
+import { ConflictError } from '../../agent/store/store.js';
+
+test('two writes from one version at once: one lands, the other is a conflict, nothing is silently lost', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new FileStore({ dir, log: pino({ level: 'silent' }), settleMs: 0 });
+  await store.start(() => {});
+  t.after(() => store.stop());
+  const created = await store.create({
+    apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal',
+    metadata: { name: 'race' }, spec: { source: 'Custom', nodeName: 'demo', occurrences: { count: 1 } },
+  } as Abnormal);
+
+  for (let round = 0; round < 20; round++) {
+    const current = (await store.get('default/race'))!;
+    const results = await Promise.allSettled([
+      store.writeStatus(current, { phase: 'InformationCollecting', message: `round ${round}` }),
+      store.writeSpec(current, { ...current.spec, occurrences: { count: round + 2 } }),
+    ]);
+    const landed = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.equal(landed.length, 1, `round ${round}: exactly one write lands`);
+    assert.ok(refused[0]!.reason instanceof ConflictError, `round ${round}: the other is a conflict, not ${refused[0]!.reason}`);
+    // What the file holds is what the landed write says it wrote.
+    const onDisk = parse(await readFile(path.join(dir, 'abnormals', 'race.yaml'), 'utf8')) as Abnormal;
+    const written = (landed[0] as PromiseFulfilledResult<Abnormal>).value;
+    assert.deepEqual(onDisk.spec, written.spec);
+    assert.deepEqual(onDisk.status, written.status);
+  }
+  assert.ok(created);
+  assert.deepEqual((await readdir(path.join(dir, 'abnormals'))).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left behind');
+});
