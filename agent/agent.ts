@@ -5,6 +5,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { Pipeline } from './pipeline/pipeline.js';
+import { RecoveryRails } from './pipeline/rails.js';
 import { builtinProcessors } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
@@ -36,7 +37,15 @@ export type AgentOptions = {
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   const { store, kc } = await makeStore(config, log, options.kubeConfig);
-  const builtins = options.builtins ?? builtinProcessors({ allowExec: config.probes.allowExec, podIP: kc ? await podIPLookup(kc) : undefined });
+  const { recovery, shims } = config;
+  const builtins = options.builtins ?? builtinProcessors({
+    probes: { allowExec: config.probes.allowExec, podIP: kc ? await podIPLookup(kc) : undefined },
+    shims: { containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds },
+    recovery: {
+      signal: recovery.signal, allowedExecutables: recovery.allowedExecutables, dryRun: recovery.dryRun, confirmSeconds: recovery.confirmSeconds,
+      podGone: kc ? await podGoneLookup(kc) : undefined,
+    },
+  });
   const { collectors, diagnosers, recoverers, defaultTimeoutSeconds, maxOutputBytes } = config.scripts;
   const registry = new ProcessorRegistry(builtins, store, {
     maxReplyBytes: config.maxReplyBytes,
@@ -45,7 +54,11 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     dirs: { InformationCollector: collectors, Diagnoser: diagnosers, Recoverer: recoverers },
     defaultTimeoutSeconds, maxOutputBytes,
   });
-  const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log });
+  const rails = new RecoveryRails({
+    stateDir: config.stateDir, maxPerHour: recovery.maxPerHour, cooldownSeconds: recovery.cooldownSeconds, log,
+    budget: kc ? await clusterBudget(kc, config) : undefined,
+  });
+  const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun });
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
   // and left out; the agent goes on with the others.
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
@@ -105,6 +118,27 @@ function alertReceiver(config: Config, store: AbnormalStore, sink: SymptomSink, 
     ? () => store.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
     : () => readFile(tokenFile, 'utf8');
   return { receiver: new AlertReceiver({ store, accept: (s) => sink.accept(s), nodeLabels, log }), token };
+}
+
+/** Whether a pod is gone (not found, or replaced by one of the same name), for the signal recoverer (kube store). */
+async function podGoneLookup(kc: KubeConfig) {
+  const { ApiException, CoreV1Api } = await import('@kubernetes/client-node');
+  const core = kc.makeApiClient(CoreV1Api);
+  return async ({ namespace, name, uid }: { namespace: string; name: string; uid?: string }) => {
+    try {
+      const pod = await core.readNamespacedPod({ namespace, name });
+      return uid !== undefined && pod.metadata?.uid !== uid;
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) return true;
+      throw err;
+    }
+  };
+}
+
+async function clusterBudget(kc: KubeConfig, config: Config) {
+  const { ClusterBudget } = await import('./pipeline/cluster-budget.js');
+  const { maxNodesAtOnce, budgetLockName, budgetNamespace, budgetTTLSeconds } = config.recovery;
+  return new ClusterBudget({ kc, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
 }
 
 /** Reads a pod's IP, for pod probes (kube store). */

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { SHIM_EXECUTABLES } from './processors/shims.js';
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9095');
 
@@ -82,6 +83,36 @@ export const ConfigSchema = z.strictObject({
     /** Labels that name an alert's node, tried in order; an instance's ":port" is dropped. */
     nodeLabels: z.array(z.string().min(1)).min(1),
   }),
+  /** The container-shim processors (collectors/goroutine-dump.ts, diagnosers/unresponsive-shim.ts). */
+  shims: z.strictObject({
+    /** Where containerd logs, and so where a shim's goroutine dump lands: "journald:UNIT" or a file path. */
+    containerdLog: z.string().min(1),
+    /** How long a shim is given to answer SIGUSR1 with its dump. */
+    dumpTimeoutSeconds: z.number().min(0.5).max(300),
+    /** How long a shim must stay stopped (T) or in uninterruptible sleep (D), with no dump, to be diagnosed unresponsive. */
+    unresponsiveSeconds: z.number().min(0).max(3600),
+  }),
+  /** Recovery, the one stage that changes the node, and its rails (agent/pipeline/rails.ts). */
+  recovery: z.strictObject({
+    /** Act on nothing: built-in recoverers say what they would do, others are not called. */
+    dryRun: z.boolean(),
+    /** What the signal-process recoverer sends. */
+    signal: z.enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP']),
+    /** Executables (file names) the signal-process recoverer may signal. */
+    allowedExecutables: z.array(z.string().min(1)).min(1),
+    /** How long a recoverer waits to see the symptom gone after acting. */
+    confirmSeconds: z.number().int().min(1).max(3600),
+    /** Recoveries on this node in any hour, at most. */
+    maxPerHour: z.number().int().min(1).max(1000),
+    /** A fault with the same fingerprint recovered less than this ago is left to a person. */
+    cooldownSeconds: z.number().int().min(0).max(7 * 86_400),
+    /** Nodes recovering at the same moment across the cluster (kube store), at most. */
+    maxNodesAtOnce: z.number().int().min(1).max(100_000),
+    /** The ConfigMap holding that budget (in budgetNamespace, default the agent's), and how long a slot is held at most. */
+    budgetLockName: z.string().min(1),
+    budgetNamespace: z.string().min(1).optional(),
+    budgetTTLSeconds: z.number().int().min(10).max(86_400),
+  }),
   /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
   symptoms: z.strictObject({
     flushSeconds: z.number().min(0.1).max(300),
@@ -115,6 +146,11 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
   probes: { allowExec: false },
   stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
   alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
+  shims: { containerdLog: 'journald:containerd.service', dumpTimeoutSeconds: 5, unresponsiveSeconds: 10 },
+  recovery: {
+    dryRun: false, signal: 'SIGKILL', allowedExecutables: [...SHIM_EXECUTABLES], confirmSeconds: 60,
+    maxPerHour: 6, cooldownSeconds: 3600, maxNodesAtOnce: 3, budgetLockName: 'nodemedic-recovery-budget', budgetTTLSeconds: 600,
+  },
   symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
 };
 
@@ -167,7 +203,7 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 
   const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
   // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events', 'scripts'] as const) {
+  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events', 'scripts', 'shims', 'recovery'] as const) {
     if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
   }
   if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };

@@ -40,7 +40,7 @@ export async function runOne(args: string[]): Promise<number> {
     const log = pino({ level: 'silent' });
     const store = new FileStore({ dir, log, rescanMs: 3_600_000, settleMs: 0 });
     await store.start(() => {});
-    const registry = new ProcessorRegistry(builtinProcessors({ allowExec: false }), store, { maxReplyBytes: DEFAULTS.maxReplyBytes, defaultTimeoutSeconds: 30 }, {
+    const registry = new ProcessorRegistry(builtinProcessors({ probes: { allowExec: false }, recovery: { dryRun: true } }), store, { maxReplyBytes: DEFAULTS.maxReplyBytes, defaultTimeoutSeconds: 30 }, {
       dirs: scriptsDir
         ? { InformationCollector: path.join(scriptsDir, 'collectors'), Diagnoser: path.join(scriptsDir, 'diagnosers'), Recoverer: path.join(scriptsDir, 'recoverers') }
         : {},

@@ -8,10 +8,11 @@ import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.genera
 import { canTransition, isTerminal, setCondition, toRFC3339, type ConditionType, type Phase } from '../api/phase.js';
 import { fitStatus } from '../api/limits.js';
 import { validateAbnormalStatus } from '../api/validate.js';
-import { AGENT_CONTEXT_PREFIX, refName, type Outcome, type Processor, type ProcessorKind } from '../processors/contract.js';
+import { AGENT_CONTEXT_PREFIX, BUILTIN_NAMESPACE, refName, type Outcome, type Processor, type ProcessorKind } from '../processors/contract.js';
 import type { ProcessorRegistry } from '../processors/registry.js';
-import { ConflictError, type AbnormalKey, type AbnormalStore } from '../store/store.js';
+import { ConflictError, keyOf, type AbnormalKey, type AbnormalStore } from '../store/store.js';
 import { WorkQueue } from './queue.js';
+import type { RecoveryRails } from './rails.js';
 
 /**
  * The recovery log, kept in status.context: every recoverer call is recorded before it is made, and
@@ -30,12 +31,20 @@ export type PipelineOptions = {
   now?: () => Date;
   /** Told of every processor call and its outcome (`nodemedic run` prints them). */
   onStep?: (processor: Processor, outcome: Outcome, ms: number) => void;
+  /** Rate limits, cooldown and the cluster-wide budget, checked before any recoverer acts. */
+  rails?: RecoveryRails;
+  /** Dry run: HTTP and script recoverers are not called (built-in ones are told, and say what they would do). */
+  dryRun?: boolean;
+  /** How long an Abnormal held back by a rail waits before it is looked at again. */
+  railRetryMs?: number;
 };
 
 export class Pipeline {
   private readonly queue: WorkQueue<AbnormalKey>;
   private readonly now: () => Date;
   private readonly halt = new AbortController();
+  /** Abnormals held back by a rail, with a look again scheduled. */
+  private readonly waiting = new Set<AbnormalKey>();
 
   constructor(private readonly opts: PipelineOptions) {
     this.now = opts.now ?? (() => new Date());
@@ -148,6 +157,30 @@ export class Pipeline {
       return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotRecovered', message }, 'NotRecovered', message, 'Warning');
     }
 
+    // The rails, before anything acts (a dry run acts on nothing, so it takes no part of them).
+    const dryRun = this.opts.dryRun === true;
+    const admission = this.opts.rails && !dryRun ? await this.opts.rails.admit(abnormal) : undefined;
+    if (admission && !admission.ok) {
+      if (!admission.wait) {
+        const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', admission.reason, admission.message);
+        return this.commit(abnormal, { ...status, phase: 'Failed', reason: admission.reason, message: admission.message }, admission.reason, admission.message, 'Warning');
+      }
+      this.retryLater(keyOf(abnormal));
+      const held = abnormal.status?.conditions?.find((c) => c.type === 'Recovered');
+      if (held?.reason === admission.reason) return undefined; // already said so; a write per retry would be noise
+      const status = this.condition({ ...abnormal.status }, 'Recovered', 'Unknown', admission.reason, admission.message);
+      await this.commit(abnormal, { ...status, reason: admission.reason, message: admission.message }, undefined, undefined);
+      await this.opts.store.recordEvent(abnormal, 'Warning', admission.reason, admission.message);
+      return undefined;
+    }
+    try {
+      return await this.callRecoverer(abnormal, next, log, dryRun);
+    } finally {
+      await admission?.release();
+    }
+  }
+
+  private async callRecoverer(abnormal: Abnormal, next: Processor, log: RecoveryAttempt[], dryRun: boolean): Promise<Abnormal | undefined> {
     // Write-ahead: the call is on record before it is made.
     const attempt: RecoveryAttempt = { recoverer: refName(next.ref), startedAt: toRFC3339(this.now()) };
     let status = withRecoveryLog({ ...abnormal.status, recoverer: next.ref }, [...log, attempt]);
@@ -157,7 +190,9 @@ export class Pipeline {
     const recorded = await this.commit(abnormal, status, undefined, undefined, 'Normal', false);
     if (!recorded || !isDeepStrictEqual(recoveryLog(recorded.status), [...log, attempt])) return recorded;
 
-    const outcome = await this.run(next, recorded);
+    const outcome: Outcome = dryRun && next.ref.namespace !== BUILTIN_NAMESPACE
+      ? { ok: true, recovered: false, reason: 'DryRun', message: 'dry run: not called (only built-in recoverers are asked what they would do)' }
+      : await this.run(next, recorded);
     status = outcome.ok ? merge({ ...recorded.status }, outcome) : { ...recorded.status };
     const done: RecoveryAttempt = {
       ...attempt,
@@ -172,6 +207,16 @@ export class Pipeline {
     }
     status = this.condition(status, 'Recovered', 'False', 'RecovererFailed', `${attempt.recoverer}: ${done.message}`);
     return this.commit(recorded, status); // the next step tries the next recoverer
+  }
+
+  /** Look at a held-back Abnormal again later (once per Abnormal, however often it is looked at meanwhile). */
+  private retryLater(key: AbnormalKey): void {
+    if (this.waiting.has(key)) return;
+    this.waiting.add(key);
+    setTimeout(() => {
+      this.waiting.delete(key);
+      this.queue.add(key);
+    }, this.opts.railRetryMs ?? 30_000).unref();
   }
 
   /** Runs one processor; a throw (a bug in it) becomes a failed outcome, never a stuck Abnormal. */

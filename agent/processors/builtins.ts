@@ -1,9 +1,33 @@
 // The built-in processors, one file each under collectors/, diagnosers/ and recoverers/.
+import { containerShims } from '../../collectors/container-shims.js';
+import { goroutineDump, type GoroutineDumpOptions } from '../../collectors/goroutine-dump.js';
+import { kernelLog } from '../../collectors/kernel-log.js';
 import { nodeFacts } from '../../collectors/node-facts.js';
 import { probeCollector, type ProbeOptions } from '../../collectors/probe.js';
+import { processTree } from '../../collectors/process-tree.js';
 import { diskUsage } from '../../diagnosers/disk-usage.js';
+import { shimReaperDeadlock } from '../../diagnosers/shim-reaper-deadlock.js';
+import { unresponsiveShim } from '../../diagnosers/unresponsive-shim.js';
+import { signalProcess, type SignalProcessOptions } from '../../recoverers/signal-process.js';
 import type { Processor } from './contract.js';
 
-export function builtinProcessors(probes: ProbeOptions): Processor[] {
-  return [nodeFacts, probeCollector(probes), diskUsage];
+export type BuiltinOptions = {
+  probes: ProbeOptions;
+  shims?: Partial<GoroutineDumpOptions> & { unresponsiveSeconds?: number };
+  recovery?: SignalProcessOptions;
+};
+
+export function builtinProcessors(opts: BuiltinOptions): Processor[] {
+  return [
+    containerShims,
+    goroutineDump({ containerdLog: 'journald:containerd.service', timeoutSeconds: 5, ...opts.shims }),
+    kernelLog(),
+    nodeFacts,
+    probeCollector(opts.probes),
+    processTree,
+    diskUsage,
+    shimReaperDeadlock,
+    unresponsiveShim({ thresholdSeconds: opts.shims?.unresponsiveSeconds ?? 10 }),
+    signalProcess(opts.recovery),
+  ];
 }

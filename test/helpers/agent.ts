@@ -1,14 +1,15 @@
 // Running the agent in tests: in-process (startAgent, the same code the binary runs) or as the real
 // `nodemedic agent` process, for the tests that kill it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { DEFAULTS, type Config } from '../../agent/config.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { REPO_ROOT } from '../cluster/cluster.js';
+import { AGENT_NAMESPACE, REPO_ROOT } from '../cluster/cluster.js';
 import { GROUP, VERSION, customObjects, getAbnormal, kubeConfig } from './kube.js';
 
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
@@ -23,6 +24,9 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     processorNamespaces: ['*'],
     // One agent of the whole cluster watches Warning events; only the test about events takes part.
     events: { ...DEFAULTS.events, enabled: false },
+    // Each agent its own state (the recovery history is kept there); the rails are tested on their own.
+    stateDir: mkdtempSync(path.join(tmpdir(), 'nodemedic-agent-')),
+    recovery: { ...DEFAULTS.recovery, maxPerHour: 1000, cooldownSeconds: 0, maxNodesAtOnce: 1000, budgetNamespace: AGENT_NAMESPACE },
     ...overrides,
   };
   return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });

@@ -1,0 +1,90 @@
+// The recovery rails: checked by the pipeline before any recoverer acts, whoever wrote it.
+//   - cooldown per fingerprint: a fault recovered on this node less than cooldownSeconds ago that is
+//     back already is not repaired again blind — the Abnormal fails, for a person (NPD's health checker
+//     lesson: never kill a service again before it has been up a while);
+//   - rate limit per node: at most maxPerHour recoveries in any hour; past it the Abnormal waits in
+//     Recovering until the oldest leaves the window (a storm pauses instead of acting everywhere);
+//   - cluster-wide budget (kube store): at most maxNodesAtOnce nodes recovering at the same moment,
+//     held in a ConfigMap in the agent's namespace with a TTL per holder, so a node that vanishes
+//     mid-recovery frees its slot (kured's top bug was a lock held by a vanished node).
+// The history behind the first two is kept in the state directory, so a restart forgets nothing.
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Abnormal } from '../api/types.generated.js';
+import { FINGERPRINT_LABEL } from '../api/crds.js';
+import { readState, writeState } from '../sources/state.js';
+
+export type Admission = { ok: true; release(): Promise<void> } | { ok: false; wait: boolean; reason: string; message: string };
+
+/** Slots shared by the nodes of a cluster; `take` resolves false when none is free. */
+export interface RecoveryBudget {
+  take(): Promise<boolean>;
+  give(): Promise<void>;
+}
+
+export type RecoveryRailsOptions = {
+  stateDir: string;
+  maxPerHour: number;
+  cooldownSeconds: number;
+  budget?: RecoveryBudget;
+  log: Logger;
+  now?: () => number;
+};
+
+type HistoryEntry = { at: number; fingerprint: string; abnormal: string };
+
+const HOUR_MS = 3_600_000;
+
+export class RecoveryRails {
+  private history?: HistoryEntry[];
+  private readonly now: () => number;
+
+  constructor(private readonly opts: RecoveryRailsOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  private get file() {
+    return path.join(this.opts.stateDir, 'recovery-history.json');
+  }
+
+  private async load(): Promise<HistoryEntry[]> {
+    this.history ??= (await readState<HistoryEntry[]>(this.file)) ?? [];
+    const keep = Math.max(HOUR_MS, this.opts.cooldownSeconds * 1000);
+    this.history = this.history.filter((e) => this.now() - e.at < keep);
+    return this.history;
+  }
+
+  /** May a recoverer act on this Abnormal now? On ok, call release() when it is done. */
+  async admit(abnormal: Abnormal): Promise<Admission> {
+    const history = await this.load();
+    const fingerprint = fingerprintOf(abnormal);
+    const key = keyOf(abnormal);
+    const recent = history.find((e) => e.fingerprint === fingerprint && e.abnormal !== key && this.now() - e.at < this.opts.cooldownSeconds * 1000);
+    if (recent) {
+      return {
+        ok: false, wait: false, reason: 'RecoveryCooldown',
+        message: `the same fault (${fingerprint}) was recovered on this node ${Math.round((this.now() - recent.at) / 1000)} s ago (${recent.abnormal}); ` +
+          `within the ${this.opts.cooldownSeconds} s cooldown it is not repaired again without a person`,
+      };
+    }
+    const lastHour = history.filter((e) => this.now() - e.at < HOUR_MS);
+    if (lastHour.length >= this.opts.maxPerHour) {
+      const freesIn = Math.ceil((lastHour[0]!.at + HOUR_MS - this.now()) / 1000);
+      return { ok: false, wait: true, reason: 'RecoveryRateLimited', message: `${lastHour.length} recoveries on this node in the last hour (at most ${this.opts.maxPerHour}); waiting about ${freesIn} s` };
+    }
+    if (this.opts.budget) {
+      // A budget that cannot be read is not a free one: nothing acts until it can be.
+      const taken = await this.opts.budget.take().catch((err: Error) => err);
+      if (taken instanceof Error) return { ok: false, wait: true, reason: 'RecoveryBudgetUnavailable', message: `the cluster-wide recovery budget cannot be checked: ${taken.message}` };
+      if (!taken) return { ok: false, wait: true, reason: 'RecoveryBudgetExhausted', message: 'the cluster-wide number of nodes recovering at once is reached; waiting for a slot' };
+    }
+    const entry: HistoryEntry = { at: this.now(), fingerprint, abnormal: key };
+    history.push(entry);
+    await writeState(this.file, history);
+    return { ok: true, release: async () => this.opts.budget?.give().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not give back the recovery budget slot; its TTL will')) };
+  }
+}
+
+const keyOf = (a: Abnormal) => `${a.metadata?.namespace ?? ''}/${a.metadata?.name ?? ''}`;
+/** The symptom's fingerprint (sources label it); a hand-made Abnormal is its own. */
+const fingerprintOf = (a: Abnormal) => a.metadata?.labels?.[FINGERPRINT_LABEL] ?? keyOf(a);

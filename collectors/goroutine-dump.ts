@@ -1,0 +1,125 @@
+// Goroutine dumps of container shims: each shim the Abnormal is about (status.context.containerShims,
+// or found afresh) is sent SIGUSR1 and its dump is read from where containerd writes it — containerd's
+// own log, a journald unit ("journald:containerd.service") or a file — waiting at most a timeout.
+// Meanwhile the shim's state is sampled from /proc: a shim that gives no dump and stays stopped (T) or
+// in uninterruptible sleep (D) the whole time is what the unresponsive-shim diagnoser looks for.
+// Only shims are signalled: SIGUSR1 ends most other processes.
+import { open, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
+import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
+import { dumpInLogLine } from '../agent/processors/goroutines.js';
+import { readCmdline, readStat } from '../agent/processors/procfs.js';
+import { parseShimCommand, shimsOfSubject, subjectOf, type Shim } from '../agent/processors/shims.js';
+
+export type GoroutineDumpOptions = {
+  /** Where containerd logs: "journald:UNIT" or a file path. */
+  containerdLog: string;
+  timeoutSeconds: number;
+  journalctl?: string;
+};
+
+/** A run of one state seen in /proc while waiting for the dump. */
+export type StateRun = { state: string; from: string; to: string };
+
+export type DumpResult = {
+  pid: number;
+  startTicks: number;
+  signalledAt: string;
+  dump?: string;
+  answeredInMs?: number;
+  /** Set when no dump came: how long it was waited for. */
+  noDumpWithinSeconds?: number;
+  states: StateRun[];
+  error?: string;
+};
+
+const MAX_DUMP = 128 * 1024;
+const POLL_MS = 200;
+
+export function goroutineDump(opts: GoroutineDumpOptions): Processor {
+  return {
+    kind: 'InformationCollector',
+    ref: { namespace: BUILTIN_NAMESPACE, name: 'goroutine-dump' },
+    async run(abnormal, signal) {
+      const known = abnormal.status?.context?.containerShims;
+      const shims = Array.isArray(known) ? (known as Shim[]) : await shimsOfSubject(subjectOf(abnormal));
+      if (shims.length === 0) return { ok: true };
+      const dumps = await Promise.all(shims.map((shim) => dumpOf(shim, opts, signal)));
+      return {
+        ok: true,
+        context: { goroutineDumps: dumps },
+        output: dumps.map((d) => `shim pid ${d.pid}: ${d.error ?? (d.dump ? `goroutine dump in ${d.answeredInMs} ms` : `no goroutine dump within ${d.noDumpWithinSeconds} s; states seen: ${d.states.map((s) => s.state).join(' → ')}`)}`).join('\n'),
+      };
+    },
+  };
+}
+
+async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSignal): Promise<DumpResult> {
+  const signalledAt = new Date();
+  const result: DumpResult = { pid: shim.pid, startTicks: shim.startTicks, signalledAt: signalledAt.toISOString(), states: [] };
+  // The pid must still be that shim (same start time, a shim's command line): pids are reused.
+  const stat0 = await readStat(shim.pid);
+  const args = await readCmdline(shim.pid);
+  if (!stat0 || stat0.startTicks !== shim.startTicks || !args || !parseShimCommand(args)) return { ...result, error: 'the shim is gone' };
+  const log = await logFollower(opts);
+  try {
+    process.kill(shim.pid, 'SIGUSR1');
+  } catch (err) {
+    return { ...result, error: `could not signal it: ${(err as Error).message}` };
+  }
+  const deadline = signalledAt.getTime() + opts.timeoutSeconds * 1000;
+  for (;;) {
+    const now = new Date();
+    const stat = await readStat(shim.pid);
+    if (!stat || stat.startTicks !== shim.startTicks) return { ...result, error: 'the shim exited while its dump was awaited' };
+    const last = result.states.at(-1);
+    if (last?.state === stat.state) last.to = now.toISOString();
+    else result.states.push({ state: stat.state, from: now.toISOString(), to: now.toISOString() });
+    for (const line of await log.newLines()) {
+      const dump = dumpInLogLine(line, shim.pid);
+      if (dump) return { ...result, dump: dump.length > MAX_DUMP ? `${dump.slice(0, MAX_DUMP)}\n… [cut by nodemedic at ${MAX_DUMP} characters]` : dump, answeredInMs: Date.now() - signalledAt.getTime() };
+    }
+    if (Date.now() >= deadline || signal.aborted) return { ...result, noDumpWithinSeconds: opts.timeoutSeconds };
+    await sleep(POLL_MS);
+  }
+}
+
+/** Lines containerd logs from now on. */
+async function logFollower(opts: GoroutineDumpOptions): Promise<{ newLines(): Promise<string[]> }> {
+  if (opts.containerdLog.startsWith('journald:')) {
+    const unit = opts.containerdLog.slice('journald:'.length);
+    const since = Math.floor(Date.now() / 1000) - 1;
+    let seen = 0;
+    return {
+      async newLines() {
+        const out = await execa(opts.journalctl ?? 'journalctl', [`--unit=${unit}`, `--since=@${since}`, '--output=cat', '--no-pager'], { reject: false, timeout: 5000 });
+        const lines = out.stdout.split('\n');
+        const fresh = lines.slice(seen);
+        seen = lines.length;
+        return fresh;
+      },
+    };
+  }
+  const file = opts.containerdLog;
+  let offset = (await stat(file).catch(() => undefined))?.size ?? 0;
+  let partial = '';
+  return {
+    async newLines() {
+      const size = (await stat(file).catch(() => undefined))?.size ?? 0;
+      if (size < offset) offset = 0; // truncated or replaced: read the new file from its start
+      if (size === offset) return [];
+      const handle = await open(file, 'r');
+      try {
+        const buffer = Buffer.alloc(size - offset);
+        await handle.read(buffer, 0, buffer.length, offset);
+        offset = size;
+        const lines = (partial + buffer.toString('utf8')).split('\n');
+        partial = lines.pop() ?? '';
+        return lines;
+      } finally {
+        await handle.close();
+      }
+    },
+  };
+}
