@@ -25,6 +25,8 @@ const SUITES: Record<string, string[]> = {
     'test/unit/log-source.test.ts',
     'test/unit/sink.test.ts',
     'test/unit/file-store.test.ts',
+    'test/unit/shims.test.ts',
+    'test/unit/rails.test.ts',
   ],
   integration: [
     'test/integration/crds.test.ts',

@@ -1,18 +1,27 @@
-// On a real node — containerd and the kubelet, joined to the test apiserver — a pod whose container
-// shim is stopped stays Terminating after deletion, and the agent of that node reports it stuck: the
-// entry point of the shim-deadlock case, end to end up to the Abnormal.
+// The flagship case on a real node — containerd and the kubelet, joined to the test apiserver: a pod
+// whose container shim hangs (stopped with SIGSTOP) stays Terminating after deletion; the agent of that
+// node finds it, collects the shim's details, diagnoses the unresponsive shim, kills it, and the pod
+// is gone. Then the reaper-deadlock diagnoser on a real, healthy shim (no match) and on a fixture
+// process impersonating a deadlocked shim (a match, which the recoverer still refuses to act on:
+// the fixture's executable is not a shim's).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
+import { DEFAULTS } from '../../agent/config.js';
 import { BUSYBOX_IMAGE, startNode, type TestNode } from '../node/node.js';
-import { startKubeAgent, waitFor } from '../helpers/agent.js';
+import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { REPO_ROOT } from '../cluster/cluster.js';
 
 // A kubelet joins the cluster it is given: only the suite's own test cluster, never a user's.
 const ownCluster = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
+const skip = ownCluster ? false : 'joins a kubelet to the cluster: runs only on the suite\'s own test cluster';
 const ns = await testNamespace('node');
 const nodeName = `node-${ns}`;
 const core = kubeConfig().makeApiClient(CoreV1Api);
@@ -23,25 +32,30 @@ before(async () => {
   if (!ownCluster) return;
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
   node = await startNode({ name: nodeName, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
-  agent = await startKubeAgent(nodeName, { namespace: ns, processorNamespaces: [ns], stuckPods: { enabled: true, marginSeconds: 2, checkSeconds: 1 } });
+  agent = await startKubeAgent(nodeName, {
+    namespace: ns, processorNamespaces: [ns],
+    stuckPods: { enabled: true, marginSeconds: 2, checkSeconds: 1 },
+    shims: { containerdLog: node.containerdLog, dumpTimeoutSeconds: 3, unresponsiveSeconds: 3 },
+  });
 });
 after(async () => {
   await agent?.stop();
   await node?.stop();
 });
 
-/** The shim of this node's containerd that runs the pod's sandbox, found by its command line. */
+/** The shims of this node's containerd, found by their command line. */
 function shimPids(): number[] {
   const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(node!.containerdSocket)).map((l) => Number(l.trim().split(/\s+/)[0]));
 }
 
-test('a pod whose shim is stopped stays Terminating, and the agent reports it stuck', { skip: ownCluster ? false : 'joins a kubelet to the cluster: runs only on the suite\'s own test cluster' }, async (t) => {
+/** A running busybox pod on the node, and the one new shim that serves it. */
+async function runPod(name: string): Promise<{ uid: string; shim: number }> {
   const before = new Set(shimPids());
-  await core.createNamespacedPod({
+  const pod = await core.createNamespacedPod({
     namespace: ns,
     body: {
-      metadata: { name: 'web-0' },
+      metadata: { name },
       spec: {
         nodeName, hostNetwork: true, automountServiceAccountToken: false, terminationGracePeriodSeconds: 1,
         tolerations: [{ operator: 'Exists' }],
@@ -49,25 +63,129 @@ test('a pod whose shim is stopped stays Terminating, and the agent reports it st
       },
     },
   });
-  await waitFor('the pod to run', async () => (await core.readNamespacedPod({ namespace: ns, name: 'web-0' })).status?.phase === 'Running' || undefined, 60_000);
+  await waitFor(`${name} to run`, async () => (await core.readNamespacedPod({ namespace: ns, name })).status?.phase === 'Running' || undefined, 60_000);
   const shims = shimPids().filter((pid) => !before.has(pid));
   assert.equal(shims.length, 1, 'one new shim: one per pod sandbox');
-  process.kill(shims[0]!, 'SIGSTOP');
+  return { uid: pod.metadata!.uid!, shim: shims[0]! };
+}
 
+const abnormals = async () =>
+  ((await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS })) as { items: Abnormal[] }).items;
+
+async function eventsOf(name: string): Promise<CoreV1Event[]> {
+  return (await core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` })).items;
+}
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+test('a pod whose shim hangs: found stuck, the shim proven unresponsive and killed, and the pod is gone', { skip }, async (t) => {
+  const { uid, shim } = await runPod('web-0');
+  process.kill(shim, 'SIGSTOP');
   const deleted = Date.now();
   await core.deleteNamespacedPod({ namespace: ns, name: 'web-0' });
-  const [stuck] = await waitFor('the stuck pod\'s Abnormal', async () => {
-    const list = (await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS })) as { items: Abnormal[] };
-    return list.items.length > 0 ? list.items : undefined;
-  }, 60_000);
-  const pod = stuck!.spec.context!.pod as { name: string; namespace: string; containers: Array<{ containerID?: string }> };
-  assert.equal(stuck!.spec.nodeName, nodeName);
-  assert.deepEqual([pod.namespace, pod.name], [ns, 'web-0']);
-  assert.match(pod.containers[0]?.containerID ?? '', /^containerd:\/\//);
-  assert.ok(await core.readNamespacedPod({ namespace: ns, name: 'web-0' }).then(() => true, () => false), 'the pod is still there, Terminating');
-  t.diagnostic(`reported ${((Date.now() - deleted) / 1000).toFixed(1)} s after the deletion (grace 1 s, margin 2 s)`);
 
-  // What the recoverer of the shim-deadlock case will do: kill the shim, and the pod goes.
-  process.kill(shims[0]!, 'SIGKILL');
-  await waitFor('the pod to go', async () => core.readNamespacedPod({ namespace: ns, name: 'web-0' }).then(() => undefined, () => true), 60_000);
+  const [created] = await waitFor('the stuck pod\'s Abnormal', async () => ((await abnormals()).length > 0 ? abnormals() : undefined), 60_000);
+  const done = await finished(ns, created!.metadata!.name!, 120_000);
+  const gone = Date.now();
+  const status = done.status!;
+  assert.equal(status.phase, 'Succeeded', JSON.stringify({ reason: status.reason, message: status.message }));
+  assert.equal(done.spec.nodeName, nodeName);
+  assert.deepEqual((done.spec.context!.pod as { uid: string }).uid, uid);
+
+  // Collected: the shim of that pod, its process details, no dump while stopped.
+  const shims = status.context!.containerShims as Array<{ pid: number; pod?: { uid?: string; name?: string } }>;
+  assert.deepEqual(shims.map((s) => [s.pid, s.pod?.uid, s.pod?.name]), [[shim, uid, 'web-0']]);
+  const processes = status.context!.processes as Array<{ pid: number; state: string; children: unknown[] }>;
+  assert.equal(processes[0]!.pid, shim);
+  assert.equal(processes[0]!.state, 'T');
+  assert.ok(processes[0]!.children.length >= 2, 'the shim\'s children: the pause process and the container');
+  const [dump] = status.context!.goroutineDumps as Array<{ pid: number; dump?: string; noDumpWithinSeconds?: number; states: Array<{ state: string }> }>;
+  assert.equal(dump!.pid, shim);
+  assert.equal(dump!.dump, undefined);
+  assert.equal(dump!.noDumpWithinSeconds, 3);
+  assert.deepEqual(dump!.states.map((s) => s.state), ['T']);
+
+  // Diagnosed and recovered by the built-ins; the pod is gone and so is the shim.
+  assert.deepEqual(status.diagnoser, { namespace: 'builtin', name: 'unresponsive-shim' });
+  assert.deepEqual(status.recoverer, { namespace: 'builtin', name: 'signal-process' });
+  assert.match(status.message ?? '', new RegExp(`recovered by builtin/signal-process: sent SIGKILL to pid ${shim} \\(containerd-shim-runc-v2\\); they exited and pod ${ns}/web-0 finished terminating`));
+  assert.equal(await core.readNamespacedPod({ namespace: ns, name: 'web-0' }).then(() => 'still there', () => 'gone'), 'gone');
+  assert.equal(isAlive(shim), false);
+
+  // The timeline, readable in the conditions and the Events.
+  assert.deepEqual(status.conditions!.map((c) => [c.type, c.status, c.reason]),
+    [['InformationCollected', 'True', 'Collected'], ['Identified', 'True', 'ShimUnresponsive'], ['Recovered', 'True', 'PodTerminated']]);
+  // (Events carry whole seconds, so their order within one second is not kept: compared as a set.)
+  const events = await eventsOf(done.metadata!.name!);
+  assert.deepEqual(events.map((e) => e.reason).sort(), ['Accepted', 'Collected', 'Identified', 'Recovered']);
+  t.diagnostic(`pod deleted → pod gone: ${((gone - deleted) / 1000).toFixed(1)} s (grace 1 s, stuck margin 2 s, dump timeout 3 s, unresponsive threshold 3 s)`);
+  t.diagnostic(`created ${((Date.parse(created!.metadata!.creationTimestamp as unknown as string) - deleted) / 1000).toFixed(0)} s after the deletion; ${status.message}`);
+  t.diagnostic(`timeline: ${status.conditions!.map((c) => `${c.type} ${c.lastTransitionTime}`).join(', ')}`);
+});
+
+/** An Abnormal made by hand about `context`, with only the named stages run. */
+async function handMade(name: string, context: Record<string, unknown>, skipRecovery: boolean): Promise<Abnormal> {
+  await customObjects().createNamespacedCustomObject({
+    group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS,
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name }, spec: { source: 'Custom', nodeName, skipRecovery, context } },
+  });
+  return finished(ns, name, 60_000);
+}
+
+test('a real, healthy shim: its real goroutine dump is read, and neither shim diagnoser identifies it', { skip }, async () => {
+  const { uid, shim } = await runPod('healthy-0');
+  const done = await handMade('healthy-shim', { pod: { namespace: ns, name: 'healthy-0', uid } }, true);
+  const [dump] = done.status!.context!.goroutineDumps as Array<{ pid: number; dump?: string }>;
+  assert.equal(dump!.pid, shim);
+  assert.match(dump!.dump ?? '', /^=== BEGIN goroutine stack dump ===\ngoroutine \d+ \[running\]:\ngithub.com\/containerd\/containerd\/runtime\/v2\/shim.dumpStacks/);
+  assert.equal(done.status!.phase, 'Failed');
+  assert.equal(done.status!.reason, 'NotIdentified');
+  assert.match(done.status!.message ?? '', new RegExp(`builtin/shim-reaper-deadlock: not identified \\(the goroutine dump of shim pid ${shim} shows no reaper deadlock\\)`));
+  assert.match(done.status!.message ?? '', new RegExp(`builtin/unresponsive-shim: not identified \\(shim pid ${shim} answered with a goroutine dump\\)`));
+  assert.equal(isAlive(shim), true);
+});
+
+test('a fixture impersonating a deadlocked shim: the deadlock is identified from its dump; the recoverer refuses its executable', { skip }, async () => {
+  const fixture = spawn(process.execPath, [
+    '-e', `import(${JSON.stringify(pathToFileURL(path.join(REPO_ROOT, 'dist/test/fixtures/deadlocked-shim.js')).href)})`,
+    '--', '-namespace', 'k8s.io', '-id', randomBytes(32).toString('hex'), '-address', node!.containerdSocket,
+  ], { argv0: 'containerd-shim-runc-v2', env: { ...process.env, NODEMEDIC_FIXTURE_LOG: node!.containerdLog }, stdio: 'ignore' });
+  after(() => fixture.kill('SIGKILL'));
+  await new Promise((r) => setTimeout(r, 500)); // its SIGUSR1 handler in place
+  const done = await handMade('deadlocked-shim', { pids: [fixture.pid] }, false);
+  const status = done.status!;
+  assert.deepEqual(status.diagnoser, { namespace: 'builtin', name: 'shim-reaper-deadlock' });
+  assert.equal(status.conditions!.find((c) => c.type === 'Identified')?.reason, 'ShimReaperDeadlock');
+  assert.match(status.conditions!.find((c) => c.type === 'Identified')?.message ?? '',
+    new RegExp(`shim pid ${fixture.pid} is deadlocked in its reaper \\(github.com/containerd/containerd/runtime/v2/shim\\): goroutine 18 \\[chan send, 14 minutes\\] holds the lock`));
+  assert.equal(status.phase, 'Failed');
+  assert.equal(status.reason, 'NotRecovered');
+  assert.match(status.message ?? '', new RegExp(`builtin/signal-process: Refused: nothing was signalled: pid ${fixture.pid} runs node, which is not on the allow-list`));
+  assert.equal(isAlive(fixture.pid!), true, 'the fixture was not signalled');
+});
+
+test('dry run: the recoverer says what it would do and nothing is signalled', { skip }, async () => {
+  const dry = await startKubeAgent(`dry-${nodeName}`.slice(0, 63), {
+    namespace: ns, processorNamespaces: [ns], recovery: { ...DEFAULTS.recovery, dryRun: true, maxNodesAtOnce: 1000, budgetNamespace: 'nodemedic-system' },
+    shims: { containerdLog: node!.containerdLog, dumpTimeoutSeconds: 1, unresponsiveSeconds: 1 },
+  });
+  after(() => dry.stop());
+  const { uid, shim } = await runPod('dry-0');
+  process.kill(shim, 'SIGSTOP');
+  after(() => process.kill(shim, 'SIGKILL'));
+  await customObjects().createNamespacedCustomObject({
+    group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS,
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name: 'dry-run' }, spec: { source: 'Custom', nodeName: `dry-${nodeName}`.slice(0, 63), context: { pod: { namespace: ns, name: 'dry-0', uid } } } },
+  });
+  const done = await finished(ns, 'dry-run', 60_000);
+  assert.equal(done.status!.phase, 'Failed');
+  assert.match(done.status!.message ?? '', new RegExp(`builtin/signal-process: dry run: would send SIGKILL to pid ${shim} \\(containerd-shim-runc-v2\\)`));
+  assert.equal(execFileSync('ps', ['-o', 'stat=', '-p', String(shim)], { encoding: 'utf8' }).trim()[0], 'T', 'the shim is still there, still stopped');
 });
