@@ -45,7 +45,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/probes-pod.test.ts',
     'test/integration/sources-events.test.ts',
     'test/integration/scripts.test.ts',
-    'test/integration/recovery-budget.test.ts',
+    'test/integration/recovery-rails.test.ts',
     'test/integration/node-stuck-pod.test.ts',
   ],
 };

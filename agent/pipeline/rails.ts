@@ -59,8 +59,10 @@ export class RecoveryRails {
     const history = await this.load();
     const fingerprint = fingerprintOf(abnormal);
     const key = keyOf(abnormal);
+    // The same Abnormal trying its next recoverer is the same recovery: counted once, not cooled down.
+    const again = history.some((e) => e.abnormal === key);
     const recent = history.find((e) => e.fingerprint === fingerprint && e.abnormal !== key && this.now() - e.at < this.opts.cooldownSeconds * 1000);
-    if (recent) {
+    if (recent && !again) {
       return {
         ok: false, wait: false, reason: 'RecoveryCooldown',
         message: `the same fault (${fingerprint}) was recovered on this node ${Math.round((this.now() - recent.at) / 1000)} s ago (${recent.abnormal}); ` +
@@ -68,7 +70,7 @@ export class RecoveryRails {
       };
     }
     const lastHour = history.filter((e) => this.now() - e.at < HOUR_MS);
-    if (lastHour.length >= this.opts.maxPerHour) {
+    if (!again && lastHour.length >= this.opts.maxPerHour) {
       const freesIn = Math.ceil((lastHour[0]!.at + HOUR_MS - this.now()) / 1000);
       return { ok: false, wait: true, reason: 'RecoveryRateLimited', message: `${lastHour.length} recoveries on this node in the last hour (at most ${this.opts.maxPerHour}); waiting about ${freesIn} s` };
     }
@@ -78,9 +80,10 @@ export class RecoveryRails {
       if (taken instanceof Error) return { ok: false, wait: true, reason: 'RecoveryBudgetUnavailable', message: `the cluster-wide recovery budget cannot be checked: ${taken.message}` };
       if (!taken) return { ok: false, wait: true, reason: 'RecoveryBudgetExhausted', message: 'the cluster-wide number of nodes recovering at once is reached; waiting for a slot' };
     }
-    const entry: HistoryEntry = { at: this.now(), fingerprint, abnormal: key };
-    history.push(entry);
-    await writeState(this.file, history);
+    if (!again) {
+      history.push({ at: this.now(), fingerprint, abnormal: key });
+      await writeState(this.file, history);
+    }
     return { ok: true, release: async () => this.opts.budget?.give().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not give back the recovery budget slot; its TTL will')) };
   }
 }

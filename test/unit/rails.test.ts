@@ -38,6 +38,7 @@ test('past maxPerHour recoveries wait until the oldest leaves the hour', async (
   let now = 1_000_000;
   const rails = new RecoveryRails({ stateDir, maxPerHour: 2, cooldownSeconds: 0, log, now: () => now });
   assert.equal((await rails.admit(abnormal('x', 'fp-x'))).ok, true);
+  assert.equal((await rails.admit(abnormal('x', 'fp-x'))).ok, true, 'its next recoverer: the same recovery, counted once');
   now += 1000;
   assert.equal((await rails.admit(abnormal('y', 'fp-y'))).ok, true);
   const third = await rails.admit(abnormal('z', 'fp-z'));
