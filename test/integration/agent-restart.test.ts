@@ -23,7 +23,8 @@ const kubeconfigFile = process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG ?? path.join(
 if (!process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG) await writeFile(kubeconfigFile, kubeConfig('agent').exportConfig());
 const config = path.join(dir, 'config.yaml');
 await writeFile(config, `processorNamespaces: ["${ns}"]\nevents: {enabled: false}\n`);
-const agent = () => spawnAgent(['--store', 'kube', '--node-name', node, '--kubeconfig', kubeconfigFile, '--config', config], logFile);
+// Its own state directory: the recovery history kept there must not be shared with other runs.
+const agent = () => spawnAgent(['--store', 'kube', '--state-dir', dir, '--node-name', node, '--kubeconfig', kubeconfigFile, '--config', config], logFile);
 
 /** A route that hangs on its first call (telling the test it was called) and answers later calls. */
 function hangOnce(path: string, reply: (a: Parameters<typeof answer>[0]) => unknown) {
