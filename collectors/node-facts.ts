@@ -1,23 +1,35 @@
-// Node facts: kernel, uptime, load, memory and CPUs of the node the agent runs on — the first thing
-// anyone asks when reading an Abnormal. Read from the kernel through Node's os module; never fails.
+// Node facts: kernel, container runtime versions, uptime, load, memory, CPUs and the root disk of the
+// node the agent runs on — the first thing anyone asks when reading an Abnormal. A fact that cannot be
+// read is left out; the collector never fails.
+import { statfs } from 'node:fs/promises';
 import os from 'node:os';
+import { execa } from 'execa';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
+
+/** `BINARY --version`'s first line, or undefined where it is not installed. */
+async function versionOf(binary: string): Promise<string | undefined> {
+  const out = await execa(binary, ['--version'], { reject: false, timeout: 3000 }).catch(() => undefined);
+  return out?.exitCode === 0 ? out.stdout.split('\n')[0]?.trim() : undefined;
+}
 
 export const nodeFacts: Processor = {
   kind: 'InformationCollector',
   ref: { namespace: BUILTIN_NAMESPACE, name: 'node-facts' },
   async run() {
     const [load1, load5, load15] = os.loadavg();
+    const [containerd, runc, root] = await Promise.all([versionOf('containerd'), versionOf('runc'), statfs('/').catch(() => undefined)]);
     return {
       ok: true,
       context: {
         nodeFacts: {
           hostname: os.hostname(),
           kernel: `${os.type()} ${os.release()}`,
+          runtime: { ...(containerd ? { containerd } : {}), ...(runc ? { runc } : {}) },
           uptimeSeconds: Math.round(os.uptime()),
           load: { load1, load5, load15 },
           cpus: os.cpus().length,
           memory: { totalBytes: os.totalmem(), freeBytes: os.freemem() },
+          ...(root ? { rootDisk: { totalBytes: root.blocks * root.bsize, availableBytes: root.bavail * root.bsize } } : {}),
           collectedAt: new Date().toISOString(),
         },
       },

@@ -111,6 +111,10 @@ test('a pod whose shim hangs: found stuck, the shim proven unresponsive and kill
   assert.equal(dump!.dump, undefined);
   assert.equal(dump!.noDumpWithinSeconds, 3);
   assert.deepEqual(dump!.states.map((s) => s.state), ['T']);
+  const facts = status.context!.nodeFacts as { runtime: { containerd?: string }; rootDisk?: { totalBytes: number } };
+  assert.match(facts.runtime.containerd ?? '', /^containerd /);
+  assert.ok((facts.rootDisk?.totalBytes ?? 0) > 0);
+  assert.ok(Array.isArray((status.context!.kernelLog as { lines?: unknown[] }).lines), 'the kernel log around the symptom');
 
   // Diagnosed and recovered by the built-ins; the pod is gone and so is the shim.
   assert.deepEqual(status.diagnoser, { namespace: 'builtin', name: 'unresponsive-shim' });
