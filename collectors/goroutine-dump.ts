@@ -8,30 +8,15 @@ import { open, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { dumpInLogLine } from '../agent/processors/goroutines.js';
-import { readCmdline, readStat } from '../agent/processors/procfs.js';
-import { parseShimCommand, shimsOfSubject, subjectOf, type Shim } from '../agent/processors/shims.js';
+import { dumpInLogLine, type ShimDump } from '../agent/processors/goroutines.js';
+import { readCmdline, sameProcess } from '../agent/processors/procfs.js';
+import { parseShimCommand, shimsOf, type Shim } from '../agent/processors/shims.js';
 
 export type GoroutineDumpOptions = {
   /** Where containerd logs: "journald:UNIT" or a file path. */
   containerdLog: string;
   timeoutSeconds: number;
   journalctl?: string;
-};
-
-/** A run of one state seen in /proc while waiting for the dump. */
-export type StateRun = { state: string; from: string; to: string };
-
-export type DumpResult = {
-  pid: number;
-  startTicks: number;
-  signalledAt: string;
-  dump?: string;
-  answeredInMs?: number;
-  /** Set when no dump came: how long it was waited for. */
-  noDumpWithinSeconds?: number;
-  states: StateRun[];
-  error?: string;
 };
 
 const MAX_DUMP = 128 * 1024;
@@ -42,8 +27,7 @@ export function goroutineDump(opts: GoroutineDumpOptions): Processor {
     kind: 'InformationCollector',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'goroutine-dump' },
     async run(abnormal, signal) {
-      const known = abnormal.status?.context?.containerShims;
-      const shims = Array.isArray(known) ? (known as Shim[]) : await shimsOfSubject(subjectOf(abnormal));
+      const shims = await shimsOf(abnormal);
       if (shims.length === 0) return { ok: true };
       const dumps = await Promise.all(shims.map((shim) => dumpOf(shim, opts, signal)));
       return {
@@ -55,13 +39,12 @@ export function goroutineDump(opts: GoroutineDumpOptions): Processor {
   };
 }
 
-async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSignal): Promise<DumpResult> {
+async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSignal): Promise<ShimDump> {
   const signalledAt = new Date();
-  const result: DumpResult = { pid: shim.pid, startTicks: shim.startTicks, signalledAt: signalledAt.toISOString(), states: [] };
+  const result: ShimDump = { pid: shim.pid, startTicks: shim.startTicks, signalledAt: signalledAt.toISOString(), states: [] };
   // The pid must still be that shim (same start time, a shim's command line): pids are reused.
-  const stat0 = await readStat(shim.pid);
   const args = await readCmdline(shim.pid);
-  if (!stat0 || stat0.startTicks !== shim.startTicks || !args || !parseShimCommand(args)) return { ...result, error: 'the shim is gone' };
+  if (!(await sameProcess(shim.pid, shim.startTicks)) || !args || !parseShimCommand(args)) return { ...result, error: 'the shim is gone' };
   const log = await logFollower(opts);
   try {
     process.kill(shim.pid, 'SIGUSR1');
@@ -71,8 +54,8 @@ async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSigna
   const deadline = signalledAt.getTime() + opts.timeoutSeconds * 1000;
   for (;;) {
     const now = new Date();
-    const stat = await readStat(shim.pid);
-    if (!stat || stat.startTicks !== shim.startTicks) return { ...result, error: 'the shim exited while its dump was awaited' };
+    const stat = await sameProcess(shim.pid, shim.startTicks);
+    if (!stat) return { ...result, error: 'the shim exited while its dump was awaited' };
     const last = result.states.at(-1);
     if (last?.state === stat.state) last.to = now.toISOString();
     else result.states.push({ state: stat.state, from: now.toISOString(), to: now.toISOString() });

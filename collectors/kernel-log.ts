@@ -5,6 +5,7 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import os from 'node:os';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
+import { parseKmsgRecord } from '../agent/sources/kmsg.js';
 
 const MAX_LINES = 200;
 
@@ -38,13 +39,9 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
             if (code === 'EAGAIN') break; // the end
             throw err;
           }
-          const text = buffer.toString('utf8', 0, n);
-          const semi = text.indexOf(';');
-          const usec = Number(text.slice(0, semi).split(',')[2]);
-          if (!(usec >= fromUsec)) continue;
-          const end = text.indexOf('\n', semi);
-          const message = text.slice(semi + 1, end < 0 ? undefined : end);
-          lines.push(`[${new Date(bootedAt + usec / 1000).toISOString()}] ${message}`);
+          const record = parseKmsgRecord(buffer.toString('utf8', 0, n));
+          if (!record || !(record.usec >= fromUsec)) continue;
+          lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
           if (lines.length > MAX_LINES) lines.shift();
         }
       } finally {

@@ -3,7 +3,7 @@
 // levels deep (a shim's children are its containers' first processes). Writes status.context.processes.
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
 import { childrenOf, readAllStats, readCmdline, readExe, readWchan, type ProcStat } from '../agent/processors/procfs.js';
-import { shimsOfSubject, subjectOf, type Shim } from '../agent/processors/shims.js';
+import { shimsOf, subjectOf } from '../agent/processors/shims.js';
 
 export type ProcessDetails = ProcStat & { exe?: string; cmdline?: string[]; wchan?: string; children: ProcessDetails[] };
 
@@ -22,10 +22,8 @@ export const processTree: Processor = {
   kind: 'InformationCollector',
   ref: { namespace: BUILTIN_NAMESPACE, name: 'process-tree' },
   async run(abnormal) {
-    const subject = subjectOf(abnormal);
-    const known = abnormal.status?.context?.containerShims;
-    const shims = Array.isArray(known) ? (known as Shim[]) : await shimsOfSubject(subject);
-    const pids = [...new Set([...shims.map((s) => s.pid), ...subject.pids])];
+    const shims = await shimsOf(abnormal);
+    const pids = [...new Set([...shims.map((s) => s.pid), ...subjectOf(abnormal).pids])];
     if (pids.length === 0) return { ok: true };
     const table = await readAllStats();
     const found = await Promise.all(pids.map((pid) => details(pid, table, 2)));

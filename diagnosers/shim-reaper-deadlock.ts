@@ -7,9 +7,7 @@
 //     ("semacquire" / "sync.Mutex.Lock"), so it never reads the channel again.
 // A hung shim with any other dump is not this fault: no heuristic stands in for the dump.
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { parseGoroutines, splitFunc, type Frame, type Goroutine } from '../agent/processors/goroutines.js';
-
-type DumpEntry = { pid: number; startTicks: number; dump?: string };
+import { parseGoroutines, splitFunc, type Frame, type Goroutine, type ShimDump } from '../agent/processors/goroutines.js';
 
 const inReaperFile = (frame: Frame) => /(^|\/)reaper(_unix)?\.go$/.test(frame.file);
 /** Frames of the goroutine's own code: the runtime's and sync's own frames above them skipped. */
@@ -53,7 +51,7 @@ export const shimReaperDeadlock: Processor = {
   ref: { namespace: BUILTIN_NAMESPACE, name: 'shim-reaper-deadlock' },
   async run(abnormal) {
     const dumps = abnormal.status?.context?.goroutineDumps;
-    const withDump = (Array.isArray(dumps) ? (dumps as DumpEntry[]) : []).filter((d) => typeof d.dump === 'string');
+    const withDump = (Array.isArray(dumps) ? (dumps as ShimDump[]) : []).filter((d) => typeof d.dump === 'string');
     if (withDump.length === 0) return { ok: true, identified: false, message: 'no shim goroutine dump to read' };
     for (const entry of withDump) {
       const found = findReaperDeadlock(entry.dump!);

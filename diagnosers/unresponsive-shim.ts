@@ -4,9 +4,8 @@
 // running, or that answered, is not identified.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { UNRESPONSIVE_STATES, readStat } from '../agent/processors/procfs.js';
-
-type DumpEntry = { pid: number; startTicks: number; dump?: string; noDumpWithinSeconds?: number; states?: Array<{ state: string; from: string; to: string }> };
+import type { ShimDump } from '../agent/processors/goroutines.js';
+import { UNRESPONSIVE_STATES, sameProcess } from '../agent/processors/procfs.js';
 
 export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor {
   return {
@@ -14,7 +13,7 @@ export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor 
     ref: { namespace: BUILTIN_NAMESPACE, name: 'unresponsive-shim' },
     async run(abnormal, signal) {
       const dumps = abnormal.status?.context?.goroutineDumps;
-      const entries = Array.isArray(dumps) ? (dumps as DumpEntry[]) : [];
+      const entries = Array.isArray(dumps) ? (dumps as ShimDump[]) : [];
       if (entries.length === 0) return { ok: true, identified: false, message: 'no shim was asked for a goroutine dump' };
       const notes: string[] = [];
       const targets: Array<{ pid: number; startTicks: number; state: string; seconds: number }> = [];
@@ -31,8 +30,8 @@ export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor 
           continue;
         }
         // Still the same process, still in that state: the evidence holds now, not only when collected.
-        const now = await readStat(entry.pid);
-        if (!now || now.startTicks !== entry.startTicks || !UNRESPONSIVE_STATES.has(now.state)) {
+        const now = await sameProcess(entry.pid, entry.startTicks);
+        if (!now || !UNRESPONSIVE_STATES.has(now.state)) {
           notes.push(`shim pid ${entry.pid} is no longer ${states[0]!.state}`);
           continue;
         }
@@ -41,8 +40,8 @@ export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor 
         let state: string | undefined = now.state;
         while (state && Date.now() - since < opts.thresholdSeconds * 1000 && !signal.aborted) {
           await sleep(500);
-          const again = await readStat(entry.pid);
-          state = again && again.startTicks === entry.startTicks && UNRESPONSIVE_STATES.has(again.state) ? again.state : undefined;
+          const again = await sameProcess(entry.pid, entry.startTicks);
+          state = again && UNRESPONSIVE_STATES.has(again.state) ? again.state : undefined;
         }
         const seconds = Math.round((Date.now() - since) / 1000);
         if (!state || seconds < opts.thresholdSeconds) {

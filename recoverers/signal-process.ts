@@ -11,7 +11,7 @@
 // otherwise it reports, not recovered, what is still wrong.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
-import { UNRESPONSIVE_STATES, readStat } from '../agent/processors/procfs.js';
+import { UNRESPONSIVE_STATES, readStat, sameProcess } from '../agent/processors/procfs.js';
 import { SHIM_EXECUTABLES, executableName, subjectOf } from '../agent/processors/shims.js';
 
 export type SignalProcessOptions = {
@@ -83,7 +83,7 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
 
       // Confirm: the processes exit, then the pod finishes terminating.
       const deadline = acted + confirmMs;
-      const stillThere = async () => (await Promise.all(live.map(async (t) => ((await readStat(t.pid))?.startTicks === t.startTicks ? t.pid : undefined)))).filter((p) => p !== undefined);
+      const stillThere = async () => (await Promise.all(live.map(async (t) => ((await sameProcess(t.pid, t.startTicks)) ? t.pid : undefined)))).filter((p) => p !== undefined);
       let remaining = await stillThere();
       while (remaining.length > 0 && Date.now() < deadline && !abort.aborted) {
         await sleep(200);

@@ -7,6 +7,22 @@
 
 export const DUMP_BEGIN = '=== BEGIN goroutine stack dump ===';
 
+/** A run of one state seen in /proc while a shim's dump was awaited. */
+export type StateRun = { state: string; from: string; to: string };
+
+/** What the goroutine-dump collector records per shim in status.context.goroutineDumps. */
+export type ShimDump = {
+  pid: number;
+  startTicks: number;
+  signalledAt: string;
+  dump?: string;
+  answeredInMs?: number;
+  /** Set when no dump came: how long it was waited for. */
+  noDumpWithinSeconds?: number;
+  states: StateRun[];
+  error?: string;
+};
+
 export type Frame = { func: string; file: string; line: number };
 export type Goroutine = { id: number; state: string; minutes?: number; frames: Frame[]; createdBy?: string };
 

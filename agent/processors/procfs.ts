@@ -38,6 +38,12 @@ export async function readStat(pid: number): Promise<ProcStat | undefined> {
   };
 }
 
+/** The process's stat if `pid` is still the process that started at `startTicks`; undefined if it exited or the pid was reused. */
+export async function sameProcess(pid: number, startTicks: number): Promise<ProcStat | undefined> {
+  const stat = await readStat(pid);
+  return stat?.startTicks === startTicks ? stat : undefined;
+}
+
 export async function readCmdline(pid: number): Promise<string[] | undefined> {
   const raw = await readFile(path.join(PROC, String(pid), 'cmdline')).catch(() => undefined);
   if (!raw || raw.length === 0) return undefined;

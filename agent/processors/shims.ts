@@ -97,6 +97,12 @@ export function shimsOfPod(shims: readonly Shim[], pod: { uid?: string; containe
   return shims.filter((s) => (pod.uid !== undefined && s.pod?.uid === pod.uid) || s.containers.some((c) => ids.has(c)));
 }
 
+/** The shims an Abnormal is about: as the container-shims collector recorded them, else found afresh. */
+export async function shimsOf(abnormal: Abnormal): Promise<Shim[]> {
+  const known = abnormal.status?.context?.containerShims;
+  return Array.isArray(known) ? (known as Shim[]) : shimsOfSubject(subjectOf(abnormal));
+}
+
 /** The executable's file name, as the allow-list names it ("/usr/bin/x (deleted)" → "x"). */
 export async function executableName(pid: number): Promise<string | undefined> {
   const exe = await readExe(pid);

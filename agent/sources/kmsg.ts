@@ -13,20 +13,21 @@ import type { Logger } from 'pino';
 import { readState, writeState } from './state.js';
 import type { LineReader } from './log-source.js';
 
-export type KmsgRecord = { seq: number; level: number; facility: number; message: string };
+/** One record; `usec` is when it was logged, in microseconds since boot. */
+export type KmsgRecord = { seq: number; usec: number; level: number; facility: number; message: string };
 
 /** "6,1234,5678901,-;message\n KEY=value\n" → the record; undefined for what is not one. */
 export function parseKmsgRecord(text: string): KmsgRecord | undefined {
   const semi = text.indexOf(';');
   if (semi < 0) return undefined;
-  const [pri, seq] = text.slice(0, semi).split(',');
+  const [pri, seq, usec] = text.slice(0, semi).split(',');
   const priority = Number(pri);
   const sequence = Number(seq);
   if (!Number.isInteger(priority) || !Number.isInteger(sequence)) return undefined;
   const end = text.indexOf('\n', semi);
   // The kernel escapes unprintable bytes as \xNN.
   const message = text.slice(semi + 1, end < 0 ? undefined : end).replace(/\\x([0-9a-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-  return { seq: sequence, level: priority & 7, facility: priority >> 3, message };
+  return { seq: sequence, usec: Number(usec), level: priority & 7, facility: priority >> 3, message };
 }
 
 type KmsgState = { bootId: string; seq: number };
