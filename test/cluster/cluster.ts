@@ -83,9 +83,10 @@ function kubeconfig(server: string, caPem: string, user: string, token: string):
   });
 }
 
-type Daemon = { name: string; child: ChildProcess; exited: Promise<void> };
+export type Daemon = { name: string; child: ChildProcess; exited: Promise<void> };
 
-function startDaemon(name: string, binary: string, args: string[], logFile: string): Daemon {
+/** A long-running program, its stdout and stderr appended to `logFile`. */
+export function startDaemon(name: string, binary: string, args: string[], logFile: string): Daemon {
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.pipe(log);
@@ -94,10 +95,11 @@ function startDaemon(name: string, binary: string, args: string[], logFile: stri
   return { name, child, exited };
 }
 
-async function stopDaemon(daemon: Daemon) {
+/** SIGTERM, and SIGKILL if it has not exited after `graceMs`. */
+export async function stopDaemon(daemon: Daemon, graceMs = 10_000) {
   if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) return;
   daemon.child.kill('SIGTERM');
-  const killer = setTimeout(() => daemon.child.kill('SIGKILL'), 10_000);
+  const killer = setTimeout(() => daemon.child.kill('SIGKILL'), graceMs);
   await daemon.exited;
   clearTimeout(killer);
 }

@@ -134,11 +134,11 @@ test('a pod whose shim hangs: found stuck, the shim proven unresponsive and kill
   t.diagnostic(`timeline: ${status.conditions!.map((c) => `${c.type} ${c.lastTransitionTime}`).join(', ')}`);
 });
 
-/** An Abnormal made by hand about `context`, with only the named stages run. */
-async function handMade(name: string, context: Record<string, unknown>, skipRecovery: boolean): Promise<Abnormal> {
+/** An Abnormal made by hand about `context` for the agent of `forNode`, once it has finished. */
+async function handMade(name: string, context: Record<string, unknown>, skipRecovery: boolean, forNode = nodeName): Promise<Abnormal> {
   await customObjects().createNamespacedCustomObject({
     group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS,
-    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name }, spec: { source: 'Custom', nodeName, skipRecovery, context } },
+    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name }, spec: { source: 'Custom', nodeName: forNode, skipRecovery, context } },
   });
   return finished(ns, name, 60_000);
 }
@@ -176,7 +176,8 @@ test('a fixture impersonating a deadlocked shim: the deadlock is identified from
 });
 
 test('dry run: the recoverer says what it would do and nothing is signalled', { skip }, async () => {
-  const dry = await startKubeAgent(`dry-${nodeName}`.slice(0, 63), {
+  const dryNode = `dry-${nodeName}`.slice(0, 63);
+  const dry = await startKubeAgent(dryNode, {
     namespace: ns, processorNamespaces: [ns], recovery: { ...DEFAULTS.recovery, dryRun: true, maxNodesAtOnce: 1000, budgetNamespace: 'nodemedic-system' },
     shims: { containerdLog: node!.containerdLog, dumpTimeoutSeconds: 1, unresponsiveSeconds: 1 },
   });
@@ -184,11 +185,7 @@ test('dry run: the recoverer says what it would do and nothing is signalled', { 
   const { uid, shim } = await runPod('dry-0');
   process.kill(shim, 'SIGSTOP');
   after(() => process.kill(shim, 'SIGKILL'));
-  await customObjects().createNamespacedCustomObject({
-    group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS,
-    body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name: 'dry-run' }, spec: { source: 'Custom', nodeName: `dry-${nodeName}`.slice(0, 63), context: { pod: { namespace: ns, name: 'dry-0', uid } } } },
-  });
-  const done = await finished(ns, 'dry-run', 60_000);
+  const done = await handMade('dry-run', { pod: { namespace: ns, name: 'dry-0', uid } }, false, dryNode);
   assert.equal(done.status!.phase, 'Failed');
   assert.match(done.status!.message ?? '', new RegExp(`builtin/signal-process: dry run: would send SIGKILL to pid ${shim} \\(containerd-shim-runc-v2\\)`));
   assert.equal(execFileSync('ps', ['-o', 'stat=', '-p', String(shim)], { encoding: 'utf8' }).trim()[0], 'T', 'the shim is still there, still stopped');

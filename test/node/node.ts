@@ -3,13 +3,13 @@
 // busybox-static as OCI layout tarballs and imported into containerd. Facts this relies on are in
 // ../shared/kube-bin/README.md: restrict_oom_score_adj (these machines forbid lowering oom_score_adj),
 // the kubelet flags that work here, and hostNetwork pods (no CNI, so the node stays NotReady).
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
 
 const run = promisify(execFile);
 
@@ -65,21 +65,6 @@ async function buildImage(dir: string, name: string, cmd: string[]): Promise<str
   return tarball;
 }
 
-type Daemon = { child: ChildProcess; exited: Promise<void> };
-function daemon(binary: string, args: string[], log: string): Daemon {
-  const out = createWriteStream(log, { flags: 'a' });
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
-  return { child, exited: new Promise((resolve) => child.once('exit', () => resolve())) };
-}
-async function stopDaemon(d: Daemon) {
-  if (d.child.exitCode !== null || d.child.signalCode !== null) return;
-  d.child.kill('SIGTERM');
-  const timer = setTimeout(() => d.child.kill('SIGKILL'), 15_000);
-  await d.exited;
-  clearTimeout(timer);
-}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
@@ -108,7 +93,7 @@ state = "${dir}/containerd-state"
 `);
   const daemons: Daemon[] = [];
   const stop = async () => {
-    for (const d of [...daemons].reverse()) await stopDaemon(d);
+    for (const d of [...daemons].reverse()) await stopDaemon(d, 15_000); // containerd takes its time to stop its shims
     // Containers left running (the test's stopped shim, say) must not outlive the test, nor their mounts.
     await run('pkill', ['-KILL', '-f', '--', `-address ${socket}`]).catch(() => {});
     const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));
@@ -116,13 +101,13 @@ state = "${dir}/containerd-state"
     await rm(dir, { recursive: true, force: true }).catch(() => {});
   };
   try {
-    daemons.push(daemon('containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog));
+    daemons.push(startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog));
     await until('containerd', async () => (await run('ctr', ['--address', socket, 'version'])).stdout.includes('Server'), 30_000);
     for (const [image, cmd] of [[PAUSE_IMAGE, ['sleep', '2147483647']], [BUSYBOX_IMAGE, ['sh']]] as const) {
       const tarball = await buildImage(path.join(dir, 'image'), image, [...cmd]);
       await run('ctr', ['--address', socket, '-n', 'k8s.io', 'images', 'import', tarball]);
     }
-    daemons.push(daemon(path.join(opts.kubeBinDir, 'kubelet'), [
+    daemons.push(startDaemon('kubelet', path.join(opts.kubeBinDir, 'kubelet'), [
       `--kubeconfig=${opts.kubeconfig}`, `--root-dir=${dir}/kubelet`, `--cert-dir=${dir}/kubelet-pki`,
       '--container-runtime=remote', `--container-runtime-endpoint=unix://${socket}`,
       '--fail-swap-on=false', '--cgroup-driver=cgroupfs', '--cgroups-per-qos=false', '--enforce-node-allocatable=',
