@@ -8,6 +8,7 @@ import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
 import { builtinProcessors } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
+import { CriClient } from './processors/cri.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
 import { AlertReceiver } from './sources/alerts.js';
@@ -38,12 +39,24 @@ export type AgentOptions = {
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   const { store, kc } = await makeStore(config, log, options.kubeConfig);
   const { recovery, shims } = config;
+  const readPod = kc ? await podReader(kc) : undefined;
+  const runtime = new CriClient(config.probes.criEndpoint); // connects on first use
   const builtins = options.builtins ?? builtinProcessors({
-    probes: { allowExec: config.probes.allowExec, podIP: kc ? await podIPLookup(kc) : undefined },
+    probes: {
+      allowExec: config.probes.allowExec, runtime,
+      readPod: readPod && (async (namespace, name) => {
+        const pod = await readPod(namespace, name);
+        return pod && { uid: pod.metadata?.uid, podIP: pod.status?.podIP, containers: pod.spec?.containers.map((c) => c.name) ?? [] };
+      }),
+    },
     shims: { containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds },
     recovery: {
       signal: recovery.signal, allowedExecutables: recovery.allowedExecutables, dryRun: recovery.dryRun, confirmSeconds: recovery.confirmSeconds,
-      podGone: kc ? await podGoneLookup(kc) : undefined,
+      // Gone: not found, or replaced by a pod of the same name.
+      podGone: readPod && (async ({ namespace, name, uid }) => {
+        const pod = await readPod(namespace, name);
+        return !pod || (uid !== undefined && pod.metadata?.uid !== uid);
+      }),
     },
   });
   const { collectors, diagnosers, recoverers, defaultTimeoutSeconds, maxOutputBytes } = config.scripts;
@@ -88,7 +101,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
       await Promise.all(sources.map((s) => s.stop()));
       await sink.stop(); // what was seen is written before the agent goes
       await pipeline.stop(abort);
-      await Promise.all([server.close(), store.stop(), registry.close()]);
+      await Promise.all([server.close(), store.stop(), registry.close(), runtime.close()]);
       log.info('agent stopped');
     },
   };
@@ -120,16 +133,15 @@ function alertReceiver(config: Config, store: AbnormalStore, sink: SymptomSink, 
   return { receiver: new AlertReceiver({ store, accept: (s) => sink.accept(s), nodeLabels, log }), token };
 }
 
-/** Whether a pod is gone (not found, or replaced by one of the same name), for the signal recoverer (kube store). */
-async function podGoneLookup(kc: KubeConfig) {
+/** Reads a pod from the apiserver; undefined when there is none of that name (kube store). */
+async function podReader(kc: KubeConfig) {
   const { ApiException, CoreV1Api } = await import('@kubernetes/client-node');
   const core = kc.makeApiClient(CoreV1Api);
-  return async ({ namespace, name, uid }: { namespace: string; name: string; uid?: string }) => {
+  return async (namespace: string, name: string) => {
     try {
-      const pod = await core.readNamespacedPod({ namespace, name });
-      return uid !== undefined && pod.metadata?.uid !== uid;
+      return await core.readNamespacedPod({ namespace, name });
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return true;
+      if (err instanceof ApiException && err.code === 404) return undefined;
       throw err;
     }
   };
@@ -141,9 +153,3 @@ async function clusterBudget(kc: KubeConfig, config: Config) {
   return new ClusterBudget({ kc, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
 }
 
-/** Reads a pod's IP, for pod probes (kube store). */
-async function podIPLookup(kc: KubeConfig) {
-  const { CoreV1Api } = await import('@kubernetes/client-node');
-  const core = kc.makeApiClient(CoreV1Api);
-  return async (namespace: string, name: string) => (await core.readNamespacedPod({ namespace, name })).status?.podIP;
-}

@@ -66,8 +66,12 @@ export const ConfigSchema = z.strictObject({
     lockName: z.string().min(1),
     lockTTLSeconds: z.number().int().min(3).max(3600),
   }),
-  /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node: off unless set. */
-  probes: z.strictObject({ allowExec: z.boolean() }),
+  /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node or in its containers: off unless set. */
+  probes: z.strictObject({
+    allowExec: z.boolean(),
+    /** The container runtime's CRI endpoint, as the kubelet's --container-runtime-endpoint (exec in a container). */
+    criEndpoint: z.string().regex(/^unix:\/\/\//, 'a unix socket: unix:///path'),
+  }),
   /** Pods of this node still there marginSeconds after their deletion deadline (kube store only). */
   stuckPods: z.strictObject({
     enabled: z.boolean(),
@@ -143,7 +147,7 @@ export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
     defaultTimeoutSeconds: 30, maxOutputBytes: 1024 * 1024,
   },
   events: { enabled: true, includeReasons: [], excludeReasons: [], lockName: 'nodemedic-event-watcher', lockTTLSeconds: 30 },
-  probes: { allowExec: false },
+  probes: { allowExec: false, criEndpoint: 'unix:///run/containerd/containerd.sock' },
   stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
   alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
   shims: { containerdLog: 'journald:containerd.service', dumpTimeoutSeconds: 5, unresponsiveSeconds: 10 },

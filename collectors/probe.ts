@@ -1,22 +1,30 @@
 // Probes: for an Abnormal with spec.source Probe, run its spec.nodeProbe or spec.podProbe — exec,
 // httpGet or tcpSocket — with its timeout, and record the result: status.context.probe (healthy or not,
 // and why) and status.output (what the command printed, or the HTTP status). Exec probes run commands as
-// root on the node, and anyone allowed to create an Abnormal could ask for one, so they are refused
-// unless the agent's configuration enables them (probes.allowExec).
+// root on the node — or in any container on it — and anyone allowed to create an Abnormal could ask for
+// one, so they are refused unless the agent's configuration enables them (probes.allowExec).
+// Exec in a container goes through the node's container runtime (CRI ExecSync, as the kubelet's own
+// exec probes), so it reaches only pods on this node.
 import { connect } from 'node:net';
 import { execa } from 'execa';
 import { request } from 'undici';
 import type { Abnormal, HTTPGetAction, NodeProbe, PodProbe, TCPSocketAction } from '../agent/api/types.generated.js';
 import { BUILTIN_NAMESPACE, failure, type Outcome, type Processor } from '../agent/processors/contract.js';
+import { CriError, type CriClient } from '../agent/processors/cri.js';
 
 const OUTPUT_LIMIT = 64 * 1024;
 
 type ProbeResult = { healthy: boolean; detail: string; output?: string };
 
+/** What the apiserver says of a pod (kube store only). */
+export type PodFacts = { uid?: string; podIP?: string; containers: string[] };
+
 export type ProbeOptions = {
   allowExec: boolean;
-  /** The pod's IP, for a pod probe without a host (the kube store gives this; the file store cannot). */
-  podIP?: (namespace: string, name: string) => Promise<string | undefined>;
+  /** Reads a pod: its IP for httpGet/tcpSocket without a host, its first container for exec. */
+  readPod?: (namespace: string, name: string) => Promise<PodFacts | undefined>;
+  /** The node's container runtime, for exec in a container. */
+  runtime?: CriClient;
 };
 
 export function probeCollector(options: ProbeOptions): Processor {
@@ -27,17 +35,23 @@ export function probeCollector(options: ProbeOptions): Processor {
       const probe: NodeProbe | PodProbe | undefined = abnormal.spec.nodeProbe ?? abnormal.spec.podProbe;
       if (abnormal.spec.source !== 'Probe' || !probe) return { ok: true }; // nothing to probe
       const timeoutMs = (probe.timeoutSeconds ?? 1) * 1000;
-      const onPod = abnormal.spec.podProbe !== undefined;
       const started = Date.now();
       let result: ProbeResult;
+      const pod = abnormal.spec.podProbe;
       if (probe.exec) {
-        if (onPod) return failure('NotSupported', 'exec in a container needs the kubelet\'s exec API, which the agent does not use yet');
-        if (!options.allowExec) return failure('ExecProbesDisabled', 'exec probes run commands as root on the node; enable them with probes.allowExec in the agent configuration');
-        result = await execProbe(probe.exec.command, timeoutMs, signal);
+        if (!options.allowExec) return failure('ExecProbesDisabled', 'exec probes run commands as root on the node or in its containers; enable them with probes.allowExec in the agent configuration');
+        if (pod) {
+          const found = await containerToExecIn(pod, options, signal);
+          if ('reason' in found) return failure(found.reason, found.message);
+          const ran = await execInContainer(options.runtime!, found.id, probe.exec.command, probe.timeoutSeconds ?? 1, signal);
+          if ('reason' in ran) return failure(ran.reason, ran.message);
+          result = ran;
+        } else {
+          result = await execProbe(probe.exec.command, timeoutMs, signal);
+        }
       } else {
-        const pod = abnormal.spec.podProbe;
         const host = probe.httpGet?.host ?? probe.tcpSocket?.host ??
-          (pod ? contextPodIP(abnormal) ?? (await options.podIP?.(pod.namespace, pod.name).catch(() => undefined)) : '127.0.0.1');
+          (pod ? contextPodIP(abnormal) ?? (await options.readPod?.(pod.namespace, pod.name).catch(() => undefined))?.podIP : '127.0.0.1');
         if (!host) return failure('PodIPUnknown', `pod ${pod?.namespace}/${pod?.name} has no IP the agent can find; give httpGet.host or tcpSocket.host`);
         const action = (probe.httpGet ?? probe.tcpSocket)!;
         if (typeof action.port !== 'number') return failure('NamedPortUnsupported', `port "${action.port}" is a name; give the number`);
@@ -58,6 +72,51 @@ function contextPodIP(abnormal: Abnormal): string | undefined {
   const pod = abnormal.status?.context?.pod as { podIP?: unknown } | undefined;
   return typeof pod?.podIP === 'string' ? pod.podIP : undefined;
 }
+
+type Refusal = { reason: string; message: string };
+
+/** The running container the probe names, or its first one, as the node's runtime knows it. */
+async function containerToExecIn(pod: PodProbe, options: ProbeOptions, signal: AbortSignal): Promise<{ id: string } | Refusal> {
+  const podName = `${pod.namespace}/${pod.name}`;
+  if (!options.runtime) return { reason: 'NoContainerRuntime', message: 'exec in a container needs the node\'s container runtime (probes.criEndpoint)' };
+  let facts: PodFacts | undefined;
+  try {
+    facts = await options.readPod?.(pod.namespace, pod.name);
+  } catch (err) {
+    return { reason: 'PodUnreadable', message: `cannot read pod ${podName}: ${(err as Error).message}` };
+  }
+  const container = pod.container ?? facts?.containers[0];
+  try {
+    const running = await options.runtime.runningContainers({ namespace: pod.namespace, name: pod.name, uid: facts?.uid, container }, signal);
+    const names = [...new Set(running.map((c) => c.name))];
+    if (running.length === 0) {
+      return { reason: 'ContainerNotFound', message: `no running container${container ? ` "${container}"` : ''} of pod ${podName} on this node` };
+    }
+    if (names.length > 1) return { reason: 'ContainerAmbiguous', message: `pod ${podName} runs ${names.join(', ')}; name one in podProbe.container` };
+    return { id: running[0]!.id };
+  } catch (err) {
+    return { reason: 'ContainerRuntimeError', message: (err as Error).message };
+  }
+}
+
+async function execInContainer(runtime: CriClient, containerId: string, command: string[], timeoutSeconds: number, signal: AbortSignal): Promise<ProbeResult | Refusal> {
+  try {
+    const r = await runtime.execSync(containerId, command, timeoutSeconds, signal);
+    const output = Buffer.concat([r.stdout, r.stderr]).subarray(0, OUTPUT_LIMIT).toString('utf8'); // as the kubelet: stdout, then stderr
+    return { healthy: r.exitCode === 0, detail: `${command[0]} in container ${containerId.slice(0, 12)} exited with ${r.exitCode}`, output };
+  } catch (err) {
+    const code = err instanceof CriError ? err.code : undefined;
+    const where = `${command[0]} in container ${containerId.slice(0, 12)}`;
+    // The runtime ends the command at the timeout and says so (a call outliving even that is the same verdict).
+    if (code === DEADLINE_EXCEEDED) return { healthy: false, detail: `${where} did not finish within ${timeoutSeconds} s` };
+    // No runtime to ask: the probe did not happen, which is not the same as unhealthy.
+    if (code === UNAVAILABLE || code === undefined) return { reason: 'ContainerRuntimeError', message: (err as Error).message };
+    // The runtime answered but the command could not run (not found, container gone): unhealthy, as on the node.
+    return { healthy: false, detail: `${where} could not run: ${(err as Error).message}` };
+  }
+}
+
+const [DEADLINE_EXCEEDED, UNAVAILABLE] = [4, 14]; // gRPC status codes
 
 async function execProbe(command: string[], timeoutMs: number, signal: AbortSignal): Promise<ProbeResult> {
   const [file, ...args] = command;

@@ -47,6 +47,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/scripts.test.ts',
     'test/integration/recovery-rails.test.ts',
     'test/integration/node-stuck-pod.test.ts',
+    'test/integration/probes-pod-exec.test.ts',
   ],
 };
 

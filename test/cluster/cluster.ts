@@ -43,7 +43,7 @@ export async function kubeBinDir(): Promise<string> {
   return stdout.trim();
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();

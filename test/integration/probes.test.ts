@@ -52,7 +52,8 @@ async function agentWith(config: string) {
 const probeOf = (a: Abnormal) => a.status?.context?.probe as { healthy: boolean; detail: string } | undefined;
 
 const probeWithDefaults = await agentWith('');
-const probeWithExec = await agentWith('probes: {allowExec: true}\n');
+// No container runtime answers at this endpoint: exec in a container must say so, not hang.
+const probeWithExec = await agentWith('probes: {allowExec: true, criEndpoint: "unix:///nonexistent/cri.sock"}\n');
 
 test('tcpSocket: a listening port is healthy, a closed one is not', async () => {
   assert.equal(probeOf(await probeWithDefaults('tcp-open', { nodeProbe: { tcpSocket: { port: tcpPort } } }))?.healthy, true);
@@ -69,11 +70,22 @@ test('httpGet: 200 is healthy with the body as output; 503 is not', async () => 
   assert.deepEqual([bad?.healthy, bad?.detail], [false, `GET http://127.0.0.1:${httpPort}/ready answered 503`]);
 });
 
-test('exec is refused unless the configuration allows it', async () => {
+test('exec is refused unless the configuration allows it, on the node and in a container', async () => {
   const refused = await probeWithDefaults('exec-refused', { nodeProbe: { exec: { command: ['touch', '/tmp/nodemedic-must-not-exist'] } } });
   assert.equal(probeOf(refused), undefined);
   assert.match(refused.status?.conditions?.[0]?.message ?? '', /builtin\/probe: ExecProbesDisabled: exec probes run commands as root/);
   await assert.rejects(readFile('/tmp/nodemedic-must-not-exist'), 'the command did not run');
+  const inPod = await probeWithDefaults('exec-refused-pod', { podProbe: { namespace: 'default', name: 'web', exec: { command: ['true'] } } });
+  assert.match(inPod.status?.conditions?.[0]?.message ?? '', /builtin\/probe: ExecProbesDisabled/);
+});
+
+test('exec in a container with no container runtime at the endpoint: the reason, at once', async () => {
+  const started = Date.now();
+  const failed = await probeWithExec('exec-no-runtime', { podProbe: { namespace: 'default', name: 'web', container: 'c', exec: { command: ['true'] } } });
+  assert.equal(probeOf(failed), undefined, 'no verdict: the probe did not happen');
+  assert.match(failed.status?.conditions?.[0]?.message ?? '',
+    /builtin\/probe: ContainerRuntimeError: CRI ListContainers at unix:\/\/\/nonexistent\/cri.sock: .*ENOENT/);
+  assert.ok(Date.now() - started < 10_000, 'not waiting out the 10 s call deadline');
 });
 
 test('exec, when allowed: the exit code decides, the output is kept, the timeout kills it', async () => {

@@ -9,7 +9,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
+import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
 
 const run = promisify(execFile);
 
@@ -112,7 +112,8 @@ state = "${dir}/containerd-state"
       '--container-runtime=remote', `--container-runtime-endpoint=unix://${socket}`,
       '--fail-swap-on=false', '--cgroup-driver=cgroupfs', '--cgroups-per-qos=false', '--enforce-node-allocatable=',
       '--eviction-hard=', '--image-gc-high-threshold=100', '--image-gc-low-threshold=99',
-      `--hostname-override=${opts.name}`, '--read-only-port=0',
+      // Ports of its own, so that two test files can each run a node at once.
+      `--hostname-override=${opts.name}`, '--read-only-port=0', `--port=${await freePort()}`, `--healthz-port=${await freePort()}`,
     ], path.join(dir, 'kubelet.log')));
     await until('the node to register', async () => {
       const { stdout } = await run(path.join(opts.kubeBinDir, 'kubectl'), [`--kubeconfig=${opts.kubeconfig}`, 'get', 'node', opts.name, '-o', 'name']);
