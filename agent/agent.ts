@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
+import { AgentMetrics } from './metrics.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
 import { builtinProcessors } from './processors/builtins.js';
@@ -71,17 +72,24 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     stateDir: config.stateDir, maxPerHour: recovery.maxPerHour, cooldownSeconds: recovery.cooldownSeconds, log,
     budget: kc ? await clusterBudget(kc, config) : undefined,
   });
-  const pipeline = new Pipeline({ store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun });
+  const metrics = new AgentMetrics();
+  const pipeline = new Pipeline({
+    store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun,
+    onStep: (processor, outcome, ms) => metrics.processorRan(processor, outcome, ms),
+    onTransition: (phase, reason) => metrics.phaseEntered(phase, reason),
+  });
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
   // and left out; the agent goes on with the others.
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
+  const sources: SymptomSource[] = [];
+  metrics.observe({ pipeline, sink, sources: () => sources });
   const server = await startServer({
     listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log,
+    metrics: () => metrics.render(),
     alerts: alertReceiver(config, store, sink, log),
   });
   await pipeline.start();
   sink.start();
-  const sources: SymptomSource[] = [];
   for (const source of await symptomSources(config, log, kc)) {
     try {
       await source.start((symptom) => sink.accept(symptom));

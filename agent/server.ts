@@ -1,4 +1,5 @@
 // The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in),
+// /metrics (Prometheus),
 // and the built-in processors at POST /processors/<kind>/<name>, speaking the same contract as any
 // HTTP processor, so other nodes' tooling can call them. Built-in recoverers are served only when the
 // configuration says so: whoever reaches this port could otherwise make the node act.
@@ -22,6 +23,8 @@ export type ServerOptions = {
   builtins: readonly Processor[];
   serveRecoverers: boolean;
   ready: () => boolean;
+  /** Prometheus metrics for GET /metrics. */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
   /** The Alertmanager receiver and the token it requires; absent: /v1/alerts answers 404. */
   alerts?: { receiver: AlertReceiver; token: () => Promise<string> };
   log: Logger;
@@ -55,6 +58,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
   const url = new URL(req.url ?? '/', 'http://agent');
   if (url.pathname === '/healthz') return text(res, 200, 'ok');
   if (url.pathname === '/readyz') return opts.ready() ? text(res, 200, 'ok') : text(res, 503, 'not ready: the store has not synced yet');
+  if (url.pathname === '/metrics' && opts.metrics) {
+    const { contentType, body } = await opts.metrics();
+    res.writeHead(200, { 'content-type': contentType }).end(body);
+    return;
+  }
 
   if (url.pathname === '/v1/alerts') return handleAlerts(req, res, opts);
 

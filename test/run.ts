@@ -48,6 +48,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/recovery-rails.test.ts',
     'test/integration/node-stuck-pod.test.ts',
     'test/integration/probes-pod-exec.test.ts',
+    'test/integration/metrics.test.ts',
   ],
 };
 

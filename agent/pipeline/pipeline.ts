@@ -29,8 +29,10 @@ export type PipelineOptions = {
   concurrency: number;
   log: Logger;
   now?: () => Date;
-  /** Told of every processor call and its outcome (`nodemedic run` prints them). */
+  /** Told of every processor call and its outcome (`nodemedic run` prints them; metrics count them). */
   onStep?: (processor: Processor, outcome: Outcome, ms: number) => void;
+  /** Told of every phase an Abnormal enters, once it is written (metrics). */
+  onTransition?: (phase: Phase, reason: string) => void;
   /** Rate limits, cooldown and the cluster-wide budget, checked before any recoverer acts. */
   rails?: RecoveryRails;
   /** Dry run: HTTP and script recoverers are not called (built-in ones are told, and say what they would do). */
@@ -45,12 +47,20 @@ export class Pipeline {
   private readonly halt = new AbortController();
   /** Abnormals held back by a rail, with a look again scheduled. */
   private readonly waiting = new Set<AbnormalKey>();
+  /** For metrics. */
+  readonly stats = { reconcileErrors: 0 };
 
   constructor(private readonly opts: PipelineOptions) {
     this.now = opts.now ?? (() => new Date());
-    this.queue = new WorkQueue(opts.concurrency, (key) => this.reconcile(key), (key, err) =>
-      opts.log.error({ err, abnormal: key }, 'reconcile failed; it will be retried on the next change or resync'),
-    );
+    this.queue = new WorkQueue(opts.concurrency, (key) => this.reconcile(key), (key, err) => {
+      this.stats.reconcileErrors++;
+      opts.log.error({ err, abnormal: key }, 'reconcile failed; it will be retried on the next change or resync');
+    });
+  }
+
+  /** Abnormals waiting for a worker, and being worked on. */
+  get queueSize(): { pending: number; running: number } {
+    return this.queue.size;
   }
 
   start(): Promise<void> {
@@ -261,7 +271,10 @@ export class Pipeline {
     for (let attempt = 0; ; attempt++) {
       try {
         const written = await this.opts.store.writeStatus(current, fitted);
-        if (to !== from) await this.opts.store.recordEvent(written, type, reason ?? to ?? 'Updated', `${from ?? '(new)'} → ${to}: ${message ?? ''}`);
+        if (to !== from && to !== undefined) {
+          this.opts.onTransition?.(to, reason ?? to);
+          await this.opts.store.recordEvent(written, type, reason ?? to, `${from ?? '(new)'} → ${to}: ${message ?? ''}`);
+        }
         return written;
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt >= 5) throw err;

@@ -61,7 +61,7 @@ export class SymptomSink {
   private flushing?: Promise<void>;
   private soon = false;
   /** For tests, metrics and the benchmark. */
-  readonly stats = { accepted: 0, created: 0, updated: 0, rateLimited: 0, untracked: 0 };
+  readonly stats = { accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, writeFailures: 0, rateLimited: 0, untracked: 0 };
 
   constructor(private readonly opts: SinkOptions) {
     this.tokens = opts.createBurst;
@@ -74,6 +74,7 @@ export class SymptomSink {
   /** Take a symptom. Never blocks, never throws: the store is written by flush(). */
   accept(symptom: Symptom): void {
     this.stats.accepted++;
+    this.stats.bySource[symptom.source] = (this.stats.bySource[symptom.source] ?? 0) + 1;
     const fingerprint = fingerprintOf(symptom, symptom.nodeName ?? this.opts.nodeName);
     let entry = this.entries.get(fingerprint);
     if (!entry) {
@@ -104,6 +105,7 @@ export class SymptomSink {
         try {
           await this.flushEntry(entry);
         } catch (err) {
+          this.stats.writeFailures++;
           this.opts.log.warn({ err: (err as Error).message, reason: entry.first.reason }, 'could not write a symptom; it stays counted and is tried again');
         }
       }
