@@ -49,6 +49,7 @@ const SUITES: Record<string, string[]> = {
     'test/integration/node-stuck-pod.test.ts',
     'test/integration/probes-pod-exec.test.ts',
     'test/integration/metrics.test.ts',
+    'test/integration/deploy-daemonset.test.ts',
   ],
 };
 

@@ -104,6 +104,24 @@ export async function stopDaemon(daemon: Daemon, graceMs = 10_000) {
   clearTimeout(killer);
 }
 
+/**
+ * kube-scheduler and kube-controller-manager with only the controllers a DaemonSet needs (its own, and
+ * service-account tokens for its pods) — started by the one test that deploys the DaemonSet, not for
+ * the whole suite: pod garbage collection would delete the pods other tests bind to made-up nodes.
+ */
+export async function startControllers(opts: { clusterDir: string; kubeconfig: string; binDir: string; logDir: string }): Promise<{ stop(): Promise<void> }> {
+  const { clusterDir, kubeconfig, binDir, logDir } = opts;
+  const common = [`--kubeconfig=${kubeconfig}`, `--authentication-kubeconfig=${kubeconfig}`, `--authorization-kubeconfig=${kubeconfig}`,
+    '--leader-elect=false', '--bind-address=127.0.0.1', '--port=0'];
+  const daemons = [
+    startDaemon('kube-controller-manager', path.join(binDir, 'kube-controller-manager'), [...common, `--secure-port=${await freePort()}`,
+      '--controllers=daemonset,serviceaccount-token', `--service-account-private-key-file=${clusterDir}/sa.key`, `--root-ca-file=${clusterDir}/ca.crt`,
+    ], path.join(logDir, 'kube-controller-manager.log')),
+    startDaemon('kube-scheduler', path.join(binDir, 'kube-scheduler'), [...common, `--secure-port=${await freePort()}`], path.join(logDir, 'kube-scheduler.log')),
+  ];
+  return { stop: async () => void (await Promise.all(daemons.map((d) => stopDaemon(d)))) };
+}
+
 async function waitUntilReady(server: string, caPem: string, token: string, daemons: Daemon[], logDir: string) {
   const dispatcher = new Agent({ connect: { ca: caPem } });
   const deadline = Date.now() + 60_000;

@@ -28,8 +28,8 @@ export type TestNode = {
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-/** An OCI layout tarball of busybox-static, running `cmd`, tagged `name`. */
-async function buildImage(dir: string, name: string, cmd: string[]): Promise<string> {
+/** A root filesystem tarball of busybox-static with a few applets. */
+async function busyboxLayer(dir: string): Promise<string> {
   const root = path.join(dir, 'rootfs');
   await rm(root, { recursive: true, force: true });
   await mkdir(path.join(root, 'bin'), { recursive: true });
@@ -37,21 +37,26 @@ async function buildImage(dir: string, name: string, cmd: string[]): Promise<str
   for (const applet of ['sh', 'sleep', 'cat', 'echo', 'ls', 'true']) await symlink('busybox', path.join(root, 'bin', applet));
   const layerTar = path.join(dir, 'layer.tar');
   await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', layerTar, '.']);
+  return layerTar;
+}
+
+/** An OCI layout tarball of one layer (a root filesystem tarball), running `cmd`, tagged `name`. */
+export async function buildImage(dir: string, name: string, layerTar: string, config: { Cmd: string[]; Entrypoint?: string[]; Env?: string[]; WorkingDir?: string }): Promise<string> {
   const layer = await readFile(layerTar);
-  const config = Buffer.from(JSON.stringify({
+  const imageConfig = Buffer.from(JSON.stringify({
     architecture: 'amd64', os: 'linux',
-    config: { Cmd: cmd, Env: ['PATH=/bin'] },
+    config: { Env: ['PATH=/bin:/usr/bin'], ...config },
     rootfs: { type: 'layers', diff_ids: [`sha256:${sha256(layer)}`] },
   }));
   const manifest = Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(config)}`, size: config.length },
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha256(imageConfig)}`, size: imageConfig.length },
     layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${sha256(layer)}`, size: layer.length }],
   }));
   const layout = path.join(dir, 'layout');
   await rm(layout, { recursive: true, force: true });
   await mkdir(path.join(layout, 'blobs/sha256'), { recursive: true });
-  for (const blob of [layer, config, manifest]) await writeFile(path.join(layout, 'blobs/sha256', sha256(blob)), blob);
+  for (const blob of [layer, imageConfig, manifest]) await writeFile(path.join(layout, 'blobs/sha256', sha256(blob)), blob);
   await writeFile(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
   await writeFile(path.join(layout, 'index.json'), JSON.stringify({
     schemaVersion: 2,
@@ -65,6 +70,10 @@ async function buildImage(dir: string, name: string, cmd: string[]): Promise<str
   return tarball;
 }
 
+/** Makes an image tarball known to the node's containerd, for pods with imagePullPolicy: Never. */
+export async function importImage(node: Pick<TestNode, 'containerdSocket'>, tarball: string): Promise<void> {
+  await run('ctr', ['--address', node.containerdSocket, '-n', 'k8s.io', 'images', 'import', tarball], { maxBuffer: 16 * 1024 * 1024 });
+}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
@@ -103,9 +112,10 @@ state = "${dir}/containerd-state"
   try {
     daemons.push(startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog));
     await until('containerd', async () => (await run('ctr', ['--address', socket, 'version'])).stdout.includes('Server'), 30_000);
+    const imageDir = path.join(dir, 'image');
+    const layer = await busyboxLayer(imageDir);
     for (const [image, cmd] of [[PAUSE_IMAGE, ['sleep', '2147483647']], [BUSYBOX_IMAGE, ['sh']]] as const) {
-      const tarball = await buildImage(path.join(dir, 'image'), image, [...cmd]);
-      await run('ctr', ['--address', socket, '-n', 'k8s.io', 'images', 'import', tarball]);
+      await importImage({ containerdSocket: socket }, await buildImage(imageDir, image, layer, { Cmd: [...cmd], Env: ['PATH=/bin'] }));
     }
     daemons.push(startDaemon('kubelet', path.join(opts.kubeBinDir, 'kubelet'), [
       `--kubeconfig=${opts.kubeconfig}`, `--root-dir=${dir}/kubelet`, `--cert-dir=${dir}/kubelet-pki`,

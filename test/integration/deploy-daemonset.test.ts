@@ -1,0 +1,153 @@
+// manifests/deploy/daemonset.yaml: accepted by the apiserver as it is (server-side dry run, schema
+// validated), and deployed for real — the DaemonSet controller and the scheduler place its pod on a
+// real node (containerd + kubelet), the agent runs in it with its service account's token, becomes
+// ready, and turns a line written to the node's /dev/kmsg into an Abnormal in the apiserver.
+//
+// What the test changes in the manifest, and why: the image (built here from this checkout, as no
+// registry is reachable: the running node binary, its libraries, dist/ and node_modules/), the
+// apiserver's address (loopback here: no kube-proxy makes the kubernetes Service reachable), the port
+// (the suite may run two nodes on one host), the node's directories (temporary ones, not the host's
+// /var/lib/nodemedic), the node it may run on, and Warning events off (one agent of the cluster
+// watches them; the events test owns that part).
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, test } from 'node:test';
+import { AppsV1Api, CoreV1Api, type V1ConfigMap, type V1DaemonSet } from '@kubernetes/client-node';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { NODE_LABEL } from '../../agent/api/crds.js';
+import { isTerminal } from '../../agent/api/phase.js';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import { AGENT_NAMESPACE, REPO_ROOT, freePort, startControllers } from '../cluster/cluster.js';
+import { buildImage, importImage, startNode, type TestNode } from '../node/node.js';
+import { waitFor } from '../helpers/agent.js';
+import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
+
+const run = promisify(execFile);
+const MANIFEST = 'manifests/deploy/daemonset.yaml';
+const ownCluster = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
+const skip = ownCluster ? false : 'runs a kubelet, a scheduler and a controller manager: only on the suite\'s own test cluster';
+const ns = await testNamespace('deploy'); // names this run's node and objects; the agent itself lives in its namespace
+const nodeName = `node-${ns}`;
+const name = `nodemedic-${ns}`;
+const core = kubeConfig().makeApiClient(CoreV1Api);
+const apps = kubeConfig().makeApiClient(AppsV1Api);
+let node: TestNode | undefined;
+let controllers: { stop(): Promise<void> } | undefined;
+
+test('the DaemonSet manifest passes the apiserver\'s schema validation as it is', async () => {
+  const out = await kubectl('apply', '--dry-run=server', '--validate=true', '-f', MANIFEST);
+  assert.match(out, /configmap\/nodemedic-config (created|configured|unchanged) \(server dry run\)/);
+  assert.match(out, /daemonset\.apps\/nodemedic (created|configured|unchanged) \(server dry run\)/);
+});
+
+/** An image of this checkout: the node binary running the tests, its libraries, dist/ and node_modules/. */
+async function buildAgentImage(dir: string): Promise<string> {
+  const root = path.join(dir, 'rootfs');
+  await mkdir(path.join(root, 'usr/bin'), { recursive: true });
+  await mkdir(path.join(root, 'tmp'), { recursive: true });
+  await run('cp', [process.execPath, path.join(root, 'usr/bin/node')]);
+  const { stdout } = await run('ldd', [process.execPath]);
+  for (const lib of stdout.matchAll(/(\/\S+) \(0x/g)) {
+    await mkdir(path.join(root, path.dirname(lib[1]!)), { recursive: true });
+    await run('cp', ['-L', lib[1]!, path.join(root, lib[1]!)]);
+  }
+  const layer = path.join(dir, 'layer.tar');
+  await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', layer, '.']);
+  await run('tar', ['-C', REPO_ROOT, '--owner=0', '--group=0', '--transform', 's,^,opt/nodemedic/,', '-rf', layer, 'package.json', 'dist', 'node_modules']);
+  return buildImage(dir, 'docker.io/library/nodemedic:test', layer, {
+    Entrypoint: ['/usr/bin/node', '/opt/nodemedic/dist/agent/main.js'], Cmd: ['agent'], WorkingDir: '/opt/nodemedic',
+  });
+}
+
+/** The manifest's ConfigMap and DaemonSet, changed only as the header says. */
+async function testVariant(port: number, hostDir: string): Promise<{ configMap: V1ConfigMap; daemonSet: V1DaemonSet }> {
+  const [configMap, daemonSet] = parseAllDocuments(await readFile(path.join(REPO_ROOT, MANIFEST), 'utf8')).map((d) => d.toJS()) as [V1ConfigMap, V1DaemonSet];
+  const config = parse(configMap.data!['config.yaml']!) as Record<string, unknown>;
+  configMap.metadata!.name = name;
+  configMap.data!['config.yaml'] = stringify({ ...config, listen: `0.0.0.0:${port}`, events: { enabled: false }, recovery: { ...(config.recovery as object), dryRun: true } });
+  daemonSet.metadata!.name = name;
+  daemonSet.spec!.selector.matchLabels = { 'app.kubernetes.io/name': name };
+  const pod = daemonSet.spec!.template;
+  pod.metadata!.labels = { 'app.kubernetes.io/name': name };
+  pod.spec!.nodeSelector = { 'kubernetes.io/hostname': nodeName };
+  const agent = pod.spec!.containers[0]!;
+  agent.image = 'docker.io/library/nodemedic:test';
+  agent.imagePullPolicy = 'Never';
+  const apiserver = new URL(kubeConfig().getCurrentCluster()!.server);
+  agent.env!.push({ name: 'KUBERNETES_SERVICE_HOST', value: apiserver.hostname }, { name: 'KUBERNETES_SERVICE_PORT', value: apiserver.port });
+  agent.readinessProbe!.httpGet!.port = port;
+  agent.livenessProbe!.httpGet!.port = port;
+  agent.ports = [{ name: 'http', containerPort: port }];
+  for (const volume of pod.spec!.volumes!) {
+    if (volume.configMap) volume.configMap.name = name;
+    if (volume.name === 'state' || volume.name === 'scripts') volume.hostPath!.path = path.join(hostDir, volume.name);
+  }
+  return { configMap, daemonSet };
+}
+
+before(async () => {
+  if (!ownCluster) return;
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-deploy-'));
+  const kubeconfig = process.env.NODEMEDIC_TEST_KUBECONFIG!;
+  controllers = await startControllers({ clusterDir: path.dirname(kubeconfig), kubeconfig, binDir: process.env.NODEMEDIC_TEST_KUBE_BIN!, logDir: dir });
+  node = await startNode({ name: nodeName, kubeconfig, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+  await importImage(node, await buildAgentImage(path.join(dir, 'image')));
+});
+after(async () => {
+  await apps.deleteNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name }).catch(() => {});
+  await core.deleteNamespacedConfigMap({ namespace: AGENT_NAMESPACE, name }).catch(() => {});
+  // No garbage collector runs here: the DaemonSet's pod goes with the node.
+  await node?.stop();
+  await controllers?.stop();
+});
+
+/** The agent's process on the host (hostPID: it is one of the node's processes). */
+async function agentPid(): Promise<number | undefined> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline === ['/usr/bin/node', '/opt/nodemedic/dist/agent/main.js', 'agent', '--config', '/config/config.yaml', ''].join('\0')) {
+      const environ = await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '');
+      if (environ.includes(`NODE_NAME=${nodeName}\0`)) return Number(entry);
+    }
+  }
+  return undefined;
+}
+
+test('deployed: the pod runs on the node with its service account, is ready, and reports the node\'s kernel log', { skip, timeout: 240_000 }, async (t) => {
+  const port = await freePort();
+  const { configMap, daemonSet } = await testVariant(port, await mkdtemp(path.join(tmpdir(), 'nodemedic-deploy-host-')));
+  await core.createNamespacedConfigMap({ namespace: AGENT_NAMESPACE, body: configMap });
+  const started = Date.now();
+  await apps.createNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, body: daemonSet });
+  const ready = await waitFor('the DaemonSet\'s pod to be ready', async () => {
+    const status = (await apps.readNamespacedDaemonSet({ namespace: AGENT_NAMESPACE, name })).status;
+    return status?.numberReady === 1 && status.desiredNumberScheduled === 1 ? status : undefined;
+  }, 120_000);
+  t.diagnostic(`DaemonSet created → its pod ready: ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  assert.equal(ready.numberReady, 1);
+  const [pod] = (await core.listNamespacedPod({ namespace: AGENT_NAMESPACE, labelSelector: `app.kubernetes.io/name=${name}` })).items;
+  assert.equal(pod?.spec?.nodeName, nodeName);
+  assert.ok(pod?.spec?.volumes?.some((v) => v.secret?.secretName?.startsWith('nodemedic-token-')), 'the service account\'s token is mounted');
+
+  // A kernel line on the node, read by the agent in the pod through the mounted /dev/kmsg.
+  const marker = `nodemedic-ds-${ns}`;
+  await writeFile('/dev/kmsg', `<3>INFO: task ${marker}:4242 blocked for more than 120 seconds.\n`);
+  const abnormal = await waitFor('the Abnormal of the agent in the pod', async () => {
+    const list = await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: AGENT_NAMESPACE, plural: ABNORMALS, labelSelector: `${NODE_LABEL}=${nodeName}` }) as { items: Abnormal[] };
+    // (Dedup may count the line on an Abnormal of another test's hung-task line, read first: any will do.)
+    return list.items.find((a) => a.spec.source === 'Log' && a.spec.log?.filePath === '/dev/kmsg' && isTerminal(a.status?.phase));
+  }, 60_000);
+  assert.equal(abnormal.spec.nodeName, nodeName);
+  const facts = abnormal.status?.context?.nodeFacts as { kernel?: string } | undefined;
+  assert.match(facts?.kernel ?? '', /^Linux /, 'collected in the pod: the node facts');
+
+  const pid = await agentPid();
+  assert.ok(pid, 'the agent is one of the node\'s processes');
+  const rss = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1];
+  t.diagnostic(`the agent in the pod (kube store, ${process.version}): ${Math.round(Number(rss) / 1024)} MiB resident`);
+});
