@@ -22,14 +22,13 @@ import { NODE_LABEL } from '../../agent/api/crds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT, freePort, startControllers } from '../cluster/cluster.js';
-import { buildImage, importImage, startNode, type TestNode } from '../node/node.js';
+import { ON_OWN_CLUSTER, buildImage, importImage, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
 import { waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
 
 const run = promisify(execFile);
 const MANIFEST = 'manifests/deploy/daemonset.yaml';
-const ownCluster = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
-const skip = ownCluster ? false : 'runs a kubelet, a scheduler and a controller manager: only on the suite\'s own test cluster';
+const skip = skipUnlessOwnCluster('runs a kubelet, a scheduler and a controller manager');
 const ns = await testNamespace('deploy'); // names this run's node and objects; the agent itself lives in its namespace
 const nodeName = `node-${ns}`;
 const name = `nodemedic-${ns}`;
@@ -90,11 +89,11 @@ async function testVariant(port: number, hostDir: string): Promise<{ configMap: 
 }
 
 before(async () => {
-  if (!ownCluster) return;
+  if (!ON_OWN_CLUSTER) return;
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-deploy-'));
   const kubeconfig = process.env.NODEMEDIC_TEST_KUBECONFIG!;
   controllers = await startControllers({ clusterDir: path.dirname(kubeconfig), kubeconfig, binDir: process.env.NODEMEDIC_TEST_KUBE_BIN!, logDir: dir });
-  node = await startNode({ name: nodeName, kubeconfig, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+  node = await startSuiteNode(nodeName);
   await importImage(node, await buildAgentImage(path.join(dir, 'image')));
 });
 after(async () => {

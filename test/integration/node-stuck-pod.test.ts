@@ -14,14 +14,12 @@ import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { BUSYBOX_IMAGE, startNode, type TestNode } from '../node/node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { REPO_ROOT } from '../cluster/cluster.js';
 
-// A kubelet joins the cluster it is given: only the suite's own test cluster, never a user's.
-const ownCluster = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
-const skip = ownCluster ? false : 'joins a kubelet to the cluster: runs only on the suite\'s own test cluster';
+const skip = skipUnlessOwnCluster('joins a kubelet to the cluster');
 const ns = await testNamespace('node');
 const nodeName = `node-${ns}`;
 const core = kubeConfig().makeApiClient(CoreV1Api);
@@ -29,9 +27,9 @@ let node: TestNode | undefined;
 let agent: RunningAgent | undefined;
 
 before(async () => {
-  if (!ownCluster) return;
+  if (!ON_OWN_CLUSTER) return;
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
-  node = await startNode({ name: nodeName, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+  node = await startSuiteNode(nodeName);
   agent = await startKubeAgent(nodeName, {
     namespace: ns, processorNamespaces: [ns],
     stuckPods: { enabled: true, marginSeconds: 2, checkSeconds: 1 },

@@ -15,13 +15,11 @@ import type { Abnormal, PodProbe } from '../../agent/api/types.generated.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { BUSYBOX_IMAGE, startNode, type TestNode } from '../node/node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 
-// A kubelet joins the cluster it is given: only the suite's own test cluster, never a user's.
-const ownCluster = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
-const skip = ownCluster ? false : 'joins a kubelet to the cluster: runs only on the suite\'s own test cluster';
+const skip = skipUnlessOwnCluster('joins a kubelet to the cluster');
 const ns = await testNamespace('podexec');
 const nodeName = `node-${ns}`;
 const core = kubeConfig().makeApiClient(CoreV1Api);
@@ -30,9 +28,9 @@ let agent: RunningAgent | undefined;
 let fileAgent: RunningAgent | undefined;
 
 before(async () => {
-  if (!ownCluster) return;
+  if (!ON_OWN_CLUSTER) return;
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
-  node = await startNode({ name: nodeName, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+  node = await startSuiteNode(nodeName);
   const probes = { allowExec: true, criEndpoint: `unix://${node.containerdSocket}` };
   agent = await startKubeAgent(nodeName, { namespace: ns, processorNamespaces: [ns], probes });
   fileAgent = await startAgent({

@@ -83,6 +83,19 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
   }
 }
 
+/**
+ * Whether the suite runs on its own test cluster (test/run.ts started it). Only then may a kubelet join
+ * it: never a user's cluster.
+ */
+export const ON_OWN_CLUSTER = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
+
+/** For a test's `skip`: false on the suite's own cluster, else why the test does not run. */
+export const skipUnlessOwnCluster = (what: string) => (ON_OWN_CLUSTER ? false : `${what}: runs only on the suite's own test cluster`);
+
+/** A node joined to the suite's own test cluster (only where ON_OWN_CLUSTER). */
+export const startSuiteNode = (name: string) =>
+  startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
 export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string }): Promise<TestNode> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
