@@ -1,27 +1,30 @@
-// The daemon's wiring: configuration → store → processor registry → pipeline, the symptom sources and
-// their sink, and the HTTP server.
+// The daemon's wiring: configuration → backend (store, processor catalog, secrets, events) → processor
+// registry → pipeline; the symptom sources and their sink; the HTTP server.
 import { readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { builtinProcessors } from './builtins.js';
 import type { Config } from './config.js';
 import { AgentMetrics } from './metrics.js';
+import { CriClient } from './node/cri.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
-import { builtinProcessors } from './processors/builtins.js';
 import type { Processor } from './processors/contract.js';
-import { CriClient } from './processors/cri.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
-import { AlertReceiver } from './sources/alerts.js';
-import { symptomSources } from './sources/sources.js';
-import type { SymptomSource } from './sources/log-source.js';
+import { AlertSource } from './sources/alerts.js';
 import { SymptomSink } from './sources/sink.js';
+import type { SymptomSource } from './sources/source.js';
+import { symptomSources } from './sources/sources.js';
+import { FileCatalog } from './store/file-catalog.js';
+import { FileEventLog } from './store/file-events.js';
 import { FileStore } from './store/file.js';
-import type { AbnormalStore } from './store/store.js';
+import type { AbnormalStore, Backend, EventRecorder } from './store/store.js';
 
 export type RunningAgent = {
   pipeline: Pipeline;
   store: AbnormalStore;
+  events: EventRecorder;
   sink: SymptomSink;
   /** The symptom sources that started. */
   sources: SymptomSource[];
@@ -38,11 +41,13 @@ export type AgentOptions = {
 };
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
-  const { store, kc } = await makeStore(config, log, options.kubeConfig);
+  const backend = await makeBackend(config, log, options.kubeConfig);
+  const { store, kc } = backend;
   const { recovery, shims } = config;
-  const readPod = kc ? await podReader(kc) : undefined;
+  const readPod = kc ? (await import('./kube/client.js')).podReader(kc) : undefined;
   const runtime = new CriClient(config.probes.criEndpoint); // connects on first use
   const builtins = options.builtins ?? builtinProcessors({
+    log,
     probes: {
       allowExec: config.probes.allowExec, runtime,
       readPod: readPod && (async (namespace, name) => {
@@ -61,7 +66,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     },
   });
   const { collectors, diagnosers, recoverers, defaultTimeoutSeconds, maxOutputBytes } = config.scripts;
-  const registry = new ProcessorRegistry(builtins, store, {
+  const registry = new ProcessorRegistry(builtins, backend, {
     maxReplyBytes: config.maxReplyBytes,
     defaultTimeoutSeconds: config.processorTimeoutSeconds,
   }, {
@@ -74,7 +79,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   const metrics = new AgentMetrics();
   const pipeline = new Pipeline({
-    store, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun,
+    store, events: backend.events, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun,
     onStep: (processor, outcome, ms) => metrics.processorRan(processor, outcome, ms),
     onTransition: (phase, reason) => metrics.phaseEntered(phase, reason),
   });
@@ -83,14 +88,16 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
   const sources: SymptomSource[] = [];
   metrics.observe({ pipeline, sink, sources: () => sources });
+  const alerts = alertSource(config, backend);
   const server = await startServer({
     listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log,
     metrics: () => metrics.render(),
-    alerts: alertReceiver(config, store, sink, log),
+    alerts,
   });
+  await backend.start(); // the processor registrations are known before any Abnormal is worked on
   await pipeline.start();
   sink.start();
-  for (const source of await symptomSources(config, log, kc)) {
+  for (const source of [...(await symptomSources(config, log, kc)), ...(alerts ? [alerts.receiver] : [])]) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);
@@ -102,6 +109,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   return {
     pipeline,
     store,
+    events: backend.events,
     sink,
     sources,
     port: server.port,
@@ -109,50 +117,43 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
       await Promise.all(sources.map((s) => s.stop()));
       await sink.stop(); // what was seen is written before the agent goes
       await pipeline.stop(abort);
-      await Promise.all([server.close(), store.stop(), registry.close(), runtime.close()]);
+      await Promise.all([server.close(), backend.stop(), registry.close(), runtime.close()]);
       log.info('agent stopped');
     },
   };
 }
 
-async function makeStore(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<{ store: AbnormalStore; kc?: KubeConfig }> {
-  if (config.store === 'file') return { store: new FileStore({ dir: config.stateDir, log }) };
-  // Loaded only for the kube store: @kubernetes/client-node alone adds about 80 MiB of resident memory.
-  const [{ KubeConfig }, { KubeStore }] = await Promise.all([import('@kubernetes/client-node'), import('./store/kube.js')]);
-  let kc = kubeConfig;
-  if (!kc) {
-    kc = new KubeConfig();
-    if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
-    else kc.loadFromDefault();
+type RunningBackend = Backend & { kc?: KubeConfig; start(): Promise<void>; stop(): Promise<void> };
+
+async function makeBackend(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<RunningBackend> {
+  if (config.store === 'file') {
+    const store = new FileStore({ dir: config.stateDir, log, resyncMs: config.resyncSeconds * 1000 });
+    const catalog = new FileCatalog({ dir: config.stateDir, log });
+    return { store, catalog, secrets: catalog, events: new FileEventLog({ dir: config.stateDir, log }), start: async () => {}, stop: () => store.stop() };
   }
-  const store = new KubeStore({
-    kc, nodeName: config.nodeName, namespace: config.namespace, processorNamespaces: config.processorNamespaces, log, resyncSeconds: config.resyncSeconds,
-  });
-  return { store, kc };
+  // Loaded only for the kube store: @kubernetes/client-node alone adds about 70 MiB of resident memory.
+  const [{ loadKubeConfig }, { KubeStore }, { KubeCatalog }, { KubeEventRecorder }] = await Promise.all([
+    import('./kube/client.js'), import('./store/kube.js'), import('./store/kube-catalog.js'), import('./store/kube-events.js'),
+  ]);
+  const kc = kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  const store = new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, log, resyncSeconds: config.resyncSeconds });
+  const catalog = new KubeCatalog({ kc, processorNamespaces: config.processorNamespaces, log });
+  return {
+    store, catalog, secrets: catalog, kc,
+    events: new KubeEventRecorder({ kc, nodeName: config.nodeName, log }),
+    start: () => catalog.start(),
+    stop: async () => void (await Promise.all([store.stop(), catalog.stop()])),
+  };
 }
 
 /** The Alertmanager receiver, when a token is configured (a file, or a Secret). The token is read at each request, so rotating it needs no restart. */
-function alertReceiver(config: Config, store: AbnormalStore, sink: SymptomSink, log: Logger) {
+function alertSource(config: Config, backend: Backend) {
   const { tokenFile, tokenSecret, nodeLabels } = config.alerts;
   if (!tokenFile && !tokenSecret) return undefined;
   const token = tokenSecret
-    ? () => store.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
+    ? () => backend.secrets.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
     : () => readFile(tokenFile, 'utf8');
-  return { receiver: new AlertReceiver({ store, accept: (s) => sink.accept(s), nodeLabels, log }), token };
-}
-
-/** Reads a pod from the apiserver; undefined when there is none of that name (kube store). */
-async function podReader(kc: KubeConfig) {
-  const { ApiException, CoreV1Api } = await import('@kubernetes/client-node');
-  const core = kc.makeApiClient(CoreV1Api);
-  return async (namespace: string, name: string) => {
-    try {
-      return await core.readNamespacedPod({ namespace, name });
-    } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return undefined;
-      throw err;
-    }
-  };
+  return { receiver: new AlertSource({ nodeLabels }), token };
 }
 
 async function clusterBudget(kc: KubeConfig, config: Config) {
@@ -160,4 +161,3 @@ async function clusterBudget(kc: KubeConfig, config: Config) {
   const { maxNodesAtOnce, budgetLockName, budgetNamespace, budgetTTLSeconds } = config.recovery;
   return new ClusterBudget({ kc, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
 }
-

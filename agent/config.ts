@@ -5,158 +5,138 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import { SHIM_EXECUTABLES } from './processors/shims.js';
+import { SHIM_EXECUTABLES } from './node/shims.js';
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9095');
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
 
+// Every key with its default beside it: a section left out of the file, or a key left out of a
+// section, takes the defaults (`prefault({})` parses a missing section as an empty one).
 export const ConfigSchema = z.strictObject({
-  /** This node's name; the agent handles only Abnormals whose spec.nodeName is this. */
+  /** This node's name; the agent handles only Abnormals whose spec.nodeName is this. Default: the host name. */
   nodeName: z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a node name (lower-case DNS name)'),
   /** kube: custom resources in the cluster; file: files in stateDir (no cluster needed). */
-  store: z.enum(['kube', 'file']),
-  /** The file store's directory. */
-  stateDir: z.string().min(1),
+  store: z.enum(['kube', 'file']).default('file'),
+  /** The file store's directory, and where every store keeps the sources' positions and the recovery history. */
+  stateDir: z.string().min(1).default('/var/lib/nodemedic'),
   /** Where the symptom sources create Abnormals (kube store). */
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').max(63),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').max(63).default('nodemedic-system'),
   /**
    * Namespaces whose InformationCollector / Diagnoser / Recoverer objects the agent trusts (kube store;
    * "*" for all). Anyone who can create such an object there can make every agent call it with the
    * node's Abnormals, and a Recoverer can act on the node, so by default only the agent's own.
    */
-  processorNamespaces: z.array(z.string().min(1)).min(1),
+  processorNamespaces: z.array(z.string().min(1)).min(1).default(['nodemedic-system']),
   /** The kube store's kubeconfig; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
   /** How many Abnormals are worked on at once. */
-  concurrency: z.number().int().min(1).max(256),
-  /** The agent's HTTP server: /healthz, /readyz, /processors/... */
-  listen: listenAddress,
+  concurrency: int(1, 256).default(4),
+  /** The agent's HTTP server: /healthz, /readyz, /metrics, /v1/alerts, /processors/... */
+  listen: listenAddress.default('127.0.0.1:9095'),
   /** Serve built-in recoverers over HTTP too. Off: anyone who can reach the port could make the node act. */
-  serveRecoverers: z.boolean(),
+  serveRecoverers: z.boolean().default(false),
   /** Used for HTTP processors whose object sets no timeoutSeconds. */
-  processorTimeoutSeconds: z.number().int().min(1).max(600),
+  processorTimeoutSeconds: int(1, 600).default(30),
   /** Largest reply accepted from an HTTP processor. */
-  maxReplyBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
+  maxReplyBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   /** Every Abnormal not yet finished is looked at again this often, whatever the watch says. */
-  resyncSeconds: z.number().int().min(5).max(86_400),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']),
+  resyncSeconds: int(5, 86_400).default(300),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Which logs are watched, and with which rules. */
   sources: z.strictObject({
     /** The built-in kernel rules on /dev/kmsg (agent/sources/default-rules.ts). */
-    defaultRules: z.boolean(),
+    defaultRules: z.boolean().default(true),
     /** Rule files, NPD JSON or nodemedic YAML; each file's plugin and logPath say what it reads. */
-    ruleFiles: z.array(z.string().min(1)),
+    ruleFiles: z.array(z.string().min(1)).default([]),
     /** Read with the kernel rules when /dev/kmsg cannot be opened; "" for none. */
-    kernelLogFallback: z.string(),
+    kernelLogFallback: z.string().default('/var/log/kern.log'),
     /** The journal journald sources read: "" for the system journal, else a journal directory. */
-    journalDirectory: z.string(),
-  }),
+    journalDirectory: z.string().default(''),
+  }).prefault({}),
   /** Script processors: a directory per kind ("" for none), the default timeout, the output cap. */
   scripts: z.strictObject({
-    collectors: z.string(),
-    diagnosers: z.string(),
-    recoverers: z.string(),
-    defaultTimeoutSeconds: z.number().int().min(1).max(3600),
-    maxOutputBytes: z.number().int().min(1024).max(64 * 1024 * 1024),
-  }),
+    collectors: z.string().default('/etc/nodemedic/collectors'),
+    diagnosers: z.string().default('/etc/nodemedic/diagnosers'),
+    recoverers: z.string().default('/etc/nodemedic/recoverers'),
+    defaultTimeoutSeconds: int(1, 3600).default(30),
+    maxOutputBytes: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  }).prefault({}),
   /** Warning events about nodes and their pods (kube store); one agent at a time watches them. */
   events: z.strictObject({
-    enabled: z.boolean(),
-    includeReasons: z.array(z.string()),
-    excludeReasons: z.array(z.string()),
-    lockName: z.string().min(1),
-    lockTTLSeconds: z.number().int().min(3).max(3600),
-  }),
+    enabled: z.boolean().default(true),
+    includeReasons: z.array(z.string()).default([]),
+    excludeReasons: z.array(z.string()).default([]),
+    lockName: z.string().min(1).default('nodemedic-event-watcher'),
+    lockTTLSeconds: int(3, 3600).default(30),
+  }).prefault({}),
   /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node or in its containers: off unless set. */
   probes: z.strictObject({
-    allowExec: z.boolean(),
+    allowExec: z.boolean().default(false),
     /** The container runtime's CRI endpoint, as the kubelet's --container-runtime-endpoint (exec in a container). */
-    criEndpoint: z.string().regex(/^unix:\/\/\//, 'a unix socket: unix:///path'),
-  }),
+    criEndpoint: z.string().regex(/^unix:\/\/\//, 'a unix socket: unix:///path').default('unix:///run/containerd/containerd.sock'),
+  }).prefault({}),
   /** Pods of this node still there marginSeconds after their deletion deadline (kube store only). */
   stuckPods: z.strictObject({
-    enabled: z.boolean(),
-    marginSeconds: z.number().int().min(0).max(86_400),
-    checkSeconds: z.number().min(0.1).max(3600),
-  }),
+    enabled: z.boolean().default(true),
+    marginSeconds: int(0, 86_400).default(60),
+    checkSeconds: z.number().min(0.1).max(3600).default(10),
+  }).prefault({}),
   /** The Alertmanager webhook receiver at /v1/alerts; off until a token is configured. */
   alerts: z.strictObject({
     /** A file holding the bearer token Alertmanager must send (file store, or any store). */
-    tokenFile: z.string(),
+    tokenFile: z.string().default(''),
     /** A Secret holding it (kube store), in `namespace` (default: the agent's). */
     tokenSecret: z.strictObject({ namespace: z.string().min(1).optional(), name: z.string().min(1), key: z.string().min(1) }).optional(),
     /** Labels that name an alert's node, tried in order; an instance's ":port" is dropped. */
-    nodeLabels: z.array(z.string().min(1)).min(1),
-  }),
+    nodeLabels: z.array(z.string().min(1)).min(1).default(['node', 'kubernetes_node', 'nodename', 'instance']),
+  }).prefault({}),
   /** The container-shim processors (collectors/goroutine-dump.ts, diagnosers/unresponsive-shim.ts). */
   shims: z.strictObject({
     /** Where containerd logs, and so where a shim's goroutine dump lands: "journald:UNIT" or a file path. */
-    containerdLog: z.string().min(1),
+    containerdLog: z.string().min(1).default('journald:containerd.service'),
     /** How long a shim is given to answer SIGUSR1 with its dump. */
-    dumpTimeoutSeconds: z.number().min(0.5).max(300),
+    dumpTimeoutSeconds: z.number().min(0.5).max(300).default(5),
     /** How long a shim must stay stopped (T) or in uninterruptible sleep (D), with no dump, to be diagnosed unresponsive. */
-    unresponsiveSeconds: z.number().min(0).max(3600),
-  }),
+    unresponsiveSeconds: z.number().min(0).max(3600).default(10),
+  }).prefault({}),
   /** Recovery, the one stage that changes the node, and its rails (agent/pipeline/rails.ts). */
   recovery: z.strictObject({
     /** Act on nothing: built-in recoverers say what they would do, others are not called. */
-    dryRun: z.boolean(),
+    dryRun: z.boolean().default(false),
     /** What the signal-process recoverer sends. */
-    signal: z.enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP']),
+    signal: z.enum(['SIGKILL', 'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGHUP']).default('SIGKILL'),
     /** Executables (file names) the signal-process recoverer may signal. */
-    allowedExecutables: z.array(z.string().min(1)).min(1),
+    allowedExecutables: z.array(z.string().min(1)).min(1).default([...SHIM_EXECUTABLES]),
     /** How long a recoverer waits to see the symptom gone after acting. */
-    confirmSeconds: z.number().int().min(1).max(3600),
+    confirmSeconds: int(1, 3600).default(60),
     /** Recoveries on this node in any hour, at most. */
-    maxPerHour: z.number().int().min(1).max(1000),
+    maxPerHour: int(1, 1000).default(6),
     /** A fault with the same fingerprint recovered less than this ago is left to a person. */
-    cooldownSeconds: z.number().int().min(0).max(7 * 86_400),
+    cooldownSeconds: int(0, 7 * 86_400).default(3600),
     /** Nodes recovering at the same moment across the cluster (kube store), at most. */
-    maxNodesAtOnce: z.number().int().min(1).max(100_000),
+    maxNodesAtOnce: int(1, 100_000).default(3),
     /** The ConfigMap holding that budget (in budgetNamespace, default the agent's), and how long a slot is held at most. */
-    budgetLockName: z.string().min(1),
+    budgetLockName: z.string().min(1).default('nodemedic-recovery-budget'),
     budgetNamespace: z.string().min(1).optional(),
-    budgetTTLSeconds: z.number().int().min(10).max(86_400),
-  }),
+    budgetTTLSeconds: int(10, 86_400).default(600),
+  }).prefault({}),
   /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
   symptoms: z.strictObject({
-    flushSeconds: z.number().min(0.1).max(300),
-    cooldownSeconds: z.number().int().min(0).max(86_400),
-    createBurst: z.number().int().min(1).max(1000),
-    createPerMinute: z.number().min(0.1).max(6000),
-    maxTracked: z.number().int().min(10).max(1_000_000),
-  }),
+    flushSeconds: z.number().min(0.1).max(300).default(5),
+    cooldownSeconds: int(0, 86_400).default(600),
+    createBurst: int(1, 1000).default(10),
+    createPerMinute: z.number().min(0.1).max(6000).default(30),
+    maxTracked: int(10, 1_000_000).default(10_000),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
 
-export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = {
-  store: 'file',
-  stateDir: '/var/lib/nodemedic',
-  namespace: 'nodemedic-system',
-  processorNamespaces: ['nodemedic-system'],
-  concurrency: 4,
-  listen: '127.0.0.1:9095',
-  serveRecoverers: false,
-  processorTimeoutSeconds: 30,
-  maxReplyBytes: 1024 * 1024,
-  resyncSeconds: 300,
-  logLevel: 'info',
-  sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '/var/log/kern.log', journalDirectory: '' },
-  scripts: {
-    collectors: '/etc/nodemedic/collectors', diagnosers: '/etc/nodemedic/diagnosers', recoverers: '/etc/nodemedic/recoverers',
-    defaultTimeoutSeconds: 30, maxOutputBytes: 1024 * 1024,
-  },
-  events: { enabled: true, includeReasons: [], excludeReasons: [], lockName: 'nodemedic-event-watcher', lockTTLSeconds: 30 },
-  probes: { allowExec: false, criEndpoint: 'unix:///run/containerd/containerd.sock' },
-  stuckPods: { enabled: true, marginSeconds: 60, checkSeconds: 10 },
-  alerts: { tokenFile: '', nodeLabels: ['node', 'kubernetes_node', 'nodename', 'instance'] },
-  shims: { containerdLog: 'journald:containerd.service', dumpTimeoutSeconds: 5, unresponsiveSeconds: 10 },
-  recovery: {
-    dryRun: false, signal: 'SIGKILL', allowedExecutables: [...SHIM_EXECUTABLES], confirmSeconds: 60,
-    maxPerHour: 6, cooldownSeconds: 3600, maxNodesAtOnce: 3, budgetLockName: 'nodemedic-recovery-budget', budgetTTLSeconds: 600,
-  },
-  symptoms: { flushSeconds: 5, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 10_000 },
-};
+/** Every default, read off the schema (nodeName is the host's name, found at load time). */
+export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = (() => {
+  const { nodeName: _, ...defaults } = ConfigSchema.parse({ nodeName: 'defaults' });
+  return defaults;
+})();
 
 /** Flag, environment variable and type of every key that can be set outside the file. */
 const OVERRIDES = {
@@ -205,12 +185,9 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
     if (typeof file !== 'object' || Array.isArray(file)) throw new ConfigError([`--config ${flags.config}: must be a YAML mapping of keys to values`]);
   }
 
-  const merged: Record<string, unknown> = { ...DEFAULTS, nodeName: hostname().toLowerCase(), ...file };
-  // Sections are merged key by key, so a file may set one key of a section and keep the defaults of the rest.
-  for (const section of ['sources', 'symptoms', 'alerts', 'stuckPods', 'probes', 'events', 'scripts', 'shims', 'recovery'] as const) {
-    if (isPlainObject(file[section])) merged[section] = { ...DEFAULTS[section], ...file[section] };
-  }
-  if (flags['no-default-rules']) merged.sources = { ...(merged.sources as object), defaultRules: false };
+  // The schema fills in every default, section by section and key by key.
+  const merged: Record<string, unknown> = { nodeName: hostname().toLowerCase(), ...file };
+  if (flags['no-default-rules']) merged.sources = { ...(isPlainObject(merged.sources) ? merged.sources : {}), defaultRules: false };
   const problems: string[] = [];
   for (const [key, o] of Object.entries(OVERRIDES)) {
     const [raw, from] = flags[o.flag] !== undefined ? [flags[o.flag], `--${o.flag}`] : env[o.env] ? [env[o.env], o.env] : [undefined, ''];
@@ -226,9 +203,14 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
   const result = ConfigSchema.safeParse(merged);
   if (!result.success) {
     for (const issue of result.error.issues) {
-      const keys = issue.code === 'unrecognized_keys' ? issue.keys : [issue.path.join('.')];
-      for (const key of keys) {
-        problems.push(issue.code === 'unrecognized_keys' ? `${key}: unknown key` : `${key}: ${issue.message} (got ${JSON.stringify(merged[key])})`);
+      const at = issue.path.map(String);
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) problems.push(`${[...at, key].join('.')}: unknown key`);
+      } else {
+        const given = valueAt(merged, at);
+        problems.push(given === undefined && issue.code === 'invalid_type'
+          ? `${at.join('.')}: required`
+          : `${at.join('.') || '(the file)'}: ${issue.message} (got ${JSON.stringify(given)})`);
       }
     }
   }
@@ -237,3 +219,10 @@ export async function loadConfig(args: string[], env: NodeJS.ProcessEnv = proces
 }
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The value at a path of keys in what was given (undefined where the path leads nowhere). */
+function valueAt(object: unknown, path: readonly string[]): unknown {
+  let value = object;
+  for (const key of path) value = isPlainObject(value) || Array.isArray(value) ? (value as Record<string, unknown>)[key] : undefined;
+  return value;
+}

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { parseAllDocuments } from 'yaml';
 import { startAgent } from './agent.js';
 import { runOne } from './run-one.js';
+import { isProcessorKind } from './api/kinds.js';
 import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
 import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
 import { DEFAULT_RULE_SETS } from './sources/default-rules.js';
@@ -15,8 +16,6 @@ import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } fro
 type Command = { usage: string; summary: string; run(args: string[]): Promise<number> };
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-
-const PROCESSOR_KINDS = new Set(['InformationCollector', 'Diagnoser', 'Recoverer']);
 
 /** Checks Abnormal and processor manifests offline, with the schema the apiserver enforces. */
 async function validateFiles(files: string[]): Promise<number> {
@@ -44,7 +43,7 @@ async function validateFiles(files: string[]): Promise<number> {
       const object = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown } } | null;
       if (object === null) continue; // an empty document, e.g. after a trailing ---
       const kind = object.kind;
-      const validate = kind === 'Abnormal' ? validateAbnormal : PROCESSOR_KINDS.has(String(kind)) ? validateProcessor : undefined;
+      const validate = kind === 'Abnormal' ? validateAbnormal : isProcessorKind(kind) ? validateProcessor : undefined;
       if (!validate) {
         console.error(`${where}: kind must be Abnormal, InformationCollector, Diagnoser or Recoverer (got ${JSON.stringify(kind)})`);
         invalid++;

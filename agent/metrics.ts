@@ -6,8 +6,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Pipeline } from './pipeline/pipeline.js';
 import { refName, type Outcome, type Processor } from './processors/contract.js';
-import type { SymptomSource } from './sources/log-source.js';
 import type { SymptomSink } from './sources/sink.js';
+import type { SymptomSource } from './sources/source.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();

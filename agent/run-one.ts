@@ -10,10 +10,12 @@ import { parse, stringify } from 'yaml';
 import { DEFAULTS } from './config.js';
 import type { Abnormal } from './api/types.generated.js';
 import { ValidationError, validateAbnormal } from './api/validate.js';
+import { builtinProcessors } from './builtins.js';
 import { Pipeline } from './pipeline/pipeline.js';
-import { builtinProcessors } from './processors/builtins.js';
 import { refName } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
+import { FileCatalog } from './store/file-catalog.js';
+import { FileEventLog } from './store/file-events.js';
 import { FileStore } from './store/file.js';
 
 export async function runOne(args: string[]): Promise<number> {
@@ -40,7 +42,8 @@ export async function runOne(args: string[]): Promise<number> {
     const log = pino({ level: 'silent' });
     const store = new FileStore({ dir, log, rescanMs: 3_600_000, settleMs: 0 });
     await store.start(() => {});
-    const registry = new ProcessorRegistry(builtinProcessors({ probes: { allowExec: false }, recovery: { dryRun: true } }), store, { maxReplyBytes: DEFAULTS.maxReplyBytes, defaultTimeoutSeconds: 30 }, {
+    const catalog = new FileCatalog({ dir, log });
+    const registry = new ProcessorRegistry(builtinProcessors({ probes: { allowExec: false }, recovery: { dryRun: true } }), { catalog, secrets: catalog }, { maxReplyBytes: DEFAULTS.maxReplyBytes, defaultTimeoutSeconds: 30 }, {
       dirs: scriptsDir
         ? { InformationCollector: path.join(scriptsDir, 'collectors'), Diagnoser: path.join(scriptsDir, 'diagnosers'), Recoverer: path.join(scriptsDir, 'recoverers') }
         : {},
@@ -48,7 +51,7 @@ export async function runOne(args: string[]): Promise<number> {
       maxOutputBytes: DEFAULTS.scripts.maxOutputBytes,
     });
     const pipeline = new Pipeline({
-      store, registry, nodeName: abnormal.spec.nodeName, concurrency: 1, log,
+      store, events: new FileEventLog({ dir, log }), registry, nodeName: abnormal.spec.nodeName, concurrency: 1, log,
       onStep: (processor, outcome, ms) => {
         const what = outcome.ok
           ? [outcome.identified && 'identified', outcome.recovered && 'recovered', outcome.message].filter(Boolean).join(': ') || 'ok'

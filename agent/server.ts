@@ -6,15 +6,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import { kindOfPlural } from './api/kinds.js';
+import { Reason } from './api/reasons.js';
 import { ValidationError, validateAbnormal } from './api/validate.js';
-import { renderReply, type Processor, type ProcessorKind } from './processors/contract.js';
-import type { AlertReceiver } from './sources/alerts.js';
+import { TooLarge, readCapped } from './lib/capped-read.js';
+import { renderReply, type Processor } from './processors/contract.js';
+import type { AlertSource } from './sources/alerts.js';
 
-const KIND_PATHS: Record<string, ProcessorKind> = {
-  informationcollectors: 'InformationCollector',
-  diagnosers: 'Diagnoser',
-  recoverers: 'Recoverer',
-};
 const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
 const MAX_ALERT_BYTES = 1024 * 1024;
 
@@ -26,7 +24,7 @@ export type ServerOptions = {
   /** Prometheus metrics for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** The Alertmanager receiver and the token it requires; absent: /v1/alerts answers 404. */
-  alerts?: { receiver: AlertReceiver; token: () => Promise<string> };
+  alerts?: { receiver: AlertSource; token: () => Promise<string> };
   log: Logger;
 };
 
@@ -34,7 +32,7 @@ export async function startServer(opts: ServerOptions): Promise<{ server: Server
   const server = createServer((req, res) => {
     handle(req, res, opts).catch((err) => {
       opts.log.error({ err }, 'request failed');
-      if (!res.headersSent) reply(res, 500, { reason: 'InternalError', message: (err as Error).message });
+      if (!res.headersSent) reply(res, 500, { reason: Reason.InternalError, message: (err as Error).message });
     });
   });
   const separator = opts.listen.lastIndexOf(':');
@@ -67,12 +65,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
   if (url.pathname === '/v1/alerts') return handleAlerts(req, res, opts);
 
   const match = /^\/processors\/([a-z]+)\/([a-z0-9][-a-z0-9.]*)$/.exec(url.pathname);
-  const kind = match ? KIND_PATHS[match[1]!] : undefined;
+  const kind = match ? kindOfPlural(match[1]!) : undefined;
   const processor = kind && opts.builtins.find((p) => p.kind === kind && p.ref.name === match![2]);
   if (!processor || (kind === 'Recoverer' && !opts.serveRecoverers)) {
-    return reply(res, 404, { reason: 'NotFound', message: `no built-in processor at ${url.pathname}` });
+    return reply(res, 404, { reason: Reason.NotFound, message: `no built-in processor at ${url.pathname}` });
   }
-  if (req.method !== 'POST') return reply(res, 405, { reason: 'MethodNotAllowed', message: 'POST the Abnormal as JSON' });
+  if (req.method !== 'POST') return reply(res, 405, { reason: Reason.MethodNotAllowed, message: 'POST the Abnormal as JSON' });
 
   const body = await readBodyOr413(req, res, MAX_REQUEST_BYTES);
   if (body === undefined) return;
@@ -81,7 +79,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
     abnormal = validateAbnormal(JSON.parse(body));
   } catch (err) {
     const message = err instanceof ValidationError ? err.problems.join('; ') : `not JSON: ${(err as Error).message}`;
-    return reply(res, 400, { reason: 'InvalidAbnormal', message });
+    return reply(res, 400, { reason: Reason.InvalidAbnormal, message });
   }
   const controller = new AbortController();
   req.on('close', () => controller.abort()); // the caller gave up
@@ -91,22 +89,22 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
 }
 
 async function handleAlerts(req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
-  if (!opts.alerts) return reply(res, 404, { reason: 'NotFound', message: 'the alert receiver is off: configure alerts.tokenFile or alerts.tokenSecret' });
-  if (req.method !== 'POST') return reply(res, 405, { reason: 'MethodNotAllowed', message: 'POST an Alertmanager webhook payload' });
+  if (!opts.alerts) return reply(res, 404, { reason: Reason.NotFound, message: 'the alert receiver is off: configure alerts.tokenFile or alerts.tokenSecret' });
+  if (req.method !== 'POST') return reply(res, 405, { reason: Reason.MethodNotAllowed, message: 'POST an Alertmanager webhook payload' });
   let token: string;
   try {
     token = (await opts.alerts.token()).trim();
   } catch (err) {
     opts.log.error({ err: (err as Error).message }, 'cannot read the alert receiver token');
-    return reply(res, 503, { reason: 'TokenUnavailable', message: 'the agent cannot read its alert receiver token' });
+    return reply(res, 503, { reason: Reason.TokenUnavailable, message: 'the agent cannot read its alert receiver token' });
   }
   if (!sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
     res.on('finish', () => req.socket.destroy()); // do not read what an unauthenticated caller sends
-    return reply(res, 401, { reason: 'Unauthorized', message: 'a valid bearer token is required' });
+    return reply(res, 401, { reason: Reason.Unauthorized, message: 'a valid bearer token is required' });
   }
   const body = await readBodyOr413(req, res, MAX_ALERT_BYTES);
   if (body === undefined) return;
-  const result = await opts.alerts.receiver.receive(body);
+  const result = opts.alerts.receiver.receive(body);
   return reply(res, result.status, result.body);
 }
 
@@ -120,29 +118,14 @@ function sameSecret(given: string, expected: string): boolean {
 /** The request body; or, past `max` bytes, a 413 reply and the connection dropped (the rest is never read). */
 async function readBodyOr413(req: IncomingMessage, res: ServerResponse, max: number): Promise<string | undefined> {
   try {
-    return await readBody(req, max);
-  } catch {
+    return (await readCapped(req, max, { destroy: false })).text;
+  } catch (err) {
+    if (!(err instanceof TooLarge)) throw err;
     res.on('finish', () => req.socket.destroy());
     res.setHeader('connection', 'close');
-    reply(res, 413, { reason: 'TooLarge', message: `the request is larger than ${max} bytes` });
+    reply(res, 413, { reason: Reason.TooLarge, message: `the request is larger than ${max} bytes` });
     return undefined;
   }
-}
-
-function readBody(req: IncomingMessage, max: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > max) {
-        req.pause();
-        reject(new Error('too large'));
-      } else chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }
 
 function reply(res: ServerResponse, status: number, body: unknown): void {

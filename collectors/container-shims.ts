@@ -3,8 +3,9 @@
 // containerd's shim v2 serves a whole pod sandbox; the v1 and Docker shims one container each.
 // Writes status.context.containerShims: one entry per shim, which the goroutine-dump collector, the
 // shim diagnosers and the signal recoverer read.
+import { shimsOfSubject } from '../agent/node/shims.js';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { shimsOfSubject, subjectOf } from '../agent/processors/shims.js';
+import { evidence, subjectOf } from '../agent/processors/evidence.js';
 
 export const containerShims: Processor = {
   kind: 'InformationCollector',
@@ -16,7 +17,7 @@ export const containerShims: Processor = {
     const what = subject.pod ? `pod ${subject.pod.namespace ?? ''}/${subject.pod.name ?? subject.pod.uid ?? ''}` : `pids ${subject.pids.join(', ')}`;
     return {
       ok: true,
-      context: { containerShims: shims.map(({ children, ...shim }) => ({ ...shim, children })) },
+      context: evidence({ containerShims: shims }),
       output: shims.length === 0 ? `no container shim serves ${what}` : shims.map((s) => `${what}: ${s.executable} pid ${s.pid} (state ${s.state}) serves ${s.containers.length} container(s)`).join('\n'),
     };
   },

@@ -1,13 +1,16 @@
 // Kernel log lines around the time of the symptom: the records of /dev/kmsg from `beforeSeconds`
 // before the symptom was first seen (spec.occurrences.firstSeen, else when the Abnormal was created)
-// to when this runs, at most the last MAX_LINES. Read with a descriptor of its own, so the kernel-log
-// source's position is not touched. Writes status.context.kernelLog.
-import { closeSync, constants, openSync, readSync } from 'node:fs';
+// to when this runs, at most the last MAX_LINES. Read with a descriptor of its own (agent/node/kmsg.ts),
+// so the kernel-log source's position is not touched. Writes the kernelLog evidence.
 import os from 'node:os';
+import { Reason } from '../agent/api/reasons.js';
+import { KmsgDevice } from '../agent/node/kmsg.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
-import { parseKmsgRecord } from '../agent/sources/kmsg.js';
+import { evidence } from '../agent/processors/evidence.js';
 
 const MAX_LINES = 200;
+/** Records read at most: the kernel's buffer holds far fewer, unless it is written as fast as it is read. */
+const MAX_RECORDS = 100_000;
 
 export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}): Processor {
   const device = opts.device ?? '/dev/kmsg';
@@ -20,34 +23,23 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
       const symptomAt = seen ? new Date(seen).getTime() : Date.now();
       const bootedAt = Date.now() - os.uptime() * 1000;
       const fromUsec = (symptomAt - beforeSeconds * 1000 - bootedAt) * 1000;
-      let fd: number;
+      let kmsg: KmsgDevice;
       try {
-        fd = openSync(device, constants.O_RDONLY | constants.O_NONBLOCK);
+        kmsg = new KmsgDevice(device);
       } catch (err) {
-        return failure('KernelLogUnreadable', `cannot open ${device}: ${(err as Error).message}`);
+        return failure(Reason.KernelLogUnreadable, `cannot open ${device}: ${(err as Error).message}`);
       }
       const lines: string[] = [];
-      const buffer = Buffer.alloc(16 * 1024);
       try {
-        for (;;) {
-          let n: number;
-          try {
-            n = readSync(fd, buffer, 0, buffer.length, null);
-          } catch (err) {
-            const code = (err as NodeJS.ErrnoException).code;
-            if (code === 'EPIPE') continue; // overwritten while reading: go on with the next
-            if (code === 'EAGAIN') break; // the end
-            throw err;
-          }
-          const record = parseKmsgRecord(buffer.toString('utf8', 0, n));
-          if (!record || !(record.usec >= fromUsec)) continue;
+        kmsg.readAvailable((record) => {
+          if (!(record.usec >= fromUsec)) return;
           lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
           if (lines.length > MAX_LINES) lines.shift();
-        }
+        }, MAX_RECORDS);
       } finally {
-        closeSync(fd);
+        kmsg.close();
       }
-      return { ok: true, context: { kernelLog: { from: new Date(symptomAt - beforeSeconds * 1000).toISOString(), lines } } };
+      return { ok: true, context: evidence({ kernelLog: { from: new Date(symptomAt - beforeSeconds * 1000).toISOString(), lines } }) };
     },
   };
 }

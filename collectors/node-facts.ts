@@ -5,6 +5,7 @@ import { statfs } from 'node:fs/promises';
 import os from 'node:os';
 import { execa } from 'execa';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
+import { evidence } from '../agent/processors/evidence.js';
 
 /** `BINARY --version`'s first line, or undefined where it is not installed. */
 async function versionOf(binary: string): Promise<string | undefined> {
@@ -20,7 +21,7 @@ export const nodeFacts: Processor = {
     const [containerd, runc, root] = await Promise.all([versionOf('containerd'), versionOf('runc'), statfs('/').catch(() => undefined)]);
     return {
       ok: true,
-      context: {
+      context: evidence({
         nodeFacts: {
           hostname: os.hostname(),
           kernel: `${os.type()} ${os.release()}`,
@@ -32,7 +33,7 @@ export const nodeFacts: Processor = {
           ...(root ? { rootDisk: { totalBytes: root.blocks * root.bsize, availableBytes: root.bavail * root.bsize } } : {}),
           collectedAt: new Date().toISOString(),
         },
-      },
+      }),
     };
   },
 };

@@ -8,9 +8,12 @@
 import { connect } from 'node:net';
 import { execa } from 'execa';
 import { request } from 'undici';
-import type { Abnormal, HTTPGetAction, NodeProbe, PodProbe, TCPSocketAction } from '../agent/api/types.generated.js';
+import { Reason } from '../agent/api/reasons.js';
+import type { HTTPGetAction, NodeProbe, PodProbe } from '../agent/api/types.generated.js';
+import { readCapped } from '../agent/lib/capped-read.js';
+import { CriError, type CriClient } from '../agent/node/cri.js';
 import { BUILTIN_NAMESPACE, failure, type Outcome, type Processor } from '../agent/processors/contract.js';
-import { CriError, type CriClient } from '../agent/processors/cri.js';
+import { evidence } from '../agent/processors/evidence.js';
 
 const OUTPUT_LIMIT = 64 * 1024;
 
@@ -39,7 +42,7 @@ export function probeCollector(options: ProbeOptions): Processor {
       let result: ProbeResult;
       const pod = abnormal.spec.podProbe;
       if (probe.exec) {
-        if (!options.allowExec) return failure('ExecProbesDisabled', 'exec probes run commands as root on the node or in its containers; enable them with probes.allowExec in the agent configuration');
+        if (!options.allowExec) return failure(Reason.ExecProbesDisabled, 'exec probes run commands as root on the node or in its containers; enable them with probes.allowExec in the agent configuration');
         if (pod) {
           const found = await containerToExecIn(pod, options, signal);
           if ('reason' in found) return failure(found.reason, found.message);
@@ -51,15 +54,15 @@ export function probeCollector(options: ProbeOptions): Processor {
         }
       } else {
         const host = probe.httpGet?.host ?? probe.tcpSocket?.host ??
-          (pod ? contextPodIP(abnormal) ?? (await options.readPod?.(pod.namespace, pod.name).catch(() => undefined))?.podIP : '127.0.0.1');
-        if (!host) return failure('PodIPUnknown', `pod ${pod?.namespace}/${pod?.name} has no IP the agent can find; give httpGet.host or tcpSocket.host`);
+          (pod ? (await options.readPod?.(pod.namespace, pod.name).catch(() => undefined))?.podIP : '127.0.0.1');
+        if (!host) return failure(Reason.PodIPUnknown, `pod ${pod?.namespace}/${pod?.name} has no IP the agent can find; give httpGet.host or tcpSocket.host`);
         const action = (probe.httpGet ?? probe.tcpSocket)!;
-        if (typeof action.port !== 'number') return failure('NamedPortUnsupported', `port "${action.port}" is a name; give the number`);
-        result = probe.httpGet ? await httpProbe(probe.httpGet, host, action.port, timeoutMs, signal) : await tcpProbe(probe.tcpSocket!, host, action.port, timeoutMs);
+        if (typeof action.port !== 'number') return failure(Reason.NamedPortUnsupported, `port "${action.port}" is a name; give the number`);
+        result = probe.httpGet ? await httpProbe(probe.httpGet, host, action.port, timeoutMs, signal) : await tcpProbe(host, action.port, timeoutMs);
       }
       const outcome: Outcome = {
         ok: true,
-        context: { probe: { healthy: result.healthy, detail: result.detail, durationMs: Date.now() - started } },
+        context: evidence({ probe: { healthy: result.healthy, detail: result.detail, durationMs: Date.now() - started } }),
         message: `probe ${result.healthy ? 'healthy' : 'unhealthy'}: ${result.detail}`,
       };
       if (result.output) outcome.output = result.output;
@@ -68,34 +71,29 @@ export function probeCollector(options: ProbeOptions): Processor {
   };
 }
 
-function contextPodIP(abnormal: Abnormal): string | undefined {
-  const pod = abnormal.status?.context?.pod as { podIP?: unknown } | undefined;
-  return typeof pod?.podIP === 'string' ? pod.podIP : undefined;
-}
-
 type Refusal = { reason: string; message: string };
 
 /** The running container the probe names, or its first one, as the node's runtime knows it. */
 async function containerToExecIn(pod: PodProbe, options: ProbeOptions, signal: AbortSignal): Promise<{ id: string } | Refusal> {
   const podName = `${pod.namespace}/${pod.name}`;
-  if (!options.runtime) return { reason: 'NoContainerRuntime', message: 'exec in a container needs the node\'s container runtime (probes.criEndpoint)' };
+  if (!options.runtime) return { reason: Reason.NoContainerRuntime, message: 'exec in a container needs the node\'s container runtime (probes.criEndpoint)' };
   let facts: PodFacts | undefined;
   try {
     facts = await options.readPod?.(pod.namespace, pod.name);
   } catch (err) {
-    return { reason: 'PodUnreadable', message: `cannot read pod ${podName}: ${(err as Error).message}` };
+    return { reason: Reason.PodUnreadable, message: `cannot read pod ${podName}: ${(err as Error).message}` };
   }
   const container = pod.container ?? facts?.containers[0];
   try {
     const running = await options.runtime.runningContainers({ namespace: pod.namespace, name: pod.name, uid: facts?.uid, container }, signal);
     const names = [...new Set(running.map((c) => c.name))];
     if (running.length === 0) {
-      return { reason: 'ContainerNotFound', message: `no running container${container ? ` "${container}"` : ''} of pod ${podName} on this node` };
+      return { reason: Reason.ContainerNotFound, message: `no running container${container ? ` "${container}"` : ''} of pod ${podName} on this node` };
     }
-    if (names.length > 1) return { reason: 'ContainerAmbiguous', message: `pod ${podName} runs ${names.join(', ')}; name one in podProbe.container` };
+    if (names.length > 1) return { reason: Reason.ContainerAmbiguous, message: `pod ${podName} runs ${names.join(', ')}; name one in podProbe.container` };
     return { id: running[0]!.id };
   } catch (err) {
-    return { reason: 'ContainerRuntimeError', message: (err as Error).message };
+    return { reason: Reason.ContainerRuntimeError, message: (err as Error).message };
   }
 }
 
@@ -110,7 +108,7 @@ async function execInContainer(runtime: CriClient, containerId: string, command:
     // The runtime ends the command at the timeout and says so (a call outliving even that is the same verdict).
     if (code === DEADLINE_EXCEEDED) return { healthy: false, detail: `${where} did not finish within ${timeoutSeconds} s` };
     // No runtime to ask: the probe did not happen, which is not the same as unhealthy.
-    if (code === UNAVAILABLE || code === undefined) return { reason: 'ContainerRuntimeError', message: (err as Error).message };
+    if (code === UNAVAILABLE || code === undefined) return { reason: Reason.ContainerRuntimeError, message: (err as Error).message };
     // The runtime answered but the command could not run (not found, container gone): unhealthy, as on the node.
     return { healthy: false, detail: `${where} could not run: ${(err as Error).message}` };
   }
@@ -135,14 +133,15 @@ async function httpProbe(action: HTTPGetAction, host: string, port: number, time
       headers: Object.fromEntries((action.httpHeaders ?? []).map((h) => [h.name, h.value])),
       signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
     });
-    const body = (await res.body.text()).slice(0, OUTPUT_LIMIT);
-    return { healthy: res.statusCode >= 200 && res.statusCode < 400, detail: `GET ${url} answered ${res.statusCode}`, output: body };
+    // Only the start of the page is evidence; the rest is never read.
+    const { text } = await readCapped(res.body, OUTPUT_LIMIT, { cut: true });
+    return { healthy: res.statusCode >= 200 && res.statusCode < 400, detail: `GET ${url} answered ${res.statusCode}`, output: text };
   } catch (err) {
     return { healthy: false, detail: `GET ${url} failed: ${(err as Error).message}` };
   }
 }
 
-function tcpProbe(_action: TCPSocketAction, host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
+function tcpProbe(host: string, port: number, timeoutMs: number): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const socket = connect({ host, port, timeout: timeoutMs });
     const done = (result: ProbeResult) => {

@@ -1,11 +1,9 @@
 // Process tree: /proc details of the processes an Abnormal is about — its shims (from
 // status.context.containerShims, or found afresh) and the pids it names — with their children, two
 // levels deep (a shim's children are its containers' first processes). Writes status.context.processes.
+import { childrenOf, readAllStats, readCmdline, readExe, readWchan, type ProcStat } from '../agent/node/procfs.js';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { childrenOf, readAllStats, readCmdline, readExe, readWchan, type ProcStat } from '../agent/processors/procfs.js';
-import { shimsOf, subjectOf } from '../agent/processors/shims.js';
-
-export type ProcessDetails = ProcStat & { exe?: string; cmdline?: string[]; wchan?: string; children: ProcessDetails[] };
+import { evidence, shimsOf, subjectOf, type ProcessDetails } from '../agent/processors/evidence.js';
 
 const MAX_CHILDREN = 32;
 
@@ -30,7 +28,7 @@ export const processTree: Processor = {
     const gone = pids.filter((_, i) => !found[i]);
     return {
       ok: true,
-      context: { processes: found.filter((p): p is ProcessDetails => p !== undefined) },
+      context: evidence({ processes: found.filter((p): p is ProcessDetails => p !== undefined) }),
       ...(gone.length > 0 ? { output: `no longer running: pid ${gone.join(', ')}` } : {}),
     };
   },

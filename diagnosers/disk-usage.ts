@@ -4,7 +4,9 @@
 // never stands in as the diagnosis of an unrelated fault (a stuck pod, say). The figure is df's: used / (used + available to
 // unprivileged users), so reserved blocks count as full, as they do for a pod writing there.
 import { statfs } from 'node:fs/promises';
+import { Reason } from '../agent/api/reasons.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
+import { evidence } from '../agent/processors/evidence.js';
 
 export const diskUsage: Processor = {
   kind: 'Diagnoser',
@@ -21,7 +23,7 @@ export const diskUsage: Processor = {
     try {
       stats = await statfs(path);
     } catch (err) {
-      return failure('StatfsFailed', `cannot read the filesystem of ${path}: ${(err as Error).message}`);
+      return failure(Reason.StatfsFailed, `cannot read the filesystem of ${path}: ${(err as Error).message}`);
     }
     const used = stats.blocks - stats.bfree;
     const usedPercent = Math.round((1000 * used) / Math.max(1, used + stats.bavail)) / 10;
@@ -29,9 +31,9 @@ export const diskUsage: Processor = {
     return {
       ok: true,
       identified,
-      reason: identified ? 'DiskFull' : 'DiskNotFull',
+      reason: identified ? Reason.DiskFull : Reason.DiskNotFull,
       message: `${path} is ${usedPercent}% full (threshold ${threshold}%)`,
-      context: { diskUsage: { path, usedPercent, thresholdPercent: threshold, availableBytes: stats.bavail * stats.bsize } },
+      context: evidence({ diskUsage: { path, usedPercent, thresholdPercent: threshold, availableBytes: stats.bavail * stats.bsize } }),
     };
   },
 };

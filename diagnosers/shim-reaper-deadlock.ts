@@ -6,8 +6,10 @@
 //   - the subscriber, in Monitor.Wait → Monitor.Unsubscribe, blocked acquiring that same lock
 //     ("semacquire" / "sync.Mutex.Lock"), so it never reads the channel again.
 // A hung shim with any other dump is not this fault: no heuristic stands in for the dump.
+import { Reason } from '../agent/api/reasons.js';
+import { parseGoroutines, splitFunc, type Frame, type Goroutine } from '../agent/node/goroutines.js';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import { parseGoroutines, splitFunc, type Frame, type Goroutine, type ShimDump } from '../agent/processors/goroutines.js';
+import { evidence, readEvidence } from '../agent/processors/evidence.js';
 
 const inReaperFile = (frame: Frame) => /(^|\/)reaper(_unix)?\.go$/.test(frame.file);
 /** Frames of the goroutine's own code: the runtime's and sync's own frames above them skipped. */
@@ -50,8 +52,7 @@ export const shimReaperDeadlock: Processor = {
   kind: 'Diagnoser',
   ref: { namespace: BUILTIN_NAMESPACE, name: 'shim-reaper-deadlock' },
   async run(abnormal) {
-    const dumps = abnormal.status?.context?.goroutineDumps;
-    const withDump = (Array.isArray(dumps) ? (dumps as ShimDump[]) : []).filter((d) => typeof d.dump === 'string');
+    const withDump = (readEvidence(abnormal, 'goroutineDumps') ?? []).filter((d) => typeof d?.dump === 'string');
     if (withDump.length === 0) return { ok: true, identified: false, message: 'no shim goroutine dump to read' };
     for (const entry of withDump) {
       const found = findReaperDeadlock(entry.dump!);
@@ -59,8 +60,8 @@ export const shimReaperDeadlock: Processor = {
       const message = `shim pid ${entry.pid} is deadlocked in its reaper (${found.package}): ${describe(found.reap)} holds the lock sending on a subscriber's channel; ` +
         `${describe(found.unsubscribe)} waits for that lock in Monitor.Wait → Unsubscribe (fixed upstream by containerd PR 3529)`;
       return {
-        ok: true, identified: true, reason: 'ShimReaperDeadlock', message,
-        context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: entry.pid, startTicks: entry.startTicks }], reap: found.reap.id, unsubscribe: found.unsubscribe.id } },
+        ok: true, identified: true, reason: Reason.ShimReaperDeadlock, message,
+        context: evidence({ diagnosis: { fault: Reason.ShimReaperDeadlock, targets: [{ pid: entry.pid, startTicks: entry.startTicks }], reap: found.reap.id, unsubscribe: found.unsubscribe.id } }),
       };
     }
     return { ok: true, identified: false, message: `the goroutine dump of shim pid ${withDump.map((d) => d.pid).join(', ')} shows no reaper deadlock` };

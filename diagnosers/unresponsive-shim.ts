@@ -3,17 +3,17 @@
 // whole time, for at least `thresholdSeconds` (watched on until then) — and still is now. A shim that is merely slow, or
 // running, or that answered, is not identified.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Reason } from '../agent/api/reasons.js';
+import { UNRESPONSIVE_STATES, sameProcess } from '../agent/node/procfs.js';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
-import type { ShimDump } from '../agent/processors/goroutines.js';
-import { UNRESPONSIVE_STATES, sameProcess } from '../agent/processors/procfs.js';
+import { evidence, readEvidence } from '../agent/processors/evidence.js';
 
 export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor {
   return {
     kind: 'Diagnoser',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'unresponsive-shim' },
     async run(abnormal, signal) {
-      const dumps = abnormal.status?.context?.goroutineDumps;
-      const entries = Array.isArray(dumps) ? (dumps as ShimDump[]) : [];
+      const entries = readEvidence(abnormal, 'goroutineDumps') ?? [];
       if (entries.length === 0) return { ok: true, identified: false, message: 'no shim was asked for a goroutine dump' };
       const notes: string[] = [];
       const targets: Array<{ pid: number; startTicks: number; state: string; seconds: number }> = [];
@@ -53,8 +53,8 @@ export function unresponsiveShim(opts: { thresholdSeconds: number }): Processor 
       if (targets.length === 0) return { ok: true, identified: false, message: notes.join('; ') || 'no unresponsive shim' };
       const what = targets.map((t) => `shim pid ${t.pid} gave no goroutine dump and has been ${t.state === 'D' ? 'in uninterruptible sleep (D)' : `stopped (${t.state})`} for ${t.seconds} s`).join('; ');
       return {
-        ok: true, identified: true, reason: 'ShimUnresponsive', message: what,
-        context: { diagnosis: { fault: 'ShimUnresponsive', targets: targets.map(({ pid, startTicks }) => ({ pid, startTicks })) } },
+        ok: true, identified: true, reason: Reason.ShimUnresponsive, message: what,
+        context: evidence({ diagnosis: { fault: Reason.ShimUnresponsive, targets: targets.map(({ pid, startTicks }) => ({ pid, startTicks })) } }),
       };
     },
   };

@@ -10,9 +10,11 @@
 // the processes have exited and the Abnormal's pod (spec.context.pod) has finished terminating;
 // otherwise it reports, not recovered, what is still wrong.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Reason } from '../agent/api/reasons.js';
+import { UNRESPONSIVE_STATES, readStat, sameProcess } from '../agent/node/procfs.js';
+import { SHIM_EXECUTABLES, executableName } from '../agent/node/shims.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
-import { UNRESPONSIVE_STATES, readStat, sameProcess } from '../agent/processors/procfs.js';
-import { SHIM_EXECUTABLES, executableName, subjectOf } from '../agent/processors/shims.js';
+import { readEvidence, subjectOf } from '../agent/processors/evidence.js';
 
 export type SignalProcessOptions = {
   signal?: NodeJS.Signals;
@@ -25,7 +27,6 @@ export type SignalProcessOptions = {
 };
 
 type Target = { pid: number; startTicks: number };
-type Diagnosis = { fault?: string; targets?: Target[] };
 
 /** The agent and every process it descends from: signalling any of them would take the agent down. */
 async function ownLineage(): Promise<Set<number>> {
@@ -45,9 +46,9 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
     kind: 'Recoverer',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'signal-process' },
     async run(abnormal, abort) {
-      const diagnosis = (abnormal.status?.context?.diagnosis ?? {}) as Diagnosis;
-      const targets = Array.isArray(diagnosis.targets) ? diagnosis.targets.filter((t) => Number.isInteger(t?.pid)) : [];
-      if (targets.length === 0) return failure('NoTargets', 'the diagnosis names no process to signal (status.context.diagnosis.targets)');
+      const diagnosis = readEvidence(abnormal, 'diagnosis');
+      const targets = (diagnosis?.targets ?? []).filter((t) => Number.isInteger(t?.pid));
+      if (targets.length === 0) return failure(Reason.NoTargets, 'the diagnosis names no process to signal (status.context.diagnosis.targets)');
 
       const lineage = await ownLineage();
       const refusals: string[] = [];
@@ -64,19 +65,19 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
         }
         const exe = (await executableName(target.pid)) ?? '(unknown)';
         if (!allowed.includes(exe)) refusals.push(`pid ${target.pid} runs ${exe}, which is not on the allow-list (${allowed.join(', ')})`);
-        else if (diagnosis.fault === 'ShimUnresponsive' && !UNRESPONSIVE_STATES.has(stat.state)) {
+        else if (diagnosis?.fault === Reason.ShimUnresponsive && !UNRESPONSIVE_STATES.has(stat.state)) {
           refusals.push(`pid ${target.pid} is in state ${stat.state} now: the diagnosis (stopped or in uninterruptible sleep) no longer holds`);
         } else live.push({ ...target, exe });
       }
-      if (refusals.length > 0) return failure('Refused', `nothing was signalled: ${refusals.join('; ')}`);
+      if (refusals.length > 0) return failure(Reason.Refused, `nothing was signalled: ${refusals.join('; ')}`);
 
       const plan = live.map((t) => `${signal} to pid ${t.pid} (${t.exe})`).join(', ');
-      if (opts.dryRun) return { ok: true, recovered: false, reason: 'DryRun', message: `dry run: would send ${plan || 'nothing (the processes are gone)'}` };
+      if (opts.dryRun) return { ok: true, recovered: false, reason: Reason.DryRun, message: `dry run: would send ${plan || 'nothing (the processes are gone)'}` };
       for (const target of live) {
         try {
           process.kill(target.pid, signal);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') return failure('SignalFailed', `could not send ${signal} to pid ${target.pid}: ${(err as Error).message}`);
+          if ((err as NodeJS.ErrnoException).code !== 'ESRCH') return failure(Reason.SignalFailed, `could not send ${signal} to pid ${target.pid}: ${(err as Error).message}`);
         }
       }
       const acted = Date.now();
@@ -90,10 +91,10 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
         remaining = await stillThere();
       }
       const did = live.length > 0 ? `sent ${plan}` : 'the processes had already exited';
-      if (remaining.length > 0) return { ok: true, recovered: false, reason: 'ProcessStillRunning', message: `${did}, but pid ${remaining.join(', ')} still runs after ${confirmMs / 1000} s` };
+      if (remaining.length > 0) return { ok: true, recovered: false, reason: Reason.ProcessStillRunning, message: `${did}, but pid ${remaining.join(', ')} still runs after ${confirmMs / 1000} s` };
       const pod = subjectOf(abnormal).pod;
       if (!pod?.namespace || !pod.name || !opts.podGone) {
-        return { ok: true, recovered: true, reason: 'Signalled', message: `${did}; ${live.length > 0 ? 'they exited' : ''}${pod ? ' (whether the pod is gone cannot be checked without a cluster)' : ''}` };
+        return { ok: true, recovered: true, reason: Reason.Signalled, message: `${did}; ${live.length > 0 ? 'they exited' : ''}${pod ? ' (whether the pod is gone cannot be checked without a cluster)' : ''}` };
       }
       const named = { namespace: pod.namespace, name: pod.name, uid: pod.uid };
       let gone = await opts.podGone(named).catch(() => false);
@@ -102,8 +103,8 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
         gone = await opts.podGone(named).catch(() => false);
       }
       const seconds = ((Date.now() - acted) / 1000).toFixed(1);
-      if (gone !== true) return { ok: true, recovered: false, reason: 'PodStillTerminating', message: `${did}; they exited, but pod ${pod.namespace}/${pod.name} is still there ${seconds} s later` };
-      return { ok: true, recovered: true, reason: 'PodTerminated', message: `${did}; they exited and pod ${pod.namespace}/${pod.name} finished terminating ${seconds} s later` };
+      if (gone !== true) return { ok: true, recovered: false, reason: Reason.PodStillTerminating, message: `${did}; they exited, but pod ${pod.namespace}/${pod.name} is still there ${seconds} s later` };
+      return { ok: true, recovered: true, reason: Reason.PodTerminated, message: `${did}; they exited and pod ${pod.namespace}/${pod.name} finished terminating ${seconds} s later` };
     },
   };
 }

@@ -8,6 +8,8 @@
 // Schemas here are Kubernetes structural schemas (a subset of OpenAPI v3). The only extensions used are
 // x-kubernetes-preserve-unknown-fields and x-kubernetes-int-or-string; `title` names the generated type.
 
+import { PROCESSOR_PLURALS } from './kinds.js';
+
 export const GROUP = 'nodemedic.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -398,9 +400,9 @@ const processorCRD = (kind: string, plural: string, role: string) =>
     columns: processorColumns,
   });
 
-export const informationCollectorCRD = processorCRD('InformationCollector', 'informationcollectors', 'information collector');
-export const diagnoserCRD = processorCRD('Diagnoser', 'diagnosers', 'diagnoser');
-export const recovererCRD = processorCRD('Recoverer', 'recoverers', 'recoverer');
+export const informationCollectorCRD = processorCRD('InformationCollector', PROCESSOR_PLURALS.InformationCollector, 'information collector');
+export const diagnoserCRD = processorCRD('Diagnoser', PROCESSOR_PLURALS.Diagnoser, 'diagnoser');
+export const recovererCRD = processorCRD('Recoverer', PROCESSOR_PLURALS.Recoverer, 'recoverer');
 
 /** Every CRD, with the file name it is written to under manifests/crds/. */
 export const ALL_CRDS = [

@@ -1,8 +1,8 @@
 // The Abnormal's state machine, as pure functions: which phase changes are legal, and how conditions
-// are set. The pipeline asks these before every status write, so a bug elsewhere cannot move an
-// Abnormal backwards or out of a terminal phase.
+// are set. The pipeline checks canTransition before every status write, so a bug elsewhere cannot
+// move an Abnormal backwards or out of a terminal phase.
 import { PHASES, type CONDITION_TYPES } from './crds.js';
-import type { AbnormalCondition, AbnormalStatus } from './types.generated.js';
+import type { AbnormalCondition } from './types.generated.js';
 
 export type Phase = (typeof PHASES)[number];
 export type ConditionType = (typeof CONDITION_TYPES)[number];
@@ -16,10 +16,6 @@ const FORWARD: readonly Phase[] = ['InformationCollecting', 'Diagnosing', 'Recov
  * system hurts a node, so a person decides.
  */
 const TERMINAL: ReadonlySet<Phase> = new Set(['Succeeded', 'Failed', 'Unknown']);
-
-export function isPhase(value: unknown): value is Phase {
-  return typeof value === 'string' && (PHASES as readonly string[]).includes(value);
-}
 
 /** No phase yet means not yet accepted by the agent. */
 export function isTerminal(phase: Phase | undefined): boolean {
@@ -37,23 +33,6 @@ export function canTransition(from: Phase | undefined, to: Phase): boolean {
   const toIndex = FORWARD.indexOf(to);
   const fromIndex = from === undefined ? -1 : FORWARD.indexOf(from);
   return toIndex > fromIndex;
-}
-
-export class IllegalTransitionError extends Error {
-  constructor(
-    readonly from: Phase | undefined,
-    readonly to: Phase,
-  ) {
-    super(`illegal phase transition ${from ?? '(none)'} → ${to}`);
-    this.name = 'IllegalTransitionError';
-  }
-}
-
-/** A copy of `status` in phase `to`; throws IllegalTransitionError when the move is not legal. */
-export function transition(status: AbnormalStatus | undefined, to: Phase): AbnormalStatus {
-  const from = status?.phase;
-  if (!canTransition(from, to)) throw new IllegalTransitionError(from, to);
-  return { ...status, phase: to };
 }
 
 export type ConditionUpdate = {
@@ -80,13 +59,6 @@ export function setCondition(
       : toRFC3339(now);
   const next: AbnormalCondition = { ...update, lastTransitionTime };
   return existing ? list.map((c) => (c === existing ? next : c)) : [...list, next];
-}
-
-export function getCondition(
-  conditions: readonly AbnormalCondition[] | undefined,
-  type: ConditionType,
-): AbnormalCondition | undefined {
-  return conditions?.find((c) => c.type === type);
 }
 
 /** Kubernetes times have whole seconds (metav1.Time); keep ours the same so round-trips compare equal. */

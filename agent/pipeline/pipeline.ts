@@ -4,13 +4,16 @@
 // status written. The pipeline knows processors only through the registry.
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.generated.js';
-import { canTransition, isTerminal, setCondition, toRFC3339, type ConditionType, type Phase } from '../api/phase.js';
+import { AGENT_CONTEXT_PREFIX } from '../api/crds.js';
+import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { fitStatus } from '../api/limits.js';
+import { canTransition, isTerminal, setCondition, toRFC3339, type ConditionType, type Phase } from '../api/phase.js';
+import { Reason } from '../api/reasons.js';
+import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.generated.js';
 import { validateAbnormalStatus } from '../api/validate.js';
-import { AGENT_CONTEXT_PREFIX, BUILTIN_NAMESPACE, refName, type Outcome, type Processor, type ProcessorKind } from '../processors/contract.js';
+import { BUILTIN_NAMESPACE, refName, type Outcome, type Processor } from '../processors/contract.js';
 import type { ProcessorRegistry } from '../processors/registry.js';
-import { ConflictError, keyOf, type AbnormalKey, type AbnormalStore } from '../store/store.js';
+import { ConflictError, type AbnormalStore, type EventRecorder, type EventType } from '../store/store.js';
 import { WorkQueue } from './queue.js';
 import type { RecoveryRails } from './rails.js';
 
@@ -24,6 +27,8 @@ type RecoveryAttempt = { recoverer: string; startedAt: string; result?: 'Recover
 
 export type PipelineOptions = {
   store: AbnormalStore;
+  /** Where each phase change and each hold by a rail is told (kubectl describe). */
+  events: EventRecorder;
   registry: ProcessorRegistry;
   nodeName: string;
   concurrency: number;
@@ -95,7 +100,7 @@ export class Pipeline {
     switch (phase) {
       case undefined:
         return this.commit(abnormal, { ...abnormal.status, phase: 'InformationCollecting', startTime: toRFC3339(this.now()) },
-          'Accepted', `accepted by the agent on ${this.opts.nodeName}`);
+          { reason: Reason.Accepted, message: `accepted by the agent on ${this.opts.nodeName}` });
       case 'InformationCollecting':
         return this.collect(abnormal);
       case 'Diagnosing':
@@ -118,14 +123,14 @@ export class Pipeline {
     }
     const total = processors.length + missing.length;
     const [condition, reason] =
-      total === 0 ? (['True', 'NoCollectors'] as const)
-      : failures.length === 0 ? (['True', 'Collected'] as const)
-      : failures.length < total ? (['True', 'PartiallyCollected'] as const)
-      : (['False', 'CollectionFailed'] as const);
+      total === 0 ? (['True', Reason.NoCollectors] as const)
+      : failures.length === 0 ? (['True', Reason.Collected] as const)
+      : failures.length < total ? (['True', Reason.PartiallyCollected] as const)
+      : (['False', Reason.CollectionFailed] as const);
     const message = failures.length > 0 ? `failed: ${failures.join('; ')}` : `${processors.length} collector(s) ran`;
     status = this.condition(status, 'InformationCollected', condition, reason, message);
     const next: Phase = abnormal.spec.skipDiagnosis ? (abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering') : 'Diagnosing';
-    return this.commit(abnormal, { ...status, phase: next }, reason, message);
+    return this.commit(abnormal, { ...status, phase: next }, { reason, message });
   }
 
   private async diagnose(abnormal: Abnormal): Promise<Abnormal | undefined> {
@@ -137,15 +142,15 @@ export class Pipeline {
       if (outcome.ok) status = merge(status, outcome);
       if (outcome.ok && outcome.identified) {
         const message = `identified by ${refName(processor.ref)}${outcome.message ? `: ${outcome.message}` : ''}`;
-        status = this.condition({ ...status, identifiable: true, diagnoser: processor.ref }, 'Identified', 'True', outcome.reason ?? 'Identified', message);
+        status = this.condition({ ...status, identifiable: true, diagnoser: processor.ref }, 'Identified', 'True', outcome.reason ?? Reason.Identified, message);
         const next: Phase = abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering';
-        return this.commit(abnormal, { ...status, phase: next }, 'Identified', message);
+        return this.commit(abnormal, { ...status, phase: next }, { reason: Reason.Identified, message });
       }
       reasons.push(`${refName(processor.ref)}: ${outcome.ok ? `not identified${outcome.message ? ` (${outcome.message})` : ''}` : failed(outcome)}`);
     }
     const message = processors.length + missing.length === 0 ? 'no diagnoser is registered' : `no diagnoser identified the fault: ${reasons.join('; ')}`;
-    status = this.condition({ ...status, identifiable: false }, 'Identified', 'False', 'NotIdentified', message);
-    return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotIdentified', message }, 'NotIdentified', message, 'Warning');
+    status = this.condition({ ...status, identifiable: false }, 'Identified', 'False', Reason.NotIdentified, message);
+    return this.commit(abnormal, { ...status, phase: 'Failed' }, { reason: Reason.NotIdentified, message, eventType: 'Warning' });
   }
 
   private async recover(abnormal: Abnormal): Promise<Abnormal | undefined> {
@@ -154,8 +159,8 @@ export class Pipeline {
     if (unfinished) {
       const message = `the agent stopped while ${unfinished.recoverer} was acting (started ${unfinished.startedAt}); ` +
         'it cannot tell whether the fault was recovered and will not act again: a person should look';
-      const status = this.condition({ ...abnormal.status }, 'Recovered', 'Unknown', 'RecoveryInterrupted', message);
-      return this.commit(abnormal, { ...status, phase: 'Unknown', reason: 'RecoveryInterrupted', message }, 'RecoveryInterrupted', message, 'Warning');
+      const status = this.condition({ ...abnormal.status }, 'Recovered', 'Unknown', Reason.RecoveryInterrupted, message);
+      return this.commit(abnormal, { ...status, phase: 'Unknown' }, { reason: Reason.RecoveryInterrupted, message, eventType: 'Warning' });
     }
     const { processors, missing } = await this.opts.registry.resolve('Recoverer', abnormal.spec.assignedRecoverers);
     const tried = new Set(log.map((attempt) => attempt.recoverer));
@@ -163,8 +168,8 @@ export class Pipeline {
     if (!next) {
       const reasons = [...missing.map(notRegistered), ...log.map((a) => `${a.recoverer}: ${a.message ?? a.result}`)];
       const message = reasons.length === 0 ? 'no recoverer is registered' : `no recoverer recovered the fault: ${reasons.join('; ')}`;
-      const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', 'NotRecovered', message);
-      return this.commit(abnormal, { ...status, phase: 'Failed', reason: 'NotRecovered', message }, 'NotRecovered', message, 'Warning');
+      const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', Reason.NotRecovered, message);
+      return this.commit(abnormal, { ...status, phase: 'Failed' }, { reason: Reason.NotRecovered, message, eventType: 'Warning' });
     }
 
     // The rails, before anything acts (a dry run acts on nothing, so it takes no part of them).
@@ -173,14 +178,14 @@ export class Pipeline {
     if (admission && !admission.ok) {
       if (!admission.wait) {
         const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', admission.reason, admission.message);
-        return this.commit(abnormal, { ...status, phase: 'Failed', reason: admission.reason, message: admission.message }, admission.reason, admission.message, 'Warning');
+        return this.commit(abnormal, { ...status, phase: 'Failed' }, { reason: admission.reason, message: admission.message, eventType: 'Warning' });
       }
       this.retryLater(keyOf(abnormal));
       const held = abnormal.status?.conditions?.find((c) => c.type === 'Recovered');
       if (held?.reason === admission.reason) return undefined; // already said so; a write per retry would be noise
       const status = this.condition({ ...abnormal.status }, 'Recovered', 'Unknown', admission.reason, admission.message);
-      await this.commit(abnormal, { ...status, reason: admission.reason, message: admission.message }, undefined, undefined);
-      await this.opts.store.recordEvent(abnormal, 'Warning', admission.reason, admission.message);
+      await this.commit(abnormal, status, { reason: admission.reason, message: admission.message });
+      await this.opts.events.recordEvent(abnormal, 'Warning', admission.reason, admission.message);
       return undefined;
     }
     try {
@@ -194,14 +199,14 @@ export class Pipeline {
     // Write-ahead: the call is on record before it is made.
     const attempt: RecoveryAttempt = { recoverer: refName(next.ref), startedAt: toRFC3339(this.now()) };
     let status = withRecoveryLog({ ...abnormal.status, recoverer: next.ref }, [...log, attempt]);
-    status = this.condition(status, 'Recovered', 'Unknown', 'RecovererRunning', `calling ${attempt.recoverer}`);
+    status = this.condition(status, 'Recovered', 'Unknown', Reason.RecovererRunning, `calling ${attempt.recoverer}`);
     // On a conflict this write is not reapplied: whoever changed the object may have recorded a call
     // of their own, so the step starts over from what the store now says.
-    const recorded = await this.commit(abnormal, status, undefined, undefined, 'Normal', false);
+    const recorded = await this.commit(abnormal, status, { reapplyOnConflict: false });
     if (!recorded || !isDeepStrictEqual(recoveryLog(recorded.status), [...log, attempt])) return recorded;
 
     const outcome: Outcome = dryRun && next.ref.namespace !== BUILTIN_NAMESPACE
-      ? { ok: true, recovered: false, reason: 'DryRun', message: 'dry run: not called (only built-in recoverers are asked what they would do)' }
+      ? { ok: true, recovered: false, reason: Reason.DryRun, message: 'dry run: not called (only built-in recoverers are asked what they would do)' }
       : await this.run(next, recorded);
     status = outcome.ok ? merge({ ...recorded.status }, outcome) : { ...recorded.status };
     const done: RecoveryAttempt = {
@@ -212,10 +217,10 @@ export class Pipeline {
     status = withRecoveryLog(status, [...log, done]);
     if (outcome.ok && outcome.recovered) {
       const message = `recovered by ${attempt.recoverer}${outcome.message ? `: ${outcome.message}` : ''}`;
-      status = this.condition({ ...status, recoverable: true }, 'Recovered', 'True', outcome.reason ?? 'Recovered', message);
-      return this.commit(recorded, { ...status, phase: 'Succeeded', reason: 'Recovered', message }, 'Recovered', message);
+      status = this.condition({ ...status, recoverable: true }, 'Recovered', 'True', outcome.reason ?? Reason.Recovered, message);
+      return this.commit(recorded, { ...status, phase: 'Succeeded' }, { reason: Reason.Recovered, message });
     }
-    status = this.condition(status, 'Recovered', 'False', 'RecovererFailed', `${attempt.recoverer}: ${done.message}`);
+    status = this.condition(status, 'Recovered', 'False', Reason.RecovererFailed, `${attempt.recoverer}: ${done.message}`);
     return this.commit(recorded, status); // the next step tries the next recoverer
   }
 
@@ -236,7 +241,7 @@ export class Pipeline {
     try {
       outcome = await processor.run(abnormal, this.halt.signal);
     } catch (err) {
-      outcome = { ok: false, reason: 'ProcessorError', message: err instanceof Error ? err.message : String(err) };
+      outcome = { ok: false, reason: Reason.ProcessorError, message: err instanceof Error ? err.message : String(err) };
     }
     // Cancelled by a hard stop: what the processor did not finish is not its failure. Write nothing;
     // the step runs again after the restart (a recoverer's write-ahead record makes that Unknown).
@@ -252,19 +257,17 @@ export class Pipeline {
   }
 
   /**
-   * Write `status` (fitted to the API's limits). On a conflict — someone changed the object, most
+   * Write `status` (fitted to the API's limits); with a reason, it becomes the object's latest reason
+   * and message (`kubectl get ab` shows the reason). On a conflict — someone changed the object, most
    * likely its spec or labels — write the same status onto the fresh object, as status is the agent's
-   * alone (unless `reapply` is false); give up, returning the fresh object, if it has moved to another
-   * phase. A phase change gets an Event.
+   * alone (unless `reapplyOnConflict` is false); give up, returning the fresh object, if it has moved to
+   * another phase. A phase change gets an Event of `eventType`.
    */
-  private async commit(
-    abnormal: Abnormal, status: AbnormalStatus, reason?: string, message?: string,
-    type: 'Normal' | 'Warning' = 'Normal', reapply = true,
-  ): Promise<Abnormal | undefined> {
+  private async commit(abnormal: Abnormal, status: AbnormalStatus, options: CommitOptions = {}): Promise<Abnormal | undefined> {
+    const { reason, message, eventType = 'Normal', reapplyOnConflict = true } = options;
     const from = abnormal.status?.phase;
     const to = status.phase;
     if (to !== from && (to === undefined || !canTransition(from, to))) throw new Error(`bug: illegal phase transition ${from} → ${to}`);
-    // The latest outcome is the object's reason and message (kubectl get ab shows the reason).
     const latest = reason !== undefined ? { ...status, reason, message: message ?? status.message } : status;
     const fitted = validateAbnormalStatus(fitStatus(latest));
     let current: Abnormal | undefined = abnormal;
@@ -273,17 +276,26 @@ export class Pipeline {
         const written = await this.opts.store.writeStatus(current, fitted);
         if (to !== from && to !== undefined) {
           this.opts.onTransition?.(to, reason ?? to);
-          await this.opts.store.recordEvent(written, type, reason ?? to, `${from ?? '(new)'} → ${to}: ${message ?? ''}`);
+          await this.opts.events.recordEvent(written, eventType, reason ?? to, `${from ?? '(new)'} → ${to}: ${message ?? ''}`);
         }
         return written;
       } catch (err) {
         if (!(err instanceof ConflictError) || attempt >= 5) throw err;
-        current = await this.opts.store.get(`${abnormal.metadata?.namespace ?? ''}/${abnormal.metadata?.name ?? ''}`);
-        if (!current || !reapply || current.status?.phase !== from) return current;
+        current = await this.opts.store.get(keyOf(abnormal));
+        if (!current || !reapplyOnConflict || current.status?.phase !== from) return current;
       }
     }
   }
 }
+
+type CommitOptions = {
+  /** The outcome of the step: the object's latest reason and message, and the Event's. */
+  reason?: string;
+  message?: string;
+  eventType?: EventType;
+  /** Write the same status onto a fresh read after a conflict (default). */
+  reapplyOnConflict?: boolean;
+};
 
 class StepInterrupted extends Error {}
 

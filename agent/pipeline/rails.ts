@@ -8,11 +8,15 @@
 //     held in a ConfigMap in the agent's namespace with a TTL per holder, so a node that vanishes
 //     mid-recovery frees its slot (kured's top bug was a lock held by a vanished node).
 // The history behind the first two is kept in the state directory, so a restart forgets nothing.
+// Admissions are decided one at a time: checking the limits and recording the recovery is one step, so
+// two Abnormals admitted at once cannot both take the last place in the hour or the cooldown.
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Abnormal } from '../api/types.generated.js';
 import { FINGERPRINT_LABEL } from '../api/crds.js';
-import { readState, writeState } from '../sources/state.js';
+import { keyOf } from '../api/kinds.js';
+import { Reason } from '../api/reasons.js';
+import { readState, writeState } from '../lib/files.js';
 
 export type Admission = { ok: true; release(): Promise<void> } | { ok: false; wait: boolean; reason: string; message: string };
 
@@ -38,6 +42,8 @@ const HOUR_MS = 3_600_000;
 export class RecoveryRails {
   private history?: HistoryEntry[];
   private readonly now: () => number;
+  /** The admission being decided; the next waits for it. */
+  private deciding: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: RecoveryRailsOptions) {
     this.now = opts.now ?? Date.now;
@@ -55,7 +61,13 @@ export class RecoveryRails {
   }
 
   /** May a recoverer act on this Abnormal now? On ok, call release() when it is done. */
-  async admit(abnormal: Abnormal): Promise<Admission> {
+  admit(abnormal: Abnormal): Promise<Admission> {
+    const turn = this.deciding.then(() => this.decide(abnormal));
+    this.deciding = turn.catch(() => {});
+    return turn;
+  }
+
+  private async decide(abnormal: Abnormal): Promise<Admission> {
     const history = await this.load();
     const fingerprint = fingerprintOf(abnormal);
     const key = keyOf(abnormal);
@@ -64,7 +76,7 @@ export class RecoveryRails {
     const recent = history.find((e) => e.fingerprint === fingerprint && e.abnormal !== key && this.now() - e.at < this.opts.cooldownSeconds * 1000);
     if (recent && !again) {
       return {
-        ok: false, wait: false, reason: 'RecoveryCooldown',
+        ok: false, wait: false, reason: Reason.RecoveryCooldown,
         message: `the same fault (${fingerprint}) was recovered on this node ${Math.round((this.now() - recent.at) / 1000)} s ago (${recent.abnormal}); ` +
           `within the ${this.opts.cooldownSeconds} s cooldown it is not repaired again without a person`,
       };
@@ -72,13 +84,13 @@ export class RecoveryRails {
     const lastHour = history.filter((e) => this.now() - e.at < HOUR_MS);
     if (!again && lastHour.length >= this.opts.maxPerHour) {
       const freesIn = Math.ceil((lastHour[0]!.at + HOUR_MS - this.now()) / 1000);
-      return { ok: false, wait: true, reason: 'RecoveryRateLimited', message: `${lastHour.length} recoveries on this node in the last hour (at most ${this.opts.maxPerHour}); waiting about ${freesIn} s` };
+      return { ok: false, wait: true, reason: Reason.RecoveryRateLimited, message: `${lastHour.length} recoveries on this node in the last hour (at most ${this.opts.maxPerHour}); waiting about ${freesIn} s` };
     }
     if (this.opts.budget) {
       // A budget that cannot be read is not a free one: nothing acts until it can be.
       const taken = await this.opts.budget.take().catch((err: Error) => err);
-      if (taken instanceof Error) return { ok: false, wait: true, reason: 'RecoveryBudgetUnavailable', message: `the cluster-wide recovery budget cannot be checked: ${taken.message}` };
-      if (!taken) return { ok: false, wait: true, reason: 'RecoveryBudgetExhausted', message: 'the cluster-wide number of nodes recovering at once is reached; waiting for a slot' };
+      if (taken instanceof Error) return { ok: false, wait: true, reason: Reason.RecoveryBudgetUnavailable, message: `the cluster-wide recovery budget cannot be checked: ${taken.message}` };
+      if (!taken) return { ok: false, wait: true, reason: Reason.RecoveryBudgetExhausted, message: 'the cluster-wide number of nodes recovering at once is reached; waiting for a slot' };
     }
     if (!again) {
       history.push({ at: this.now(), fingerprint, abnormal: key });
@@ -88,6 +100,5 @@ export class RecoveryRails {
   }
 }
 
-const keyOf = (a: Abnormal) => `${a.metadata?.namespace ?? ''}/${a.metadata?.name ?? ''}`;
 /** The symptom's fingerprint (sources label it); a hand-made Abnormal is its own. */
 const fingerprintOf = (a: Abnormal) => a.metadata?.labels?.[FINGERPRINT_LABEL] ?? keyOf(a);

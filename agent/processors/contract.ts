@@ -10,15 +10,13 @@ import type { Abnormal, AbnormalStatus, ProcessorRef } from '../api/types.genera
 import { ValidationError, validateAbnormalStatus } from '../api/validate.js';
 import { fitText } from '../api/limits.js';
 import { AGENT_CONTEXT_PREFIX, LIMITS } from '../api/crds.js';
-
-export { AGENT_CONTEXT_PREFIX };
-
-export type ProcessorKind = 'InformationCollector' | 'Diagnoser' | 'Recoverer';
-export const PROCESSOR_KINDS: readonly ProcessorKind[] = ['InformationCollector', 'Diagnoser', 'Recoverer'];
+import type { ProcessorKind } from '../api/kinds.js';
+import { Reason } from '../api/reasons.js';
 
 /** Built-in processors are referred to with this namespace, e.g. {namespace: builtin, name: node-facts}. */
 export const BUILTIN_NAMESPACE = 'builtin';
-
+/** Scripts are referred to with this namespace, e.g. {namespace: script, name: 10-check-disk.sh}. */
+export const SCRIPT_NAMESPACE = 'script';
 
 export type Outcome =
   | {
@@ -54,29 +52,29 @@ const AGENT_OWNED_STATUS = ['phase', 'conditions', 'startTime', 'diagnoser', 're
  */
 export function interpretReply(kind: ProcessorKind, sent: Abnormal, reply: unknown): Outcome {
   if (typeof reply !== 'object' || reply === null || Array.isArray(reply)) {
-    return failure('InvalidReply', `the reply must be a JSON object (the Abnormal), got ${Array.isArray(reply) ? 'an array' : typeof reply}`);
+    return failure(Reason.InvalidReply, `the reply must be a JSON object (the Abnormal), got ${Array.isArray(reply) ? 'an array' : typeof reply}`);
   }
   const r = reply as Partial<Abnormal>;
-  if ('spec' in r && !isDeepStrictEqual(r.spec, sent.spec)) return failure('ReplyRewritesSpec', 'the reply changes spec, which belongs to people and sources');
-  if ('metadata' in r && !isDeepStrictEqual(r.metadata, sent.metadata)) return failure('ReplyRewritesMetadata', 'the reply changes metadata');
+  if ('spec' in r && !isDeepStrictEqual(r.spec, sent.spec)) return failure(Reason.ReplyRewritesSpec, 'the reply changes spec, which belongs to people and sources');
+  if ('metadata' in r && !isDeepStrictEqual(r.metadata, sent.metadata)) return failure(Reason.ReplyRewritesMetadata, 'the reply changes metadata');
   for (const field of ['apiVersion', 'kind'] as const) {
-    if (field in r && r[field] !== sent[field]) return failure('ReplyRewritesMetadata', `the reply changes ${field}`);
+    if (field in r && r[field] !== sent[field]) return failure(Reason.ReplyRewritesMetadata, `the reply changes ${field}`);
   }
   const status = (r.status ?? {}) as AbnormalStatus;
   for (const field of AGENT_OWNED_STATUS) {
     if (field in status && !isDeepStrictEqual(status[field], sent.status?.[field])) {
-      return failure(field === 'phase' ? 'ReplyRewritesPhase' : 'ReplyRewritesStatus', `the reply changes status.${field}, which only the agent writes`);
+      return failure(field === 'phase' ? Reason.ReplyRewritesPhase : Reason.ReplyRewritesStatus, `the reply changes status.${field}, which only the agent writes`);
     }
   }
   for (const key of Object.keys(status.context ?? {})) {
     if (key.startsWith(AGENT_CONTEXT_PREFIX) && !isDeepStrictEqual(status.context?.[key], sent.status?.context?.[key])) {
-      return failure('ReplyRewritesStatus', `the reply changes status.context["${key}"], which only the agent writes`);
+      return failure(Reason.ReplyRewritesStatus, `the reply changes status.context["${key}"], which only the agent writes`);
     }
   }
   const claim = kind === 'Diagnoser' ? 'identifiable' : kind === 'Recoverer' ? 'recoverable' : undefined;
   for (const field of ['identifiable', 'recoverable'] as const) {
     if (field !== claim && field in status && status[field] !== sent.status?.[field]) {
-      return failure('ReplyRewritesStatus', `a ${kind} may not set status.${field}`);
+      return failure(Reason.ReplyRewritesStatus, `a ${kind} may not set status.${field}`);
     }
   }
   const fitted: AbnormalStatus = {
@@ -88,7 +86,7 @@ export function interpretReply(kind: ProcessorKind, sent: Abnormal, reply: unkno
   try {
     validateAbnormalStatus(fitted);
   } catch (err) {
-    if (err instanceof ValidationError) return failure('InvalidReply', err.problems.join('; '));
+    if (err instanceof ValidationError) return failure(Reason.InvalidReply, err.problems.join('; '));
     throw err;
   }
   // The reply is the whole Abnormal as the processor would have it: what it says anew is what differs

@@ -3,8 +3,11 @@
 // it (see contract.ts). Per-processor timeout, a connection pool per processor, TLS verified with the
 // object's CA bundle, an optional bearer token from a Secret, and a cap on the reply's size.
 import { Agent, request } from 'undici';
+import type { ProcessorKind } from '../api/kinds.js';
+import { Reason } from '../api/reasons.js';
 import type { Abnormal, ProcessorRef, ProcessorSpec } from '../api/types.generated.js';
-import { failure, interpretReply, type Outcome, type Processor, type ProcessorKind } from './contract.js';
+import { TooLarge, readCapped } from '../lib/capped-read.js';
+import { failure, interpretReply, type Outcome, type Processor } from './contract.js';
 
 export type HttpProcessorOptions = {
   /** Replies larger than this fail the step (a processor cannot make the agent buffer without bound). */
@@ -37,7 +40,7 @@ export class HttpProcessor implements Processor {
       try {
         headers.authorization = `Bearer ${(await this.opts.readSecret(this.ref.namespace, name, key)).trim()}`;
       } catch (err) {
-        return failure('TokenUnavailable', `cannot read bearer token from Secret ${this.ref.namespace}/${name} key ${key}: ${(err as Error).message}`);
+        return failure(Reason.TokenUnavailable, `cannot read bearer token from Secret ${this.ref.namespace}/${name} key ${key}: ${(err as Error).message}`);
       }
     }
     const deadline = AbortSignal.timeout(timeoutMs);
@@ -52,18 +55,18 @@ export class HttpProcessor implements Processor {
         signal: AbortSignal.any([signal, deadline]),
       });
       statusCode = res.statusCode;
-      text = await readCapped(res.body, this.opts.maxReplyBytes);
+      text = (await readCapped(res.body, this.opts.maxReplyBytes)).text;
     } catch (err) {
-      if (deadline.aborted) return failure('Timeout', `no complete reply from ${this.url} within ${timeoutMs / 1000} s`);
-      if (err instanceof ReplyTooLarge) return failure('ReplyTooLarge', err.message);
-      return failure('Unreachable', `${this.url}: ${(err as Error).message}`);
+      if (deadline.aborted) return failure(Reason.Timeout, `no complete reply from ${this.url} within ${timeoutMs / 1000} s`);
+      if (err instanceof TooLarge) return failure(Reason.ReplyTooLarge, `the reply is larger than the ${err.limit}-byte limit (maxReplyBytes)`);
+      return failure(Reason.Unreachable, `${this.url}: ${(err as Error).message}`);
     }
     if (statusCode < 200 || statusCode > 299) return failureReply(statusCode, text, this.url);
     let reply: unknown;
     try {
       reply = JSON.parse(text);
     } catch (err) {
-      return failure('InvalidReply', `the reply is not JSON (${(err as Error).message}): ${excerpt(text)}`);
+      return failure(Reason.InvalidReply, `the reply is not JSON (${(err as Error).message}): ${excerpt(text)}`);
     }
     return interpretReply(this.kind, abnormal, reply);
   }
@@ -89,22 +92,6 @@ function failureReply(statusCode: number, text: string, url: string): Outcome {
     // not JSON: report the text
   }
   return failure(`HTTP${statusCode}`, excerpt(text) || `${url} answered ${statusCode}`);
-}
-
-class ReplyTooLarge extends Error {}
-
-async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, max: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) {
-      body.destroy();
-      throw new ReplyTooLarge(`the reply is larger than the ${max}-byte limit (maxReplyBytes)`);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 const excerpt = (text: string) => (text.length > 1024 ? `${text.slice(0, 1024)}…` : text).trim();

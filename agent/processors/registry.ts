@@ -1,13 +1,15 @@
-// The registry of all processors: the built-ins, and the HTTP processors registered as
-// InformationCollector / Diagnoser / Recoverer objects in the store. The pipeline asks it which
+// The registry of all processors: the built-ins, the scripts in a directory per kind, and the HTTP
+// processors registered as InformationCollector / Diagnoser / Recoverer objects in the backend's
+// catalog. The pipeline asks it which
 // processors to run for a stage:
 //   - an Abnormal's assigned list, in the order given (a name not registered is reported as missing);
 //   - otherwise every processor of the kind: built-ins first, by name, then the scripts in the kind's
 //     directory, by file name, then HTTP processors by namespace and name. That order is part of the
 //     API: it decides which diagnoser wins.
+import type { ProcessorKind } from '../api/kinds.js';
 import type { ProcessorRef } from '../api/types.generated.js';
-import type { AbnormalStore } from '../store/store.js';
-import { refName, type Processor, type ProcessorKind } from './contract.js';
+import type { ProcessorCatalog, SecretReader } from '../store/store.js';
+import { refName, type Processor } from './contract.js';
 import { HttpProcessor, type HttpProcessorOptions } from './http.js';
 import { scriptsIn, type ScriptOptions } from './script.js';
 
@@ -19,7 +21,7 @@ export class ProcessorRegistry {
 
   constructor(
     private readonly builtins: readonly Processor[],
-    private readonly store: AbnormalStore,
+    private readonly backend: { catalog: ProcessorCatalog; secrets: SecretReader },
     private readonly httpOptions: Omit<HttpProcessorOptions, 'readSecret'>,
     private readonly scripts?: ScriptDirectories,
   ) {}
@@ -44,7 +46,7 @@ export class ProcessorRegistry {
     const scripts = dir ? await scriptsIn(dir, kind, this.scripts!) : [];
     const registered: Processor[] = [];
     const current = new Set<string>();
-    for (const { kind: k, object } of await this.store.processors()) {
+    for (const { kind: k, object } of await this.backend.catalog.processors()) {
       if (k !== kind) continue;
       const ref = { namespace: object.metadata?.namespace ?? '', name: object.metadata?.name ?? '' };
       const id = `${kind}:${refName(ref)}`;
@@ -53,7 +55,7 @@ export class ProcessorRegistry {
       let cached = this.http.get(id);
       if (!cached || cached.spec !== spec) {
         void cached?.processor.close();
-        cached = { spec, processor: new HttpProcessor(kind, ref, object.spec, { ...this.httpOptions, readSecret: (ns, name, key) => this.store.readSecret(ns, name, key) }) };
+        cached = { spec, processor: new HttpProcessor(kind, ref, object.spec, { ...this.httpOptions, readSecret: (ns, name, key) => this.backend.secrets.readSecret(ns, name, key) }) };
         this.http.set(id, cached);
       }
       registered.push(cached.processor);

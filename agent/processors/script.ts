@@ -5,18 +5,18 @@
 //     status fields ({"identifiable": true, "message": ...}) — taken as the contract allows; or plain
 //     text, kept as status.output. On failure, stderr is the reason.
 //   - A timeout per script (a default, or `# nodemedic: timeout=60s` in the script's first lines); on
-//     timeout the whole process group is killed. Stdout and stderr are capped.
+//     timeout the whole process group is killed. Stdout and stderr are capped: a script that prints
+//     more is stopped and fails.
 //   - A script not owned by root, or writable by its group or others, is refused: it would run as root.
 // The directory is read each time processors are resolved, so scripts are picked up, changed and
 // removed without a restart. Order within a directory is by file name: 10-foo runs before 20-bar.
-import { spawn } from 'node:child_process';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
+import type { ProcessorKind } from '../api/kinds.js';
+import { Reason } from '../api/reasons.js';
 import type { Abnormal } from '../api/types.generated.js';
-import { failure, interpretReply, type Outcome, type Processor, type ProcessorKind } from './contract.js';
-
-/** Scripts are referred to with this namespace, e.g. {namespace: script, name: 10-check-disk.sh}. */
-export const SCRIPT_NAMESPACE = 'script';
+import { SCRIPT_NAMESPACE, failure, interpretReply, type Outcome, type Processor } from './contract.js';
 
 export type ScriptOptions = { defaultTimeoutSeconds: number; maxOutputBytes: number };
 
@@ -46,16 +46,16 @@ export class ScriptProcessor implements Processor {
 
   async run(abnormal: Abnormal, signal: AbortSignal): Promise<Outcome> {
     const info = await stat(this.file).catch(() => undefined);
-    if (!info) return failure('ScriptGone', `${this.file} is no longer there`);
+    if (!info) return failure(Reason.ScriptGone, `${this.file} is no longer there`);
     if (info.uid !== 0 || (info.mode & 0o022) !== 0) {
-      return failure('UnsafeScript', `${this.file} is refused: it would run as root, so it must be owned by root and writable by no one else (owner uid ${info.uid}, mode ${(info.mode & 0o777).toString(8)})`);
+      return failure(Reason.UnsafeScript, `${this.file} is refused: it would run as root, so it must be owned by root and writable by no one else (owner uid ${info.uid}, mode ${(info.mode & 0o777).toString(8)})`);
     }
     const timeoutSeconds = (await declaredTimeout(this.file)) ?? this.options.defaultTimeoutSeconds;
     const result = await runCapped(this.file, JSON.stringify(abnormal), environment(abnormal, this.kind), timeoutSeconds * 1000, this.options.maxOutputBytes, signal);
-    if (result.timedOut) return failure('Timeout', `${this.ref.name} did not finish within ${timeoutSeconds} s; its process group was killed`);
-    if (result.error) return failure('ScriptFailed', `${this.ref.name} could not run: ${result.error}`);
+    if (result.timedOut) return failure(Reason.Timeout, `${this.ref.name} did not finish within ${timeoutSeconds} s; its process group was killed`);
+    if (result.error) return failure(Reason.ScriptFailed, `${this.ref.name} ${result.error}`);
     if (result.code !== 0) {
-      return failure('ScriptFailed', `${this.ref.name} exited with ${result.code ?? result.signal}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`);
+      return failure(Reason.ScriptFailed, `${this.ref.name} exited with ${result.code ?? result.signal}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`);
     }
     const text = result.stdout.trim();
     if (text.startsWith('{')) {
@@ -63,7 +63,7 @@ export class ScriptProcessor implements Processor {
       try {
         reply = JSON.parse(text);
       } catch (err) {
-        return failure('InvalidReply', `${this.ref.name} printed something that looks like JSON but is not: ${(err as Error).message}`);
+        return failure(Reason.InvalidReply, `${this.ref.name} printed something that looks like JSON but is not: ${(err as Error).message}`);
       }
       // Bare status fields are the status of the Abnormal the script would have.
       const shaped = reply && typeof reply === 'object' && !('status' in reply) && !('spec' in reply) ? { status: { ...abnormal.status, ...reply } } : reply;
@@ -96,43 +96,51 @@ function environment(abnormal: Abnormal, kind: ProcessorKind): NodeJS.ProcessEnv
   return env;
 }
 
-type RunResult = { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; timedOut: boolean; error?: string };
+type RunResult = { code?: number; signal?: string; stdout: string; stderr: string; timedOut: boolean; error?: string };
 
-/** Run in a process group of its own, killed whole at the timeout; keep at most `max` bytes of each output. */
-function runCapped(file: string, input: string, env: NodeJS.ProcessEnv, timeoutMs: number, max: number, signal: AbortSignal): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = spawn(file, [], { env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out = { stdout: '', stderr: '' };
-    for (const stream of ['stdout', 'stderr'] as const) {
-      child[stream].on('data', (chunk: Buffer) => {
-        if (out[stream].length < max) out[stream] += chunk.toString('utf8').slice(0, max - out[stream].length);
-      });
+/** How long, after the group is killed, the pipes are waited on before they are closed from this side. */
+const PIPE_GRACE_MS = 2000;
+
+/**
+ * Run in a process group of its own (detached), killed whole at the timeout or when the pipeline is
+ * cancelled, and once more after the script exits (what it left running in its group goes with it).
+ * Output past `max` bytes stops the script.
+ */
+async function runCapped(file: string, input: string, env: NodeJS.ProcessEnv, timeoutMs: number, max: number, signal: AbortSignal): Promise<RunResult> {
+  const child = execa(file, [], { input, env, extendEnv: false, detached: true, reject: false, maxBuffer: max, stripFinalNewline: false });
+  let timedOut = false;
+  let grace: NodeJS.Timeout | undefined;
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
     }
-    let timedOut = false;
-    const killGroup = () => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup();
-    }, timeoutMs);
-    const onAbort = () => killGroup();
-    signal.addEventListener('abort', onAbort, { once: true });
-    child.stdin.on('error', () => {}); // a script that does not read stdin
-    child.stdin.end(input);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      resolve({ code: null, signal: null, ...out, timedOut, error: err.message });
-    });
-    child.once('close', (code, sig) => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      killGroup(); // anything the script left running in its group goes with it
-      resolve({ code, signal: sig, ...out, timedOut });
-    });
-  });
+    // A process that left the group may still hold the pipes: stop waiting on them after a grace.
+    grace ??= setTimeout(() => {
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }, PIPE_GRACE_MS);
+  };
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killGroup();
+  }, timeoutMs);
+  signal.addEventListener('abort', killGroup, { once: true });
+  try {
+    const r = await child;
+    const base = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut };
+    if (r.isMaxBuffer) return { ...base, error: `printed more than ${max} bytes (scripts.maxOutputBytes) and was stopped` };
+    if (r.failed && r.exitCode === undefined && r.signal === undefined) return { ...base, error: `could not run: ${r.shortMessage}` };
+    return { ...base, code: r.exitCode, signal: r.signal };
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(grace);
+    signal.removeEventListener('abort', killGroup);
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL'); // anything the script left running in its group
+    } catch {
+      // none left
+    }
+  }
 }

@@ -1,14 +1,13 @@
 // Prometheus alerts, from Alertmanager's webhook (payload version 4) at POST /v1/alerts on the agent's
-// HTTP server. Each firing alert is mapped to the node it names (the first of the configured labels
-// present: node, instance, kubernetes_node, ...; an instance's ":port" is dropped) and becomes an
-// Abnormal with spec.prometheusAlert for that node — whichever agent received it, since Alertmanager
-// may deliver to any of them. A resolved alert records its endsAt on the Abnormal its firing made.
+// HTTP server (which checks the token and the size, then hands the body to receive()). A source like
+// the others: each firing alert is mapped to the node it names (the first of the configured labels
+// present: node, instance, kubernetes_node, ...; an instance's ":port" is dropped) and becomes a symptom
+// for that node — whichever agent received it, since Alertmanager may deliver to any of them. A
+// resolved alert is a symptom that has ended: the sink records its endsAt on the Abnormal its firing made.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { Logger } from 'pino';
-import type { AbnormalStore } from '../store/store.js';
-import { ConflictError } from '../store/store.js';
-import { fingerprintOf, type Symptom } from './sink.js';
+import { Reason } from '../api/reasons.js';
+import type { Symptom, SymptomSource } from './source.js';
 
 const labelMap = z.record(z.string(), z.string());
 const Alert = z.object({
@@ -27,11 +26,9 @@ const Payload = z.object({
 
 export type AlertReply = { status: number; body: Record<string, unknown> };
 
-export type AlertReceiverOptions = {
-  store: AbnormalStore;
-  accept: (symptom: Symptom) => void;
+export type AlertSourceOptions = {
+  /** Labels that name an alert's node, tried in order. */
   nodeLabels: readonly string[];
-  log: Logger;
 };
 
 /** An alert's reason on the Abnormal: its alertname as a CamelCase word. */
@@ -48,8 +45,19 @@ const subjectOf = (alert: z.infer<typeof Alert>) =>
 /** Alertmanager's "no end" is the zero time. */
 const realTime = (t: string | undefined) => (t && !t.startsWith('0001-01-01') ? t : undefined);
 
-export class AlertReceiver {
-  constructor(private readonly opts: AlertReceiverOptions) {}
+export class AlertSource implements SymptomSource {
+  readonly name = 'alertmanager webhook';
+  private emit?: (symptom: Symptom) => void;
+
+  constructor(private readonly opts: AlertSourceOptions) {}
+
+  async start(emit: (symptom: Symptom) => void): Promise<void> {
+    this.emit = emit;
+  }
+
+  async stop(): Promise<void> {
+    this.emit = undefined;
+  }
 
   nodeOf(labels: Record<string, string>): string | undefined {
     for (const label of this.opts.nodeLabels) {
@@ -62,17 +70,19 @@ export class AlertReceiver {
   }
 
   /** Handle a webhook body (already authenticated and size-checked). */
-  async receive(body: string): Promise<AlertReply> {
+  receive(body: string): AlertReply {
+    const emit = this.emit;
+    if (!emit) return { status: 503, body: { reason: Reason.Unavailable, message: 'the alert receiver has stopped' } };
     let json: unknown;
     try {
       json = JSON.parse(body);
     } catch (err) {
-      return { status: 400, body: { reason: 'InvalidJSON', message: (err as Error).message } };
+      return { status: 400, body: { reason: Reason.InvalidJSON, message: (err as Error).message } };
     }
     const parsed = Payload.safeParse(json);
     if (!parsed.success) {
       const message = parsed.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).slice(0, 10).join('; ');
-      return { status: 400, body: { reason: 'InvalidPayload', message } };
+      return { status: 400, body: { reason: Reason.InvalidPayload, message } };
     }
     const result = { firing: 0, resolved: 0, skipped: [] as Array<{ alert: string; reason: string }> };
     for (const alert of parsed.data.alerts) {
@@ -97,29 +107,13 @@ export class AlertReceiver {
         seenAt: new Date(),
       };
       if (alert.status === 'firing') {
-        this.opts.accept(symptom);
         result.firing++;
       } else {
-        await this.resolve(symptom, realTime(alert.endsAt) ?? new Date().toISOString());
+        symptom.endedAt = realTime(alert.endsAt) ?? new Date().toISOString();
         result.resolved++;
       }
+      emit(symptom);
     }
     return { status: 200, body: result };
-  }
-
-  /** Record the end of a resolved alert on the Abnormal its firing made, if there is one. */
-  private async resolve(symptom: Symptom, endsAt: string): Promise<void> {
-    const fingerprint = fingerprintOf(symptom, symptom.nodeName!);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const [abnormal] = await this.opts.store.findByFingerprint(fingerprint);
-      if (!abnormal || abnormal.spec.prometheusAlert?.endsAt === endsAt) return;
-      try {
-        await this.opts.store.writeSpec(abnormal, { ...abnormal.spec, prometheusAlert: { ...abnormal.spec.prometheusAlert, endsAt } });
-        return;
-      } catch (err) {
-        if (!(err instanceof ConflictError)) throw err;
-      }
-    }
-    this.opts.log.warn({ reason: symptom.reason, node: symptom.nodeName }, 'could not record a resolved alert after 3 conflicts');
   }
 }

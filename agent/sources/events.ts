@@ -6,12 +6,13 @@
 // event would multiply the cluster's event traffic by its node count. So one agent at a time watches
 // the Warning events of the whole cluster, as a cluster-wide event exporter would, and makes the
 // Abnormals for every node; the others watch nothing. Which agent is chosen by a lock with a time to
-// live (a ConfigMap in the agent's namespace, renewed every renewSeconds): if its holder vanishes, the
-// lock expires and another agent takes over — a lock held forever by a dead node cannot happen.
-import { ApiException, CoreV1Api, KubeConfig, Watch, type CoreV1Event, type V1ConfigMap } from '@kubernetes/client-node';
+// live (annotations on a ConfigMap in the agent's namespace, changed by compare-and-swap through
+// agent/kube/annotation-cas.ts, renewed every third of the TTL): if its holder vanishes, the lock
+// expires and another agent takes over — a lock held forever by a dead node cannot happen.
+import { CoreV1Api, KubeConfig, Watch, type CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { SymptomSource } from './log-source.js';
-import type { Symptom } from './sink.js';
+import { AnnotationRecord, type Annotations } from '../kube/annotation-cas.js';
+import type { Symptom, SymptomSource } from './source.js';
 
 export type EventSourceOptions = {
   kc: KubeConfig;
@@ -33,6 +34,7 @@ const RENEWED = 'nodemedic.io/renewed';
 export class EventSource implements SymptomSource {
   readonly name = 'kubernetes events';
   private readonly core: CoreV1Api;
+  private readonly lock: AnnotationRecord;
   private timer?: NodeJS.Timeout;
   private watching?: AbortController;
   private stopped = false;
@@ -43,6 +45,7 @@ export class EventSource implements SymptomSource {
 
   constructor(private readonly opts: EventSourceOptions) {
     this.core = opts.kc.makeApiClient(CoreV1Api);
+    this.lock = new AnnotationRecord(opts.kc, opts.lockNamespace, opts.lockName);
   }
 
   async start(emit: (symptom: Symptom) => void): Promise<void> {
@@ -64,31 +67,14 @@ export class EventSource implements SymptomSource {
   private async holdLock(): Promise<void> {
     if (this.stopped) return;
     const now = new Date();
-    let lock: V1ConfigMap | undefined;
-    try {
-      lock = await this.core.readNamespacedConfigMap({ namespace: this.opts.lockNamespace, name: this.opts.lockName });
-    } catch (err) {
-      if (!(err instanceof ApiException && err.code === 404)) throw err;
-    }
-    const holder = lock?.metadata?.annotations?.[HOLDER];
-    const renewed = Date.parse(lock?.metadata?.annotations?.[RENEWED] ?? '');
-    const expired = !Number.isFinite(renewed) || now.getTime() - renewed > this.opts.lockTTLSeconds * 1000;
-    if (holder !== this.opts.nodeName && !expired) return this.follow();
-    const annotations = { [HOLDER]: this.opts.nodeName, [RENEWED]: now.toISOString() };
-    try {
-      if (lock) {
-        // Compare-and-swap on resourceVersion: of two agents taking an expired lock, one wins.
-        await this.core.replaceNamespacedConfigMap({
-          namespace: this.opts.lockNamespace, name: this.opts.lockName,
-          body: { ...lock, metadata: { ...lock.metadata, annotations: { ...lock.metadata?.annotations, ...annotations } } },
-        });
-      } else {
-        await this.core.createNamespacedConfigMap({ namespace: this.opts.lockNamespace, body: { metadata: { name: this.opts.lockName, annotations } } });
-      }
-    } catch (err) {
-      if (err instanceof ApiException && (err.code === 409 || err.code === 404)) return this.follow(); // another agent won
-      throw err;
-    }
+    // One try: a conflict means another agent took or renewed it first.
+    const held = await this.lock.update((current) => {
+      const renewed = Date.parse(current[RENEWED] ?? '');
+      const expired = !Number.isFinite(renewed) || now.getTime() - renewed > this.opts.lockTTLSeconds * 1000;
+      if (current[HOLDER] !== this.opts.nodeName && !expired) return undefined;
+      return { [HOLDER]: this.opts.nodeName, [RENEWED]: now.toISOString() };
+    }, 1);
+    if (!held) return this.follow();
     if (!this.isLeader) {
       this.isLeader = true;
       this.opts.log.info({ node: this.opts.nodeName }, 'this agent now watches the cluster\'s Warning events');
@@ -103,14 +89,9 @@ export class EventSource implements SymptomSource {
     this.opts.log.info('another agent now watches the cluster\'s Warning events');
   }
 
+  /** Expire the lock at once if it is ours: another agent takes over at its next check instead of waiting out the TTL. */
   private async release(): Promise<void> {
-    const lock = await this.core.readNamespacedConfigMap({ namespace: this.opts.lockNamespace, name: this.opts.lockName });
-    if (lock.metadata?.annotations?.[HOLDER] !== this.opts.nodeName) return;
-    // Expired at once: another agent takes over at its next check instead of waiting out the TTL.
-    await this.core.replaceNamespacedConfigMap({
-      namespace: this.opts.lockNamespace, name: this.opts.lockName,
-      body: { ...lock, metadata: { ...lock.metadata, annotations: { ...lock.metadata?.annotations, [RENEWED]: new Date(0).toISOString() } } },
-    });
+    await this.lock.update((current: Annotations) => (current[HOLDER] === this.opts.nodeName ? { [RENEWED]: new Date(0).toISOString() } : undefined), 1);
   }
 
   /** Watch Warning events from now on (what happened before is history, as for the logs). */

@@ -1,29 +1,12 @@
-// A log source: a reader of lines (kernel log, file, journal) and a rule set; each match becomes a
+// A log source: a reader of lines (kernel log, file, journal: agent/node) and a rule set; each match becomes a
 // symptom. A rule with `collect` keeps the lines after its match (a kernel stack trace) and emits one
 // symptom with all of them: after `maxLines`, at a line matching `until`, or after a second of quiet.
 import type { Logger } from 'pino';
 import { LIMITS } from '../api/crds.js';
 import { fitText } from '../api/limits.js';
+import type { LineReader } from '../node/line-reader.js';
 import { LogMatcher, type CompiledRule, type RuleSet } from './rules.js';
-import type { Symptom } from './sink.js';
-
-export interface LineReader {
-  /** Where the lines come from, as the Abnormal's spec.log.filePath shows it. */
-  readonly where: string;
-  /** Lines that were lost before they could be read (the kernel overwrote them), if the reader can tell. */
-  readonly lost?: number;
-  start(onLine: (line: string) => void): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/** What every source looks like to the agent: start it with a place to put symptoms; stop it. */
-export interface SymptomSource {
-  readonly name: string;
-  /** Input lost before it could be looked at, if the source can tell; reported, never silent. */
-  readonly lost?: number;
-  start(emit: (symptom: Symptom) => void): Promise<void>;
-  stop(): Promise<void>;
-}
+import type { Symptom, SymptomSource } from './source.js';
 
 const QUIET_MS = 1000;
 

@@ -8,25 +8,16 @@
 //   - Creation is rate limited per node (a token bucket). A symptom waiting for a token stays counted
 //     here and is created when one frees up.
 //   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
+//   - A symptom that has ended (a resolved alert) records its end on its Abnormal and creates nothing.
+// The sink is the only part of the sources that writes to the store.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { FINGERPRINT_LABEL } from '../api/crds.js';
+import { keyOf } from '../api/kinds.js';
 import { isTerminal, toRFC3339 } from '../api/phase.js';
-import type { Abnormal, AbnormalSpec } from '../api/types.generated.js';
-import { ConflictError, keyOf, type AbnormalStore } from '../store/store.js';
-
-export type Symptom = {
-  source: AbnormalSpec['source'];
-  /** The node it concerns, if not the agent's own (an alert about another node). */
-  nodeName?: string;
-  /** CamelCase, e.g. the rule's reason. */
-  reason: string;
-  /** What else makes two symptoms the same, e.g. "Pod default/web-0"; absent for node-wide ones. */
-  subject?: string;
-  /** The detail fields of the Abnormal: log, kubernetesEvent, prometheusAlert, nodeProbe, context, ... */
-  detail: Partial<AbnormalSpec>;
-  seenAt: Date;
-};
+import type { Abnormal } from '../api/types.generated.js';
+import { ConflictError, type AbnormalStore } from '../store/store.js';
+import type { Symptom } from './source.js';
 
 export type SinkOptions = {
   store: AbnormalStore;
@@ -55,13 +46,15 @@ type Entry = {
 
 export class SymptomSink {
   private readonly entries = new Map<string, Entry>();
+  /** Ends to record, by fingerprint: when each symptom ended. */
+  private readonly endings = new Map<string, { symptom: Symptom; endedAt: string }>();
   private tokens: number;
   private lastRefill = Date.now();
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private soon = false;
   /** For tests, metrics and the benchmark. */
-  readonly stats = { accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, writeFailures: 0, rateLimited: 0, untracked: 0 };
+  readonly stats = { accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0 };
 
   constructor(private readonly opts: SinkOptions) {
     this.tokens = opts.createBurst;
@@ -76,13 +69,15 @@ export class SymptomSink {
     this.stats.accepted++;
     this.stats.bySource[symptom.source] = (this.stats.bySource[symptom.source] ?? 0) + 1;
     const fingerprint = fingerprintOf(symptom, symptom.nodeName ?? this.opts.nodeName);
+    if (symptom.endedAt !== undefined) {
+      if (!this.endings.has(fingerprint) && this.endings.size >= this.opts.maxTracked) return this.untracked(symptom);
+      this.endings.set(fingerprint, { symptom, endedAt: symptom.endedAt });
+      this.flushSoon();
+      return;
+    }
     let entry = this.entries.get(fingerprint);
     if (!entry) {
-      if (this.entries.size >= this.opts.maxTracked) {
-        this.stats.untracked++;
-        this.opts.log.warn({ reason: symptom.reason, untracked: this.stats.untracked }, 'too many distinct symptoms at once; this one is counted but not kept');
-        return;
-      }
+      if (this.entries.size >= this.opts.maxTracked) return this.untracked(symptom);
       entry = { fingerprint, first: symptom, pending: 0, firstSeen: symptom.seenAt, lastSeen: symptom.seenAt, searched: false };
       this.entries.set(fingerprint, entry);
       this.flushSoon(); // a new symptom becomes an Abnormal now; repeats wait for the next flush
@@ -109,8 +104,40 @@ export class SymptomSink {
           this.opts.log.warn({ err: (err as Error).message, reason: entry.first.reason }, 'could not write a symptom; it stays counted and is tried again');
         }
       }
+      for (const [fingerprint, ending] of [...this.endings]) {
+        try {
+          if (await this.recordEnd(fingerprint, ending.endedAt)) this.endings.delete(fingerprint);
+        } catch (err) {
+          this.stats.writeFailures++;
+          this.opts.log.warn({ err: (err as Error).message, reason: ending.symptom.reason }, 'could not record the end of a symptom; it is tried again');
+        }
+      }
     })().finally(() => (this.flushing = undefined));
     return this.flushing;
+  }
+
+  private untracked(symptom: Symptom): void {
+    this.stats.untracked++;
+    this.opts.log.warn({ reason: symptom.reason, untracked: this.stats.untracked }, 'too many distinct symptoms at once; this one is counted but not kept');
+  }
+
+  /**
+   * Record an ended symptom's end on the Abnormal of its fingerprint (spec.prometheusAlert.endsAt).
+   * True when done or nothing is left to do (no such Abnormal); false to try again at the next flush
+   * (a conflict, or the Abnormal not yet created because its creation waits for a token).
+   */
+  private async recordEnd(fingerprint: string, endsAt: string): Promise<boolean> {
+    if ((this.entries.get(fingerprint)?.pending ?? 0) > 0) return false;
+    const [abnormal] = await this.opts.store.findByFingerprint(fingerprint);
+    if (!abnormal || abnormal.spec.prometheusAlert?.endsAt === endsAt) return true;
+    try {
+      await this.opts.store.writeSpec(abnormal, { ...abnormal.spec, prometheusAlert: { ...abnormal.spec.prometheusAlert, endsAt } });
+      this.stats.ended++;
+      return true;
+    } catch (err) {
+      if (err instanceof ConflictError) return false;
+      throw err;
+    }
   }
 
   private flushSoon(): void {

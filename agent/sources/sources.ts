@@ -1,19 +1,19 @@
 // Which symptom sources run, from the configuration: the built-in kernel rules on /dev/kmsg (or a
 // kernel log file where /dev/kmsg cannot be read), the built-in kubelet and containerd rules on the
-// journal where there is one, every configured rule file, each read by the reader its plugin names;
-// and with the kube store, stuck pods and Kubernetes events. A source that cannot start is reported
-// and the agent runs without it.
+// journal where there is one, every configured rule file, each read by the reader its plugin names
+// (readers.ts); and with the kube store, stuck pods and Kubernetes events. The Alertmanager receiver
+// is a source too, made where the HTTP server is wired (agent.ts). A source that cannot start is
+// reported and the agent runs without it.
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CONTAINERD_RULES, KERNEL_RULES, KUBELET_RULES } from './default-rules.js';
-import { FileReader } from './file-reader.js';
-import { JournaldReader } from './journald.js';
-import { KmsgReader } from './kmsg.js';
-import { LogSource, type LineReader, type SymptomSource } from './log-source.js';
+import { LogSource } from './log-source.js';
+import { READERS } from './readers.js';
 import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
+import type { SymptomSource } from './source.js';
 
 /** Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events. */
 export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig): Promise<SymptomSource[]> {
@@ -49,38 +49,10 @@ async function logSources(config: Config, log: Logger): Promise<SymptomSource[]>
   }
   const sources: SymptomSource[] = [];
   for (const set of sets) {
-    const reader = await readerFor(set, config, log);
+    const reader = await READERS[set.plugin](set, { config, log });
     if (reader) sources.push(new LogSource(reader, set, log));
   }
   return sources;
-}
-
-async function readerFor(set: RuleSet, config: Config, log: Logger): Promise<LineReader | undefined> {
-  const stateDir = config.stateDir;
-  switch (set.plugin) {
-    case 'kmsg': {
-      const device = set.logPath || '/dev/kmsg';
-      const readable = await access(device, constants.R_OK).then(() => true, () => false);
-      if (readable) return new KmsgReader({ device, stateDir, log });
-      const fallback = config.sources.kernelLogFallback;
-      if (fallback && (await access(fallback, constants.R_OK).then(() => true, () => false))) {
-        log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
-        return new FileReader({ file: fallback, stateDir, log });
-      }
-      log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
-      return undefined;
-    }
-    case 'file':
-      return new FileReader({ file: set.logPath, stateDir, log });
-    case 'journald':
-      return new JournaldReader({
-        directory: set.journalDirectory ?? (config.sources.journalDirectory || undefined),
-        units: set.units ?? [],
-        identifiers: set.identifiers ?? [],
-        stateDir,
-        log,
-      });
-  }
 }
 
 async function journalExists(config: Config): Promise<boolean> {

@@ -5,8 +5,8 @@
 // cluster grows.
 import { CoreV1Api, KubeConfig, ListWatch, Watch, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { SymptomSource } from './log-source.js';
-import type { Symptom } from './sink.js';
+import { keepWatching } from '../kube/informer.js';
+import type { Symptom, SymptomSource } from './source.js';
 
 export type StuckPodOptions = { kc: KubeConfig; nodeName: string; marginSeconds: number; checkSeconds: number; log: Logger };
 
@@ -25,13 +25,10 @@ export class StuckPodSource implements SymptomSource {
     const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
     const list = () => core.listPodForAllNamespaces({ fieldSelector }) as Promise<KubernetesListObject<V1Pod>>;
     this.informer = new ListWatch<V1Pod>('/api/v1/pods', new Watch(this.opts.kc), list, false, undefined, fieldSelector);
-    this.informer.on('error', (err) => {
-      if (this.stopped) return;
-      this.opts.log.warn({ err: (err as Error)?.message ?? String(err) }, 'watching this node\'s pods failed; restarting in 5 s');
-      setTimeout(() => void this.informer?.start().catch(() => {}), 5000);
-    });
     this.informer.on('delete', (pod) => this.reported.delete(pod.metadata?.uid ?? ''));
-    await this.informer.start();
+    // Not awaited: a watch that cannot start yet (the apiserver away, a permission missing) is retried
+    // with backoff and logged, and must not hold up the agent's other sources.
+    void keepWatching(this.informer, `pods?fieldSelector=${fieldSelector}`, this.opts.log, () => this.stopped);
     this.timer = setInterval(() => this.check(emit), this.opts.checkSeconds * 1000);
     this.opts.log.info({ node: this.opts.nodeName, marginSeconds: this.opts.marginSeconds }, 'watching this node\'s pods for ones stuck terminating');
   }

@@ -4,9 +4,8 @@
 //   DIR/abnormals/NAME.yaml|.yml|.json   one Abnormal per file; its name is the file's base name, its
 //                                        namespace metadata.namespace or "default"; status is written back
 //                                        into the same file (YAML comments in spec are kept)
-//   DIR/processors/*.yaml|.json          InformationCollector / Diagnoser / Recoverer objects
-//   DIR/secrets/NAMESPACE/NAME/KEY       what a processor's bearerTokenSecretRef points to
-//   DIR/events.jsonl                     the Events, one JSON object per line
+//   DIR/processors, DIR/secrets          the processor catalog and Secrets (file-catalog.ts)
+//   DIR/events.jsonl                     the Events (file-events.ts)
 //
 // Writes are atomic (write a temporary file, fsync, rename, fsync the directory), so a crash leaves
 // either the old file or the new one. The resourceVersion of an Abnormal is the hash of its file, so a
@@ -14,17 +13,18 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { watch, type FSWatcher } from 'node:fs';
-import { appendFile, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseAllDocuments, parseDocument, stringify } from 'yaml';
+import { parseDocument, stringify } from 'yaml';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
 import { FINGERPRINT_LABEL } from '../api/crds.js';
-import { ValidationError, validateAbnormal, validateProcessor } from '../api/validate.js';
-import { toRFC3339 } from '../api/phase.js';
-import { atomicWrite } from '../atomic-write.js';
-import { PROCESSOR_KINDS, type ProcessorKind } from '../processors/contract.js';
-import { ConflictError, type AbnormalKey, type AbnormalStore, type EventType, type ProcessorRegistration } from './store.js';
+import { keyOf, type AbnormalKey } from '../api/kinds.js';
+import { isTerminal } from '../api/phase.js';
+import { Reason } from '../api/reasons.js';
+import { ValidationError, validateAbnormal } from '../api/validate.js';
+import { atomicWrite } from '../lib/files.js';
+import { ConflictError, type AbnormalStore } from './store.js';
 
 const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
 const SETTLE_MS = 300;
@@ -32,7 +32,10 @@ const SETTLE_MS = 300;
 export type FileStoreOptions = {
   dir: string;
   log: Logger;
+  /** How often the directory is listed for changes fs.watch missed. */
   rescanMs?: number;
+  /** How often every unfinished Abnormal is handed to onChange again, changed or not (config resyncSeconds). */
+  resyncMs?: number;
   /** How long a file must be unchanged before it is read (SETTLE_MS); 0 for files the caller wrote itself. */
   settleMs?: number;
 };
@@ -44,6 +47,7 @@ export class FileStore implements AbnormalStore {
   private readonly seen = new Map<string, string>(); // file name → mtime+size at the last scan
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
+  private resync?: NodeJS.Timeout;
   private onChange: (key: AbnormalKey) => void = () => {};
   /** The rewrite in flight per file: read, compare and write must not interleave with another's. */
   private readonly rewriting = new Map<string, Promise<unknown>>();
@@ -55,7 +59,6 @@ export class FileStore implements AbnormalStore {
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
     this.onChange = onChange;
     await mkdir(this.abnormalsDir, { recursive: true });
-    await mkdir(path.join(this.opts.dir, 'processors'), { recursive: true });
     // fs.watch says quickly that something changed; the rescan catches what it can miss (it is not
     // guaranteed on every filesystem) and is how a file that was refused gets another look.
     this.watcher = watch(this.abnormalsDir, (_event, file) => {
@@ -64,6 +67,8 @@ export class FileStore implements AbnormalStore {
     this.watcher.on('error', (err) => this.opts.log.warn({ err }, 'watching the state directory failed; relying on the rescan'));
     await this.scan();
     this.rescan = setInterval(() => void this.scan(), this.opts.rescanMs ?? 2000);
+    // What a failed write left mid-pipeline is looked at again even though its file did not change.
+    this.resync = setInterval(() => void this.resyncUnfinished(), this.opts.resyncMs ?? 300_000);
     this.synced = true;
   }
 
@@ -108,7 +113,7 @@ export class FileStore implements AbnormalStore {
    * second sees the first's hash and gets a conflict instead of silently writing over it.
    */
   private async rewrite(abnormal: Abnormal, changes: Array<[string[], unknown]>): Promise<Abnormal> {
-    const key = `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`;
+    const key = keyOf(abnormal);
     const file = this.files.get(key);
     if (!file) throw new ConflictError(key);
     const previous = this.rewriting.get(file) ?? Promise.resolve();
@@ -143,41 +148,17 @@ export class FileStore implements AbnormalStore {
     return { ...written, metadata: { ...abnormal.metadata, resourceVersion: hash(next) } };
   }
 
-  async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
-    const line = { time: toRFC3339(new Date()), namespace: abnormal.metadata?.namespace, name: abnormal.metadata?.name, type, reason, message };
-    await appendFile(path.join(this.opts.dir, 'events.jsonl'), `${JSON.stringify(line)}\n`).catch((err) =>
-      this.opts.log.warn({ err }, 'could not record an event'),
-    );
-  }
-
-  async processors(): Promise<ProcessorRegistration[]> {
-    const dir = path.join(this.opts.dir, 'processors');
-    const found: ProcessorRegistration[] = [];
-    for (const file of (await readdir(dir).catch(() => [])).filter((f) => /\.(ya?ml|json)$/.test(f)).sort()) {
-      const docs = parseAllDocuments(await readFile(path.join(dir, file), 'utf8'));
-      for (const doc of docs) {
-        const object = doc.toJS() as { kind?: string; metadata?: { namespace?: string } } | null;
-        if (!object) continue;
-        try {
-          if (!PROCESSOR_KINDS.includes(object.kind as ProcessorKind)) throw new Error(`kind must be one of ${PROCESSOR_KINDS.join(', ')}`);
-          const valid = validateProcessor({ ...object, metadata: { namespace: 'default', ...object.metadata } });
-          found.push({ kind: object.kind as ProcessorKind, object: valid });
-        } catch (err) {
-          this.opts.log.warn({ file, err: (err as Error).message }, 'ignoring an invalid processor registration');
-        }
-      }
-    }
-    return found;
-  }
-
-  async readSecret(namespace: string, name: string, key: string): Promise<string> {
-    for (const part of [namespace, name, key]) if (part.includes('/') || part.startsWith('.')) throw new Error(`invalid secret path part ${part}`);
-    return readFile(path.join(this.opts.dir, 'secrets', namespace, name, key), 'utf8');
-  }
-
   async stop(): Promise<void> {
     this.watcher?.close();
     clearInterval(this.rescan);
+    clearInterval(this.resync);
+  }
+
+  private async resyncUnfinished(): Promise<void> {
+    for (const key of [...this.files.keys()]) {
+      const abnormal = await this.get(key).catch(() => undefined);
+      if (abnormal && !isTerminal(abnormal.status?.phase)) this.onChange(key);
+    }
   }
 
   private async scan(): Promise<void> {
@@ -254,7 +235,7 @@ export class FileStore implements AbnormalStore {
         const message = `invalid Abnormal: ${err.problems.join('; ')}`;
         this.opts.log.warn({ file }, message);
         const base = { ...abnormal, status: undefined } as unknown as Abnormal;
-        await this.writeStatus(base, { phase: 'Failed', reason: 'InvalidAbnormal', message }).catch(() => {});
+        await this.writeStatus(base, { phase: 'Failed', reason: Reason.InvalidAbnormal, message }).catch(() => {});
       }
       return undefined;
     }

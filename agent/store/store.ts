@@ -1,13 +1,11 @@
-// The AbnormalStore: the only place an Abnormal lives. The pipeline reads an Abnormal back from the
-// store before each run and writes status through it, so a restart resumes where the last status write
-// left off. Two implementations: kube (custom resources) and file (the embedded default).
+// The store's contracts. The AbnormalStore is the only place an Abnormal lives: the pipeline reads an
+// Abnormal back from it before each step and writes status through it, so a restart resumes where the
+// last status write left off. Beside it, three small interfaces for what lives next to Abnormals in the
+// same backend: the processor catalog (registered HTTP processors), the Secrets those refer to, and the
+// Events that tell an Abnormal's story. Two backends implement all four: kube (custom resources,
+// agent/store/kube*.ts) and file (a state directory, agent/store/file*.ts).
+import type { AbnormalKey, ProcessorKind } from '../api/kinds.js';
 import type { Abnormal, AbnormalSpec, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
-import type { ProcessorKind } from '../processors/contract.js';
-
-/** namespace/name for kube; the file name for the file store. */
-export type AbnormalKey = string;
-
-export const keyOf = (abnormal: Abnormal): AbnormalKey => `${abnormal.metadata?.namespace ?? ''}/${abnormal.metadata?.name ?? ''}`;
 
 /** Another writer changed the object since it was read; read it again and decide again. */
 export class ConflictError extends Error {
@@ -17,15 +15,11 @@ export class ConflictError extends Error {
   }
 }
 
-export type EventType = 'Normal' | 'Warning';
-
-/** A registered HTTP processor object, with the kind it was registered as. */
-export type ProcessorRegistration = { kind: ProcessorKind; object: ProcessorObject };
-
 export interface AbnormalStore {
   /**
    * Start watching this node's Abnormals; `onChange` gets the key of each one that appears or changes,
-   * including every existing one at start. Resolves once the first full list has been delivered.
+   * including every existing one at start, and of every unfinished one again each resync period.
+   * Resolves once the first full list has been delivered.
    */
   start(onChange: (key: AbnormalKey) => void): Promise<void>;
   /** True once start() has delivered the first full list (for /readyz). */
@@ -38,19 +32,37 @@ export interface AbnormalStore {
    */
   writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal>;
   /**
-   * Create an Abnormal for this node (the symptom sources do). metadata.generateName gives the name a
+   * Create an Abnormal for this node (the symptom sink does). metadata.generateName gives the name a
    * unique suffix. Resolves to the stored object.
    */
   create(abnormal: Abnormal): Promise<Abnormal>;
   /** The Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL), whichever node they are for. */
   findByFingerprint(fingerprint: string): Promise<Abnormal[]>;
-  /** Replace the spec (the sources own it: occurrences, an alert's end), compare-and-swap like writeStatus. */
+  /** Replace the spec (the sink owns it: occurrences, an alert's end), compare-and-swap like writeStatus. */
   writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal>;
-  /** Record a line in the Abnormal's story (kubectl describe). Never throws: a lost event loses no state. */
-  recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void>;
-  /** The HTTP processors registered for this store (InformationCollector / Diagnoser / Recoverer objects). */
-  processors(): Promise<ProcessorRegistration[]>;
-  /** The bearer token a processor object refers to (bearerTokenSecretRef), read where the store keeps secrets. */
-  readSecret(namespace: string, name: string, key: string): Promise<string>;
   stop(): Promise<void>;
 }
+
+/** A registered HTTP processor object, with the kind it was registered as. */
+export type ProcessorRegistration = { kind: ProcessorKind; object: ProcessorObject };
+
+/** The HTTP processors registered with this backend (InformationCollector / Diagnoser / Recoverer objects). */
+export interface ProcessorCatalog {
+  processors(): Promise<ProcessorRegistration[]>;
+}
+
+/** Secrets by namespace, name and key: a processor's bearer token, the alert receiver's. */
+export interface SecretReader {
+  readSecret(namespace: string, name: string, key: string): Promise<string>;
+}
+
+export type EventType = 'Normal' | 'Warning';
+
+/** An Abnormal's story (kubectl describe). */
+export interface EventRecorder {
+  /** Record one line of it. Never throws: a lost event loses no state. */
+  recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void>;
+}
+
+/** One backend: the Abnormals and what lives beside them. */
+export type Backend = { store: AbnormalStore; catalog: ProcessorCatalog; secrets: SecretReader; events: EventRecorder };

@@ -12,7 +12,7 @@ import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { GROUP, VERSION } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { NODE_LABEL } from '../../agent/store/kube.js';
+import { NODE_LABEL } from '../../agent/api/crds.js';
 import { REPO_ROOT, startCluster, type TestCluster } from '../cluster/cluster.js';
 import { waitFor } from '../helpers/agent.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';

@@ -10,8 +10,9 @@ import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import { RECOVERY_LOG } from '../../agent/pipeline/pipeline.js';
-import { NODE_LABEL } from '../../agent/store/kube.js';
+import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { KubeStore } from '../../agent/store/kube.js';
+import type { KubeEventRecorder } from '../../agent/store/kube-events.js';
 import { makeCertificates } from '../cluster/cluster.js';
 import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
@@ -67,6 +68,7 @@ const mine = (name: string, spec: Record<string, unknown>) =>
 
 test('the happy path: collected, identified, recovered, with conditions, evidence and events', async (t) => {
   const writesBefore = { ...(agent.store as KubeStore).writes };
+  const eventsBefore = (agent.events as KubeEventRecorder).written;
   const before = { fix: server.count('/fix') };
   await mine('happy', assigned(['facts'], ['yes'], ['fix']));
   const done = await finished(ns, 'happy');
@@ -98,8 +100,9 @@ test('the happy path: collected, identified, recovered, with conditions, evidenc
   assert.deepEqual(story.map((e) => e.reason), ['Accepted', 'Collected', 'Identified', 'Recovered']);
   assert.match(story[3]?.message ?? '', /Recovering → Succeeded/);
   const writes = (agent.store as KubeStore).writes;
+  const eventWrites = (agent.events as KubeEventRecorder).written;
   // For the README: the API writes one Abnormal costs, create to Succeeded.
-  t.diagnostic(`API writes for one Abnormal: ${writes.status - writesBefore.status} status writes, ${writes.event - writesBefore.event} events, ${writes.claim - writesBefore.claim} claims`);
+  t.diagnostic(`API writes for one Abnormal: ${writes.status - writesBefore.status} status writes, ${eventWrites - eventsBefore} events, ${writes.claim - writesBefore.claim} claims`);
 });
 
 test('no diagnoser identifies: Failed, with every diagnoser\'s reason', async () => {

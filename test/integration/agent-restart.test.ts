@@ -5,7 +5,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { NODE_LABEL } from '../../agent/store/kube.js';
+import { NODE_LABEL } from '../../agent/api/crds.js';
 import { finished, ref, registerProcessor, spawnAgent } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';

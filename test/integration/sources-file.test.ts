@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { parse } from 'yaml';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { FileReader } from '../../agent/sources/file-reader.js';
+import { FileReader } from '../../agent/node/file-reader.js';
 import { spawnAgent, waitFor } from '../helpers/agent.js';
 
 const log = pino({ level: 'warn' });

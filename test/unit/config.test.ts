@@ -43,3 +43,20 @@ test('every bad key is named', async () => {
   assert.match((await problems(['--config', '/no/such/file']))[0]!, /--config \/no\/such\/file: ENOENT/);
   assert.match((await problems(['--config', await file('- a list\n')]))[0]!, /must be a YAML mapping/);
 });
+
+test('a nested key is named with its section, and the value it had', async () => {
+  const f = await file('sources:\n  ruleFile: [a.json]\nrecovery:\n  maxPerHour: 0\nalerts:\n  tokenSecret: {name: s}\n');
+  assert.deepEqual((await problems(['--config', f])).sort(), [
+    'alerts.tokenSecret.key: required',
+    'recovery.maxPerHour: Too small: expected number to be >=1 (got 0)',
+    'sources.ruleFile: unknown key',
+  ]);
+});
+
+test('a section given in part keeps the defaults of the rest; the defaults come from the schema', async () => {
+  const c = await loadConfig(['--config', await file('nodeName: n\nrecovery:\n  dryRun: true\n')], {});
+  assert.deepEqual(c.recovery, { ...DEFAULTS.recovery, dryRun: true });
+  assert.equal(DEFAULTS.recovery.maxPerHour, 6);
+  assert.deepEqual(DEFAULTS.recovery.allowedExecutables, ['containerd-shim-runc-v2', 'containerd-shim-runc-v1', 'containerd-shim', 'docker-containerd-shim']);
+  assert.equal(DEFAULTS.listen, '127.0.0.1:9095');
+});

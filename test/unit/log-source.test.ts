@@ -4,9 +4,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
-import { LogSource, type LineReader } from '../../agent/sources/log-source.js';
+import type { LineReader } from '../../agent/node/line-reader.js';
+import { LogSource } from '../../agent/sources/log-source.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
-import type { Symptom } from '../../agent/sources/sink.js';
+import type { Symptom } from '../../agent/sources/source.js';
 
 async function source() {
   let push!: (line: string) => void;

@@ -1,15 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PHASES } from '../../agent/api/crds.js';
-import {
-  IllegalTransitionError,
-  canTransition,
-  getCondition,
-  isTerminal,
-  setCondition,
-  transition,
-  type Phase,
-} from '../../agent/api/phase.js';
+import { canTransition, isTerminal, setCondition, type ConditionType, type Phase } from '../../agent/api/phase.js';
+import type { AbnormalCondition } from '../../agent/api/types.generated.js';
+
+const getCondition = (conditions: AbnormalCondition[], type: ConditionType) => conditions.find((c) => c.type === type);
 
 describe('phase transitions', () => {
   // Every legal move, written out by hand so the table, not the code, is the specification.
@@ -39,19 +34,6 @@ describe('phase transitions', () => {
     }
     assert.equal(isTerminal(undefined), false);
     assert.equal(isTerminal('Recovering'), false);
-  });
-
-  test('transition returns a new status and refuses an illegal move', () => {
-    const status = { phase: 'Diagnosing' as const, message: 'kept' };
-    const next = transition(status, 'Recovering');
-    assert.deepEqual(next, { phase: 'Recovering', message: 'kept' });
-    assert.equal(status.phase, 'Diagnosing', 'input not mutated');
-    assert.throws(() => transition(next, 'Diagnosing'), (err: unknown) => {
-      assert.ok(err instanceof IllegalTransitionError);
-      assert.match(err.message, /Recovering → Diagnosing/);
-      return true;
-    });
-    assert.deepEqual(transition(undefined, 'InformationCollecting'), { phase: 'InformationCollecting' });
   });
 });
 

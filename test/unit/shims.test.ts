@@ -2,8 +2,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { dumpInLogLine, goUnquote, parseGoroutines } from '../../agent/processors/goroutines.js';
-import { parseShimCommand, subjectOf } from '../../agent/processors/shims.js';
+import { dumpInLogLine, goUnquote, parseGoroutines } from '../../agent/node/goroutines.js';
+import { parseShimCommand } from '../../agent/node/shims.js';
+import { subjectOf } from '../../agent/processors/evidence.js';
 import { findReaperDeadlock, shimReaperDeadlock } from '../../diagnosers/shim-reaper-deadlock.js';
 import { DEADLOCKED_SHIM_DUMP, REAP_BLOCKED_ONLY_DUMP } from '../fixtures/goroutine-dumps.js';
 

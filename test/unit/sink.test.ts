@@ -6,7 +6,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { FileStore } from '../../agent/store/file.js';
-import { SymptomSink, type Symptom } from '../../agent/sources/sink.js';
+import { SymptomSink } from '../../agent/sources/sink.js';
+import type { Symptom } from '../../agent/sources/source.js';
 
 const log = pino({ level: 'silent' });
 const stores: FileStore[] = [];

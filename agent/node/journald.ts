@@ -1,51 +1,63 @@
 // The journal (kubelet, container runtime): `journalctl -f -o json` for the chosen units (or syslog
-// identifiers), from the system journal or a journal directory. Resumed after the last entry handled
-// (its cursor is kept in the state directory); the first start reads from the moment the agent
-// started (to the second, so an entry of that same second may be read). When journalctl exits, it is
-// started again with backoff (0.5 s doubling to 30 s), from the last cursor or that moment.
+// identifiers), from the system journal or a journal directory. With a state directory it resumes
+// after the last entry handled (its cursor is kept there); otherwise, and on the first start, it reads
+// from `since` (default: the moment it was made, to the second, so an entry of that same second may be
+// read). When journalctl exits it is started again with backoff (agent/lib/backoff.ts), from the last
+// cursor or `since`.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
-import type { LineReader } from './log-source.js';
-import { readState, writeState } from './state.js';
+import { Backoff } from '../lib/backoff.js';
+import { readState, writeState } from '../lib/files.js';
+import type { LineReader } from './line-reader.js';
 
 export type JournalSelection = { directory?: string; units: string[]; identifiers: string[] };
 
-export type JournaldOptions = JournalSelection & { stateDir: string; log: Logger; journalctl?: string };
+export type JournaldOptions = JournalSelection & {
+  stateDir?: string;
+  /** Where to begin without a cursor, in UNIX seconds. */
+  since?: number;
+  log: Logger;
+  journalctl?: string;
+};
 
 type JournalState = { cursor: string };
+
+/** journalctl that ran this long ran well: a later exit starts the backoff from its shortest wait. */
+const RAN_WELL_MS = 60_000;
 
 export class JournaldReader implements LineReader {
   readonly where: string;
   private child?: ResultPromise;
   private cursor?: string;
   private savedCursor?: string;
-  private stopped = false;
+  private readonly stopping = new AbortController();
   private saveTimer?: NodeJS.Timeout;
   private restarts = 0;
-  /** Where to begin when there is no cursor yet: the first start, in UNIX seconds. */
-  private readonly since = Math.floor(Date.now() / 1000);
+  private readonly since: number;
 
   constructor(private readonly opts: JournaldOptions) {
     this.where = `journald:${[...opts.units, ...opts.identifiers].join(',')}`;
+    this.since = opts.since ?? Math.floor(Date.now() / 1000);
   }
 
   private get stateFile() {
+    if (!this.opts.stateDir) return undefined;
     const id = createHash('sha256').update(JSON.stringify([this.opts.directory, this.opts.units, this.opts.identifiers])).digest('hex').slice(0, 16);
     return path.join(this.opts.stateDir, 'journald', `${id}.json`);
   }
 
   async start(onLine: (line: string) => void): Promise<void> {
-    this.cursor = (await readState<JournalState>(this.stateFile))?.cursor;
+    this.cursor = this.stateFile ? (await readState<JournalState>(this.stateFile))?.cursor : undefined;
     this.savedCursor = this.cursor;
     void this.run(onLine);
-    this.saveTimer = setInterval(() => void this.save(), 1000);
+    if (this.stateFile) this.saveTimer = setInterval(() => void this.save(), 1000);
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.saveTimer);
     this.child?.kill('SIGTERM');
     await this.child?.catch(() => {});
@@ -54,7 +66,8 @@ export class JournaldReader implements LineReader {
 
   /** Run journalctl until stopped, again with backoff whenever it exits. */
   private async run(onLine: (line: string) => void): Promise<void> {
-    for (let delay = 500; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+    const backoff = new Backoff();
+    while (!this.stopping.signal.aborted) {
       const started = Date.now();
       const args = ['--follow', '--output=json', '--no-pager', this.cursor ? `--after-cursor=${this.cursor}` : `--since=@${this.since}`];
       if (this.opts.directory) args.push(`--directory=${this.opts.directory}`);
@@ -67,12 +80,12 @@ export class JournaldReader implements LineReader {
       let stderr = '';
       child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
       const result = await child;
-      if (this.stopped) return;
-      if (Date.now() - started > 60_000) delay = 500; // it ran well for a while: start over with a short wait
+      if (this.stopping.signal.aborted) return;
+      if (Date.now() - started > RAN_WELL_MS) backoff.reset();
       this.restarts++;
-      this.opts.log.warn({ where: this.where, exitCode: result.exitCode, signal: result.signal, stderr: stderr.trim() || undefined, retryInMs: delay, restarts: this.restarts },
+      this.opts.log.warn({ where: this.where, exitCode: result.exitCode, signal: result.signal, stderr: stderr.trim() || undefined, retryInMs: backoff.peek, restarts: this.restarts },
         'journalctl exited; starting it again');
-      await new Promise((r) => setTimeout(r, delay));
+      await backoff.wait(this.stopping.signal);
     }
   }
 
@@ -91,7 +104,7 @@ export class JournaldReader implements LineReader {
   }
 
   private async save(): Promise<void> {
-    if (!this.cursor || this.cursor === this.savedCursor) return;
+    if (!this.stateFile || !this.cursor || this.cursor === this.savedCursor) return;
     this.savedCursor = this.cursor;
     await writeState(this.stateFile, { cursor: this.cursor } satisfies JournalState).catch((err) =>
       this.opts.log.warn({ err: (err as Error).message }, 'could not save the journal cursor'),

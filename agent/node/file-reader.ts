@@ -1,17 +1,18 @@
 // Plain log files, tailed with @logdna/tail-file: rotation by rename and by copy-truncate, and files
-// behind symlinks (the target's inode is what counts). The byte position is kept in the state
-// directory: a restart on the same file resumes there; a file replaced while the agent was down is
-// read from its start; the first start on a file begins at its end.
+// behind symlinks (the target's inode is what counts). With a state directory, the byte position is
+// kept there: a restart on the same file resumes there; a file replaced while the agent was down is
+// read from its start; the first start on a file begins at its end. Without one (the goroutine-dump
+// collector waiting for a dump in containerd's log), it reads what is written from now on.
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import TailFile from '@logdna/tail-file';
 import type { Logger } from 'pino';
-import type { LineReader } from './log-source.js';
-import { readState, writeState } from './state.js';
+import { readState, writeState } from '../lib/files.js';
+import type { LineReader } from './line-reader.js';
 
 type FileState = { inode: number; position: number };
 
-export type FileReaderOptions = { file: string; stateDir: string; pollMs?: number; log: Logger };
+export type FileReaderOptions = { file: string; stateDir?: string; pollMs?: number; log: Logger };
 
 export class FileReader implements LineReader {
   readonly where: string;
@@ -26,11 +27,11 @@ export class FileReader implements LineReader {
   }
 
   private get stateFile() {
-    return path.join(this.opts.stateDir, 'files', `${encodeURIComponent(this.opts.file)}.json`);
+    return this.opts.stateDir && path.join(this.opts.stateDir, 'files', `${encodeURIComponent(this.opts.file)}.json`);
   }
 
   async start(onLine: (line: string) => void): Promise<void> {
-    const state = await readState<FileState>(this.stateFile);
+    const state = this.stateFile ? await readState<FileState>(this.stateFile) : undefined;
     const now = await stat(this.opts.file).catch(() => undefined);
     let startPos: number | null = null; // null: the end, for a file never read before
     if (state && now) startPos = now.ino === state.inode && now.size >= state.position ? state.position : 0;
@@ -54,7 +55,7 @@ export class FileReader implements LineReader {
     });
     await tail.start();
     this.tail = tail;
-    this.saveTimer = setInterval(() => void this.save(), 1000);
+    if (this.stateFile) this.saveTimer = setInterval(() => void this.save(), 1000);
   }
 
   async stop(): Promise<void> {
@@ -64,6 +65,7 @@ export class FileReader implements LineReader {
   }
 
   private async save(): Promise<void> {
+    if (!this.stateFile) return;
     // The unfinished line is not handled yet: resume before it.
     const position = this.position - Buffer.byteLength(this.partial);
     await writeState(this.stateFile, { inode: this.inode, position } satisfies FileState).catch((err) =>

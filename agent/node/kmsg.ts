@@ -1,5 +1,8 @@
-// The kernel log, read from /dev/kmsg directly: opened non-blocking, one record per read(), drained on a
-// timer. Where it starts:
+// The kernel log, read from /dev/kmsg directly. KmsgDevice is the one read loop — opened non-blocking,
+// one record per read(), overwritten records skipped — used by the kernel-log source (KmsgReader) and
+// by the kernel-log collector alike.
+//
+// KmsgReader, the source's follower, drains the device on a timer. Where it starts:
 //   - the first start on this node: at the end (what is already there is history, not news);
 //   - a restart in the same boot: after the last sequence number handled, kept in the state directory,
 //     so nothing is missed or repeated;
@@ -10,8 +13,8 @@ import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { readState, writeState } from './state.js';
-import type { LineReader } from './log-source.js';
+import { readState, writeState } from '../lib/files.js';
+import type { LineReader } from './line-reader.js';
 
 /** One record; `usec` is when it was logged, in microseconds since boot. */
 export type KmsgRecord = { seq: number; usec: number; level: number; facility: number; message: string };
@@ -30,20 +33,60 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
   return { seq: sequence, usec: Number(usec), level: priority & 7, facility: priority >> 3, message };
 }
 
+/** An open /dev/kmsg. Each open descriptor has its own position, so readers never disturb each other. */
+export class KmsgDevice {
+  private readonly buffer = Buffer.alloc(16 * 1024); // a record is at most 8 KiB with its dictionary
+  private fd?: number;
+
+  /** Opens at the oldest record the kernel still holds; throws what open(2) says (ENOENT, EACCES, EPERM). */
+  constructor(readonly path = '/dev/kmsg') {
+    this.fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  }
+
+  /**
+   * Every record there is now, at most `max` of them (so a flood cannot starve the event loop), each to
+   * `onRecord`; returns how many were read. Records overwritten before they were read are skipped; the
+   * jump in sequence numbers shows how many.
+   */
+  readAvailable(onRecord: (record: KmsgRecord) => void, max = Infinity): number {
+    for (let read = 0; ; read++) {
+      if (read >= max || this.fd === undefined) return read;
+      let n: number;
+      try {
+        n = readSync(this.fd, this.buffer, 0, this.buffer.length, null);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') return read; // nothing more for now
+        if (code === 'EPIPE') continue; // overwritten while unread: go on with the oldest still there
+        throw err;
+      }
+      const record = parseKmsgRecord(this.buffer.toString('utf8', 0, n));
+      if (record) onRecord(record);
+    }
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
 type KmsgState = { bootId: string; seq: number };
 
 export type KmsgOptions = { device?: string; stateDir: string; pollMs?: number; log: Logger };
+
+/** Records read per drain at most; a drain that reads this many is followed by another at once. */
+const DRAIN_MAX = 4096;
 
 export class KmsgReader implements LineReader {
   readonly where: string;
   /** Records the kernel overwrote before they could be read. */
   lost = 0;
-  private fd?: number;
+  private device?: KmsgDevice;
   private timer?: NodeJS.Timeout;
   private lastSeq = -1;
   private savedSeq = -1;
   private bootId = '';
-  private readonly buffer = Buffer.alloc(16 * 1024); // a record is at most 8 KiB with its dictionary
 
   constructor(private readonly opts: KmsgOptions) {
     this.where = opts.device ?? '/dev/kmsg';
@@ -56,12 +99,13 @@ export class KmsgReader implements LineReader {
   async start(onLine: (line: string) => void): Promise<void> {
     this.bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => 'unknown')).trim();
     const state = await readState<KmsgState>(this.stateFile);
-    this.fd = openSync(this.where, constants.O_RDONLY | constants.O_NONBLOCK);
+    this.device = new KmsgDevice(this.where);
     if (state?.bootId === this.bootId) {
       this.lastSeq = state.seq;
       this.opts.log.info({ device: this.where, afterSeq: state.seq }, 'kernel log: resuming where the last run stopped');
     } else if (!state) {
-      this.drain(() => {});
+      // Skip to the end; bounded, so a kernel logging faster than this reads cannot hold the start forever.
+      for (let i = 0; i < 256 && this.drain(() => {}) >= DRAIN_MAX; i++);
       this.opts.log.info({ device: this.where, atSeq: this.lastSeq }, 'kernel log: first start on this node, starting at the end');
     } else {
       this.opts.log.info({ device: this.where }, 'kernel log: a new boot, reading its log from the start');
@@ -74,33 +118,22 @@ export class KmsgReader implements LineReader {
     const tick = () => {
       const read = this.drain(onLine);
       void this.save();
-      if (this.fd !== undefined) this.timer = setTimeout(tick, read >= 64 ? 0 : pollMs);
+      if (this.device) this.timer = setTimeout(tick, read >= 64 ? 0 : pollMs);
     };
     this.timer = setTimeout(tick, pollMs);
   }
 
   async stop(): Promise<void> {
     clearTimeout(this.timer);
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    this.device?.close();
+    this.device = undefined;
     await this.save();
   }
 
-  /** Read every record there is now (at most a few thousand, so a flood cannot starve the agent); returns how many. */
+  /** Hand on every new record there is now (at most DRAIN_MAX); returns how many were read. */
   private drain(onLine: (line: string) => void): number {
-    for (let read = 0; ; read++) {
-      if (read >= 4096) return read;
-      let n: number;
-      try {
-        n = readSync(this.fd!, this.buffer, 0, this.buffer.length, null);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') return read; // nothing more for now
-        if (code === 'EPIPE') continue; // overwritten records; the sequence jump below counts them
-        throw err;
-      }
-      const record = parseKmsgRecord(this.buffer.toString('utf8', 0, n));
-      if (!record || record.seq <= this.lastSeq) continue; // already handled before a restart
+    return this.device?.readAvailable((record) => {
+      if (record.seq <= this.lastSeq) return; // already handled before a restart
       if (this.lastSeq >= 0 && record.seq > this.lastSeq + 1) {
         const missed = record.seq - this.lastSeq - 1;
         this.lost += missed;
@@ -108,7 +141,7 @@ export class KmsgReader implements LineReader {
       }
       this.lastSeq = record.seq;
       onLine(record.message);
-    }
+    }, DRAIN_MAX) ?? 0;
   }
 
   private async save(): Promise<void> {

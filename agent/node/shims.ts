@@ -6,7 +6,6 @@
 //     `docker-containerd-shim`, older ones `docker-containerd-shim ID BUNDLE RUNTIME`): one per
 //     container; the pod is read from the cgroup path of its child (kubepods/…/pod<uid>/…).
 import { readFile } from 'node:fs/promises';
-import type { Abnormal } from '../api/types.generated.js';
 import path from 'node:path';
 import { childrenOf, readAllStats, readCgroupLeaves, readCmdline, readCwd, readExe, type ProcStat } from './procfs.js';
 
@@ -97,34 +96,16 @@ export function shimsOfPod(shims: readonly Shim[], pod: { uid?: string; containe
   return shims.filter((s) => (pod.uid !== undefined && s.pod?.uid === pod.uid) || s.containers.some((c) => ids.has(c)));
 }
 
-/** The shims an Abnormal is about: as the container-shims collector recorded them, else found afresh. */
-export async function shimsOf(abnormal: Abnormal): Promise<Shim[]> {
-  const known = abnormal.status?.context?.containerShims;
-  return Array.isArray(known) ? (known as Shim[]) : shimsOfSubject(subjectOf(abnormal));
-}
-
 /** The executable's file name, as the allow-list names it ("/usr/bin/x (deleted)" → "x"). */
 export async function executableName(pid: number): Promise<string | undefined> {
   const exe = await readExe(pid);
   return exe ? path.basename(exe.replace(/ \(deleted\)$/, '')) : undefined;
 }
 
-/** What an Abnormal asks about: a pod (the stuck-pod source names one), containers, or processes. */
+/** What an Abnormal asks about (agent/processors/evidence.ts reads it from the Abnormal): a pod, containers, or processes. */
 export type Subject = { pod?: PodRef & { containerIDs: string[] }; pids: number[] };
 
-export function subjectOf(abnormal: Abnormal): Subject {
-  const context = abnormal.spec.context ?? {};
-  const pod = context.pod as (PodRef & { containers?: Array<{ containerID?: string }> }) | undefined;
-  const containerIDs = [
-    ...(Array.isArray(pod?.containers) ? pod!.containers.map((c) => c?.containerID).filter((id): id is string => typeof id === 'string') : []),
-    ...(Array.isArray(context.containerIDs) ? (context.containerIDs as unknown[]).filter((id): id is string => typeof id === 'string') : []),
-  ];
-  const pids = Array.isArray(context.pids) ? (context.pids as unknown[]).filter((p): p is number => Number.isInteger(p) && (p as number) > 0) : [];
-  const named = pod && typeof pod === 'object' && (typeof pod.uid === 'string' || containerIDs.length > 0);
-  return { pod: named || containerIDs.length > 0 ? { uid: pod?.uid, namespace: pod?.namespace, name: pod?.name, containerIDs } : undefined, pids };
-}
-
-/** The shims an Abnormal is about: its pod's or containers' shims, and named pids that are shims. */
+/** The shims of a subject: its pod's or containers' shims, and named pids that are shims. */
 export async function shimsOfSubject(subject: Subject): Promise<Shim[]> {
   if (!subject.pod && subject.pids.length === 0) return [];
   const all = await findShims();

@@ -1,0 +1,57 @@
+// Watching objects with client-node's informers, kept running. An informer relists by itself after
+// 410 Gone and rewatches after a clean close; after any other failure (an apiserver restart, the
+// network) it stops. `keepWatching` starts one and restarts it with backoff whenever it fails, so every
+// watch of the agent survives an outage the same way.
+import {
+  CustomObjectsApi,
+  makeInformer,
+  type Informer,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type ObjectCache,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { GROUP, VERSION } from '../api/crds.js';
+import { Backoff } from '../lib/backoff.js';
+
+export type CachingInformer<T extends KubernetesObject = KubernetesObject> = Informer<T> & ObjectCache<T>;
+
+/** An informer over one of nodemedic's custom resources, cluster-wide, optionally by label. */
+export function customResourceInformer(kc: KubeConfig, plural: string, labelSelector?: string): CachingInformer {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const list = () =>
+    api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...(labelSelector ? { labelSelector } : {}) }) as Promise<KubernetesListObject<KubernetesObject>>;
+  return makeInformer(kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);
+}
+
+/**
+ * Start `informer` and keep it running until `stopped()`: a failed start is tried again, and a watch
+ * that fails later is restarted, each after a wait from one Backoff (reset once a start succeeds).
+ * Resolves once a start has succeeded.
+ */
+export async function keepWatching<T extends KubernetesObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean): Promise<void> {
+  const backoff = new Backoff();
+  let starting = false;
+  let failed = false; // set by a failure while starting, too: a watch that dies as it starts is not running
+  const start = async () => {
+    starting = true;
+    while (!stopped()) {
+      failed = false;
+      const failure = await informer.start().then(() => undefined, (err: Error) => err);
+      if (!failure && !failed) break;
+      log.warn({ err: failure?.message ?? 'the watch failed as it started', watch: what, retryInMs: backoff.peek }, 'could not start watching');
+      await backoff.wait();
+    }
+    starting = false;
+    backoff.reset();
+  };
+  informer.on('error', (err) => {
+    failed = true;
+    if (starting || stopped()) return; // the loop above retries
+    log.warn({ err: (err as Error)?.message ?? String(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
+    starting = true;
+    setTimeout(() => void start(), backoff.next());
+  });
+  await start();
+}

@@ -1,0 +1,46 @@
+// The log readers, registered by name as node-problem-detector registers its log watchers: a rule
+// set's `plugin` names the reader that feeds it lines. Adding a reader is one entry here (and its
+// follower under agent/node).
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { FileReader } from '../node/file-reader.js';
+import { JournaldReader } from '../node/journald.js';
+import { KmsgReader } from '../node/kmsg.js';
+import type { LineReader } from '../node/line-reader.js';
+import type { RuleSet, RuleSetSpec } from './rules.js';
+
+export type ReaderContext = { config: Config; log: Logger };
+
+/** Makes the reader for a rule set; undefined (after saying why in the log) when it cannot read here. */
+type ReaderFactory = (set: RuleSet, context: ReaderContext) => Promise<LineReader | undefined>;
+
+const readable = (file: string) => access(file, constants.R_OK).then(() => true, () => false);
+
+export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
+  /** The kernel log device; where it cannot be read, the kernel log file (sources.kernelLogFallback). */
+  async kmsg(set, { config, log }) {
+    const device = set.logPath || '/dev/kmsg';
+    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log });
+    const fallback = config.sources.kernelLogFallback;
+    if (fallback && (await readable(fallback))) {
+      log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
+      return new FileReader({ file: fallback, stateDir: config.stateDir, log });
+    }
+    log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
+    return undefined;
+  },
+  async file(set, { config, log }) {
+    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log });
+  },
+  async journald(set, { config, log }) {
+    return new JournaldReader({
+      directory: set.journalDirectory ?? (config.sources.journalDirectory || undefined),
+      units: set.units ?? [],
+      identifiers: set.identifiers ?? [],
+      stateDir: config.stateDir,
+      log,
+    });
+  },
+};
