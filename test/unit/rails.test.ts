@@ -74,3 +74,37 @@ test('the cluster budget: no slot → wait; a budget that cannot be read → wai
   const unreadable = await rails.admit(abnormal('q', 'fp-q'));
   assert.ok(!unreadable.ok && unreadable.wait && unreadable.reason === 'RecoveryBudgetUnavailable' && /connection refused/.test(unreadable.message));
 });
+
+test('two admissions at once behind a slow budget: the hourly limit and the history hold (one decision at a time)', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'nodemedic-rails-'));
+  t.after(() => rm(stateDir, { recursive: true, force: true }));
+  // A budget that answers only when told to: both admissions are in flight at once.
+  const answers: Array<() => void> = [];
+  const slow: RecoveryBudget = {
+    take: () => new Promise<boolean>((resolve) => answers.push(() => resolve(true))),
+    async give() {},
+  };
+  const rails = new RecoveryRails({ stateDir, maxPerHour: 2, cooldownSeconds: 600, log, budget: slow });
+  const first = rails.admit(abnormal('m-1', 'fp-m'));
+  const second = rails.admit(abnormal('n-1', 'fp-n'));
+  const third = rails.admit(abnormal('m-2', 'fp-m'));
+  // Answer each budget call as it comes; a decision waits for the one before it.
+  const results = Promise.all([first, second, third]);
+  let answered = 0;
+  while (answered < 2) {
+    await new Promise((r) => setImmediate(r));
+    while (answers.length > 0) {
+      answers.shift()!();
+      answered++;
+    }
+  }
+  const [a, b, c] = await results;
+  assert.ok(a.ok && b.ok, 'two different faults within the limit');
+  assert.ok(!c.ok && c.reason === 'RecoveryCooldown', `the same fault as the first, admitted at the same moment, is cooled down: ${JSON.stringify(c)}`);
+  // Both recoveries are on record: a third fault in the hour waits.
+  const fourth = rails.admit(abnormal('o-1', 'fp-o'));
+  const answeredFourth = new Promise((r) => setImmediate(r)).then(() => answers.shift()?.());
+  const d = await fourth;
+  await answeredFourth;
+  assert.ok(!d.ok && d.reason === 'RecoveryRateLimited', `both admissions were recorded: ${JSON.stringify(d)}`);
+});
