@@ -4,13 +4,12 @@ FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY agent agent
 COPY collectors collectors
 COPY diagnosers diagnosers
 COPY recoverers recoverers
-COPY scripts scripts
-COPY test test
+# The product only (tsconfig.build.json): no tests, no development scripts.
 RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim

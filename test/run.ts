@@ -1,9 +1,18 @@
-// The test run: `npm test` (everything) or `npm test -- unit` / `-- integration`.
+// The test run: `npm test` (everything), or `npm test -- LAYER` for one layer, or parts of file names
+// to run only those files (`npm test -- integration kmsg`, `npm test -- security`).
 //
-// Global setup lives here because Node 20's test runner has none: when an integration suite is
-// selected and no NODEMEDIC_TEST_KUBECONFIG is given, start the test cluster once, install the CRDs,
+// The layers are the folders under test/, each a kind of test by what it needs:
+//   unit         nothing but Node: no root, no apiserver (processors as plain objects, the file store
+//                in a temporary directory)
+//   integration  a real kube-apiserver + etcd, started here once for the whole run; real files,
+//                sockets, /dev/kmsg and the journal (tests that need root say so and skip without it)
+//   node         a real node as well: containerd, runc and the kubelet joined to that apiserver (root)
+// Test files are found by pattern (test/LAYER/**/*.test.ts), compiled to dist/ by `npm test`.
+//
+// Global setup lives here because Node 20's test runner has none: when a layer that needs the cluster
+// is selected and no NODEMEDIC_TEST_KUBECONFIG is given, start the test cluster once, install the CRDs,
 // hand the kubeconfigs to every test file through the environment, and stop the cluster at the end.
-// Test files are listed explicitly (Node 20 does not discover them) and run one process each.
+import { readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { run } from 'node:test';
@@ -11,63 +20,40 @@ import { spec } from 'node:test/reporters';
 import { applyAgentRBAC, applyCRDs } from './helpers/kube.js';
 import { REPO_ROOT, startCluster, type TestCluster } from './cluster/cluster.js';
 
-const SUITES: Record<string, string[]> = {
-  unit: [
-    'test/unit/api-generated.test.ts',
-    'test/unit/phase.test.ts',
-    'test/unit/validate.test.ts',
-    'test/unit/cli.test.ts',
-    'test/unit/contract.test.ts',
-    'test/unit/queue.test.ts',
-    'test/unit/limits.test.ts',
-    'test/unit/config.test.ts',
-    'test/unit/rules.test.ts',
-    'test/unit/log-source.test.ts',
-    'test/unit/sink.test.ts',
-    'test/unit/file-store.test.ts',
-    'test/unit/shims.test.ts',
-    'test/unit/rails.test.ts',
-  ],
-  integration: [
-    'test/integration/crds.test.ts',
-    'test/integration/abnormal-api.test.ts',
-    'test/integration/rbac.test.ts',
-    'test/integration/agent-kube.test.ts',
-    'test/integration/agent-restart.test.ts',
-    'test/integration/agent-apiserver-restart.test.ts',
-    'test/integration/agent-file.test.ts',
-    'test/integration/sources-kmsg.test.ts',
-    'test/integration/sources-file.test.ts',
-    'test/integration/sources-journald.test.ts',
-    'test/integration/sources-alerts.test.ts',
-    'test/integration/sources-stuck-pods.test.ts',
-    'test/integration/probes.test.ts',
-    'test/integration/probes-pod.test.ts',
-    'test/integration/sources-events.test.ts',
-    'test/integration/scripts.test.ts',
-    'test/integration/recovery-rails.test.ts',
-    'test/integration/node-stuck-pod.test.ts',
-    'test/integration/probes-pod-exec.test.ts',
-    'test/integration/metrics.test.ts',
-    'test/integration/deploy-daemonset.test.ts',
-  ],
-};
+const LAYERS = ['unit', 'integration', 'node'] as const;
+const NEEDS_CLUSTER = new Set<string>(['integration', 'node']);
 
-// Arguments: suite names (unit, integration), and/or parts of file names to run only those files,
-// e.g. `npm test -- integration kmsg`.
+/** The test files of a layer: test/LAYER/**\/*.test.ts, in name order. */
+function testFiles(layer: string): string[] {
+  const dir = path.join(REPO_ROOT, 'test', layer);
+  return (readdirSync(dir, { recursive: true, encoding: 'utf8' }) as string[])
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => path.join('test', layer, f));
+}
+
 const args = process.argv.slice(2);
-const requested = args.filter((a) => SUITES[a]);
-const only = args.filter((a) => !SUITES[a]);
-const suites = requested.length > 0 ? requested : Object.keys(SUITES);
+const requested = args.filter((a) => (LAYERS as readonly string[]).includes(a));
+const only = args.filter((a) => !(LAYERS as readonly string[]).includes(a));
+const layers = requested.length > 0 ? requested : [...LAYERS];
 const compiled = (file: string) => path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-const files = suites.flatMap((s) => SUITES[s]!).filter((f) => only.length === 0 || only.some((o) => f.includes(o))).map(compiled);
+const selected = layers.flatMap((layer) => testFiles(layer).map((file) => ({ layer, file })))
+  .filter(({ file }) => only.length === 0 || only.some((o) => file.includes(o)));
+const files = selected.map(({ file }) => compiled(file));
 if (files.length === 0) {
   console.error(`no test file matches ${only.join(', ')}`);
   process.exit(2);
 }
+const layerOf = new Map(selected.map(({ layer, file }) => [compiled(file), layer]));
 
 let cluster: TestCluster | undefined;
 const counts = { passed: 0, failed: 0, skipped: 0 };
+const byLayer = new Map<string, typeof counts>(layers.map((layer) => [layer, { passed: 0, failed: 0, skipped: 0 }]));
+const count = (file: string | undefined, what: keyof typeof counts) => {
+  counts[what]++;
+  const layer = byLayer.get(layerOf.get(file ?? '') ?? '');
+  if (layer) layer[what]++;
+};
 // Ctrl-C or a CI timeout: take the cluster down rather than leave etcd and the apiserver running.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
@@ -76,7 +62,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 try {
-  if (suites.includes('integration')) await globalSetup();
+  if (selected.some(({ layer }) => NEEDS_CLUSTER.has(layer))) await globalSetup();
   await runFiles();
 } catch (err) {
   console.error('the test run itself failed:', err);
@@ -84,6 +70,7 @@ try {
 } finally {
   await cluster?.stop();
 }
+for (const [layer, c] of byLayer) console.log(`${layer}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
 process.exitCode = counts.failed > 0 || counts.passed === 0 ? 1 : 0;
 
@@ -108,11 +95,10 @@ async function runFiles() {
   // Count tests, not the suites (describe blocks) that group them.
   stream.on('test:pass', (event) => {
     if (event.details.type === 'suite') return;
-    if (event.skip || event.todo) counts.skipped++;
-    else counts.passed++;
+    count(event.file, event.skip || event.todo ? 'skipped' : 'passed');
   });
   stream.on('test:fail', (event) => {
-    if (event.details.type !== 'suite') counts.failed++;
+    if (event.details.type !== 'suite') count(event.file, 'failed');
   });
   await new Promise<void>((resolve, reject) => {
     stream.compose(new spec()).on('data', (chunk: string) => process.stdout.write(chunk)).on('end', resolve).on('error', reject);

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
+import { IS_ROOT } from '../helpers/needs.js';
 
 const run = promisify(execFile);
 
@@ -89,8 +90,9 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
  */
 export const ON_OWN_CLUSTER = Boolean(process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG && process.env.NODEMEDIC_TEST_KUBE_BIN);
 
-/** For a test's `skip`: false on the suite's own cluster, else why the test does not run. */
-export const skipUnlessOwnCluster = (what: string) => (ON_OWN_CLUSTER ? false : `${what}: runs only on the suite's own test cluster`);
+/** For a test's `skip`: false as root on the suite's own cluster, else why the test does not run. */
+export const skipUnlessOwnCluster = (what: string) =>
+  !IS_ROOT ? `${what}: needs root (a container runtime and a kubelet)` : ON_OWN_CLUSTER ? false : `${what}: runs only on the suite's own test cluster`;
 
 /** A node joined to the suite's own test cluster (only where ON_OWN_CLUSTER). */
 export const startSuiteNode = (name: string) =>

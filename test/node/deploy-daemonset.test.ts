@@ -22,7 +22,7 @@ import { NODE_LABEL } from '../../agent/api/crds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT, freePort, startControllers } from '../cluster/cluster.js';
-import { ON_OWN_CLUSTER, buildImage, importImage, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
+import { ON_OWN_CLUSTER, buildImage, importImage, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
 import { waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
 
@@ -56,7 +56,7 @@ async function buildAgentImage(dir: string): Promise<string> {
   }
   const layer = path.join(dir, 'layer.tar');
   await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', layer, '.']);
-  await run('tar', ['-C', REPO_ROOT, '--owner=0', '--group=0', '--transform', 's,^,opt/nodemedic/,', '-rf', layer, 'package.json', 'dist', 'node_modules']);
+  await run('tar', ['-C', REPO_ROOT, '--owner=0', '--group=0', '--transform', 's,^,opt/nodemedic/,', '--exclude=dist/test', '--exclude=dist/scripts', '-rf', layer, 'package.json', 'dist', 'node_modules']);
   return buildImage(dir, 'docker.io/library/nodemedic:test', layer, {
     Entrypoint: ['/usr/bin/node', '/opt/nodemedic/dist/agent/main.js'], Cmd: ['agent'], WorkingDir: '/opt/nodemedic',
   });

@@ -15,7 +15,7 @@ import type { Abnormal, PodProbe } from '../../agent/api/types.generated.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 

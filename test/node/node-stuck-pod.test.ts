@@ -14,7 +14,7 @@ import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from '../node/node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { REPO_ROOT } from '../cluster/cluster.js';
