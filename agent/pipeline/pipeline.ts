@@ -247,7 +247,7 @@ export class Pipeline {
     // the step runs again after the restart (a recoverer's write-ahead record makes that Unknown).
     if (this.halt.signal.aborted) throw new StepInterrupted();
     this.opts.onStep?.(processor, outcome, Date.now() - started);
-    this.opts.log.info({ abnormal: `${abnormal.metadata?.namespace}/${abnormal.metadata?.name}`, processor: refName(processor.ref), kind: processor.kind,
+    this.opts.log.info({ abnormal: keyOf(abnormal), processor: refName(processor.ref), kind: processor.kind,
       ok: outcome.ok, ms: Date.now() - started, ...(outcome.ok ? {} : { reason: outcome.reason }) }, 'processor ran');
     return outcome;
   }

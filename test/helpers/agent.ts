@@ -7,6 +7,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { DEFAULTS, type Config } from '../../agent/config.js';
+import { kindOfPlural, type ProcessorPlural } from '../../agent/api/kinds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT } from '../cluster/cluster.js';
@@ -65,10 +66,8 @@ export const finished = (namespace: string, name: string, timeoutMs = 30_000) =>
     return isTerminal(a.status?.phase) ? a : undefined;
   }, timeoutMs);
 
-export type ProcessorPlural = 'informationcollectors' | 'diagnosers' | 'recoverers';
-
 export function registerProcessor(plural: ProcessorPlural, namespace: string, name: string, spec: Record<string, unknown>) {
-  const kind = { informationcollectors: 'InformationCollector', diagnosers: 'Diagnoser', recoverers: 'Recoverer' }[plural];
+  const kind = kindOfPlural(plural);
   return customObjects().createNamespacedCustomObject({
     group: GROUP, version: VERSION, namespace, plural,
     body: { apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace }, spec },
