@@ -39,6 +39,8 @@ export async function keepWatching<T extends KubernetesObject>(informer: Informe
     while (!stopped()) {
       failed = false;
       const failure = await informer.start().then(() => undefined, (err: Error) => err);
+      // Stopped while starting: the watch that just began must not outlive its owner (it would hold the process open).
+      if (stopped()) return void (await informer.stop().catch(() => {}));
       if (!failure && !failed) break;
       log.warn({ err: failure?.message ?? 'the watch failed as it started', watch: what, retryInMs: backoff.peek }, 'could not start watching');
       await backoff.wait();

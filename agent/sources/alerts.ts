@@ -72,7 +72,7 @@ export class AlertSource implements SymptomSource {
   /** Handle a webhook body (already authenticated and size-checked). */
   receive(body: string): AlertReply {
     const emit = this.emit;
-    if (!emit) return { status: 503, body: { reason: Reason.Unavailable, message: 'the alert receiver has stopped' } };
+    if (!emit) return { status: 503, body: { reason: Reason.Unavailable, message: 'the alert receiver is not running (the agent is starting or stopping); try again' } };
     let json: unknown;
     try {
       json = JSON.parse(body);

@@ -74,3 +74,24 @@ test('a repeat within the cooldown after the Abnormal ended counts on it; after 
   await fresh.sink.flush();
   assert.equal((await fresh.files()).length, 2);
 });
+
+test('a symptom that has ended (a resolved alert) records its end on its Abnormal and creates none', async () => {
+  const { store, sink, files } = await setup();
+  const alert = (endedAt?: string): Symptom => ({
+    source: 'PrometheusAlert', nodeName: 'node-b', reason: 'DiskFull', subject: 'alert 1234',
+    detail: { prometheusAlert: { labels: { alertname: 'DiskFull', node: 'node-b' }, annotations: {} } }, seenAt: new Date(), ...(endedAt ? { endedAt } : {}),
+  });
+  sink.accept(alert('2026-11-30T10:00:00Z')); // resolved, never seen firing: nothing to record it on
+  await sink.flush();
+  assert.deepEqual(await files(), []);
+  sink.accept(alert());
+  sink.accept(alert('2026-11-30T11:00:00Z')); // firing and resolved in one webhook: recorded once it exists
+  await sink.flush();
+  await sink.flush();
+  const [file] = await files();
+  assert.equal((await files()).length, 1);
+  const abnormal = (await store.get(`default/${file!.replace('.yaml', '')}`))!;
+  assert.equal(abnormal.spec.nodeName, 'node-b');
+  assert.equal(abnormal.spec.prometheusAlert?.endsAt, '2026-11-30T11:00:00Z');
+  assert.equal(sink.stats.ended, 1);
+});

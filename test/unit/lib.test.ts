@@ -1,0 +1,42 @@
+// The mechanisms in agent/lib on their own: the backoff's waits, and reading a stream with a cap.
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { Backoff } from '../../agent/lib/backoff.js';
+import { TooLarge, readCapped } from '../../agent/lib/capped-read.js';
+
+test('backoff: 0.5 s doubling to 30 s, and short again after a reset; an aborted wait ends at once', async () => {
+  const backoff = new Backoff();
+  assert.deepEqual(Array.from({ length: 9 }, () => backoff.next()), [500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+  backoff.reset();
+  assert.equal(backoff.peek, 500);
+  const stop = new AbortController();
+  const waiting = new Backoff(3_600_000).wait(stop.signal);
+  stop.abort();
+  await waiting; // an hour's wait, ended by the abort: the test would time out otherwise
+});
+
+/** A stream of `chunks` chunks of `size` bytes, and how many of them were pulled from it. */
+function source(chunks: number, size: number) {
+  let pulled = 0;
+  const stream = new Readable({
+    read() {
+      pulled++;
+      this.push(pulled <= chunks ? Buffer.alloc(size, 'a') : null);
+    },
+  });
+  return { stream, pulled: () => pulled };
+}
+
+test('capped read: within the cap the whole text; past it TooLarge, or the first bytes with cut; reading stops at the cap', async () => {
+  assert.deepEqual(await readCapped(source(3, 10).stream, 100), { text: 'a'.repeat(30), cut: false });
+  const endless = source(1_000_000, 64 * 1024);
+  await assert.rejects(readCapped(endless.stream, 256 * 1024), (err) => err instanceof TooLarge && err.limit === 256 * 1024);
+  assert.ok(endless.pulled() < 20, `stopped near the cap: ${endless.pulled()} chunks of 64 KiB were pulled for a 256 KiB cap`);
+  assert.ok(endless.stream.destroyed, 'the stream is destroyed');
+  const kept = await readCapped(source(10, 10).stream, 25, { cut: true });
+  assert.deepEqual(kept, { text: 'a'.repeat(25), cut: true });
+  const open = source(10, 10);
+  await assert.rejects(readCapped(open.stream, 25, { destroy: false }), TooLarge);
+  assert.equal(open.stream.destroyed, false, 'left for the caller to close (an HTTP server still has to reply)');
+});
