@@ -14,6 +14,7 @@ import { ClusterBudget } from '../../agent/pipeline/cluster-budget.js';
 import { AGENT_NAMESPACE } from '../cluster/cluster.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { needsRoot } from '../helpers/needs.js';
 
 const name = `budget-${randomBytes(4).toString('hex')}`;
 const budgetFor = (nodeName: string, now?: () => number) =>
@@ -49,7 +50,7 @@ test('a holder that vanished loses its slot when its TTL runs out', async () => 
   await waiting.give();
 });
 
-test('the pipeline: a fault back within the cooldown fails for a person; past the hourly limit an Abnormal waits', async (t) => {
+test('the pipeline: a fault back within the cooldown fails for a person; past the hourly limit an Abnormal waits', { skip: needsRoot('its recoverer is a script, which must be owned by root') }, async (t) => {
   const ns = await testNamespace('rails');
   const nodeName = `rails-${ns}`;
   const scripts = await mkdtemp(path.join(tmpdir(), 'nodemedic-rails-scripts-'));
