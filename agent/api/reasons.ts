@@ -51,6 +51,10 @@ export const Reason = {
   /** Dry run: the recoverer said what it would do and did nothing. */
   DryRun: 'DryRun',
 
+  // --- symptoms the agent's own sources name (log rules name theirs in their rule files) ---
+  /** A pod of this node still there well after its deletion deadline (the stuck-pod source). */
+  PodStuckTerminating: 'PodStuckTerminating',
+
   // --- the pipeline's steps (status.reason, conditions, Events) ---
   Accepted: 'Accepted',
   NoCollectors: 'NoCollectors',

@@ -5,6 +5,7 @@
 // cluster grows.
 import { CoreV1Api, KubeConfig, ListWatch, Watch, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { Reason } from '../api/reasons.js';
 import { keepWatching } from '../kube/informer.js';
 import type { Symptom, SymptomSource } from './source.js';
 
@@ -50,7 +51,7 @@ export class StuckPodSource implements SymptomSource {
       this.reported.add(meta.uid);
       emit({
         source: 'Custom',
-        reason: 'PodStuckTerminating',
+        reason: Reason.PodStuckTerminating,
         subject: `Pod ${meta.namespace}/${meta.name} ${meta.uid}`,
         detail: {
           context: {
