@@ -5,6 +5,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { builtinProcessors } from './builtins.js';
 import type { Config } from './config.js';
+import { BearerToken } from './lib/bearer-token.js';
 import { AgentMetrics } from './metrics.js';
 import { CriClient } from './node/cri.js';
 import { Pipeline } from './pipeline/pipeline.js';
@@ -90,7 +91,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   metrics.observe({ pipeline, sink, sources: () => sources });
   const alerts = alertSource(config, backend);
   const server = await startServer({
-    listen: config.listen, builtins, serveRecoverers: config.serveRecoverers, ready: () => store.synced, log,
+    listen: config.listen, builtins: servedBuiltins(config, backend, builtins), ready: () => store.synced, log,
     metrics: () => metrics.render(),
     alerts,
   });
@@ -146,14 +147,26 @@ async function makeBackend(config: Config, log: Logger, kubeConfig?: KubeConfig)
   };
 }
 
-/** The Alertmanager receiver, when a token is configured (a file, or a Secret). The token is read at each request, so rotating it needs no restart. */
+/** The Alertmanager receiver, when a token is configured. */
 function alertSource(config: Config, backend: Backend) {
-  const { tokenFile, tokenSecret, nodeLabels } = config.alerts;
-  if (!tokenFile && !tokenSecret) return undefined;
-  const token = tokenSecret
-    ? () => backend.secrets.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key)
-    : () => readFile(tokenFile, 'utf8');
-  return { receiver: new AlertSource({ nodeLabels }), token };
+  const token = bearerToken(config, backend, config.alerts);
+  return token && { receiver: new AlertSource({ nodeLabels: config.alerts.nodeLabels }), token };
+}
+
+/** The built-in processors the server offers: none unless switched on; behind their token when one is configured. */
+function servedBuiltins(config: Config, backend: Backend, processors: readonly Processor[]) {
+  const { serve, serveRecoverers } = config.builtinProcessors;
+  if (!serve) return undefined;
+  const token = bearerToken(config, backend, config.builtinProcessors); // absent only on loopback (the config's rule)
+  return { processors, serveRecoverers, ...(token ? { token } : {}) };
+}
+
+/** A token callers must send, from a file or a Secret; re-read every 10 s at most, so rotating it needs no restart. */
+function bearerToken(config: Config, backend: Backend, from: { tokenFile: string; tokenSecret?: { namespace?: string; name: string; key: string } }) {
+  const { tokenFile, tokenSecret } = from;
+  if (tokenSecret) return new BearerToken(() => backend.secrets.readSecret(tokenSecret.namespace ?? config.namespace, tokenSecret.name, tokenSecret.key));
+  if (tokenFile) return new BearerToken(() => readFile(tokenFile, 'utf8'));
+  return undefined;
 }
 
 async function clusterBudget(kc: KubeConfig, config: Config) {

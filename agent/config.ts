@@ -9,6 +9,13 @@ import { SHIM_EXECUTABLES } from './node/shims.js';
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9095');
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
+const secretKeyRef = z.strictObject({ namespace: z.string().min(1).optional(), name: z.string().min(1), key: z.string().min(1) });
+
+/** 127.0.0.0/8, ::1 or localhost: reachable from this host only. */
+export function isLoopback(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
 
 // Every key with its default beside it: a section left out of the file, or a key left out of a
 // section, takes the defaults (`prefault({})` parses a missing section as an empty one).
@@ -33,8 +40,21 @@ export const ConfigSchema = z.strictObject({
   concurrency: int(1, 256).default(4),
   /** The agent's HTTP server: /healthz, /readyz, /metrics, /v1/alerts, /processors/... */
   listen: listenAddress.default('127.0.0.1:9095'),
-  /** Serve built-in recoverers over HTTP too. Off: anyone who can reach the port could make the node act. */
-  serveRecoverers: z.boolean().default(false),
+  /**
+   * The built-in processors over HTTP, at POST /processors/<kind>/<name>, for other tooling to call.
+   * Off by default: a caller could make the node fetch any URL (probe), read every process's command
+   * line (process-tree) or signal shims (goroutine-dump). On, they need a bearer token of their own
+   * unless `listen` is a loopback address.
+   */
+  builtinProcessors: z.strictObject({
+    serve: z.boolean().default(false),
+    /** Serve the built-in recoverers too: they change the node. */
+    serveRecoverers: z.boolean().default(false),
+    /** A file holding the bearer token callers must send. */
+    tokenFile: z.string().default(''),
+    /** A Secret holding it (kube store), in `namespace` (default: the agent's). */
+    tokenSecret: secretKeyRef.optional(),
+  }).prefault({}),
   /** Used for HTTP processors whose object sets no timeoutSeconds. */
   processorTimeoutSeconds: int(1, 600).default(30),
   /** Largest reply accepted from an HTTP processor. */
@@ -86,7 +106,7 @@ export const ConfigSchema = z.strictObject({
     /** A file holding the bearer token Alertmanager must send (file store, or any store). */
     tokenFile: z.string().default(''),
     /** A Secret holding it (kube store), in `namespace` (default: the agent's). */
-    tokenSecret: z.strictObject({ namespace: z.string().min(1).optional(), name: z.string().min(1), key: z.string().min(1) }).optional(),
+    tokenSecret: secretKeyRef.optional(),
     /** Labels that name an alert's node, tried in order; an instance's ":port" is dropped. */
     nodeLabels: z.array(z.string().min(1)).min(1).default(['node', 'kubernetes_node', 'nodename', 'instance']),
   }).prefault({}),
@@ -128,6 +148,14 @@ export const ConfigSchema = z.strictObject({
     createPerMinute: z.number().min(0.1).max(6000).default(30),
     maxTracked: int(10, 1_000_000).default(10_000),
   }).prefault({}),
+}).superRefine((config, ctx) => {
+  const { serve, tokenFile, tokenSecret } = config.builtinProcessors;
+  if (serve && !tokenFile && !tokenSecret && !isLoopback(config.listen)) {
+    ctx.addIssue({
+      code: 'custom', path: ['builtinProcessors', 'serve'], input: serve,
+      message: `serving the built-in processors on ${config.listen}, which other hosts can reach, needs builtinProcessors.tokenFile or tokenSecret`,
+    });
+  }
 });
 
 export type Config = z.infer<typeof ConfigSchema>;

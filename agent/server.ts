@@ -1,14 +1,16 @@
-// The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in),
-// /metrics (Prometheus),
-// and the built-in processors at POST /processors/<kind>/<name>, speaking the same contract as any
-// HTTP processor, so other nodes' tooling can call them. Built-in recoverers are served only when the
-// configuration says so: whoever reaches this port could otherwise make the node act.
-import { timingSafeEqual } from 'node:crypto';
+// The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in) and
+// /metrics (Prometheus), open to anyone who reaches the port; /v1/alerts, the Alertmanager receiver,
+// behind its bearer token; and, only when the configuration switches them on, the built-in processors
+// at POST /processors/<kind>/<name>, speaking the same contract as any HTTP processor, behind a bearer
+// token of their own unless the server listens on loopback only. A caller of a built-in can make the
+// node fetch a URL, read its processes or signal a shim, so they are off by default; recoverers need a
+// second switch. docs/security.md has the whole trust model.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { kindOfPlural } from './api/kinds.js';
 import { Reason } from './api/reasons.js';
 import { ValidationError, validateAbnormal } from './api/validate.js';
+import type { BearerToken } from './lib/bearer-token.js';
 import { TooLarge, readCapped } from './lib/capped-read.js';
 import { renderReply, type Processor } from './processors/contract.js';
 import type { AlertSource } from './sources/alerts.js';
@@ -18,13 +20,13 @@ const MAX_ALERT_BYTES = 1024 * 1024;
 
 export type ServerOptions = {
   listen: string;
-  builtins: readonly Processor[];
-  serveRecoverers: boolean;
+  /** The built-in processors to serve, and the token callers need (none: loopback only); absent: none served. */
+  builtins?: { processors: readonly Processor[]; serveRecoverers: boolean; token?: BearerToken };
   ready: () => boolean;
   /** Prometheus metrics for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** The Alertmanager receiver and the token it requires; absent: /v1/alerts answers 404. */
-  alerts?: { receiver: AlertSource; token: () => Promise<string> };
+  alerts?: { receiver: AlertSource; token: BearerToken };
   log: Logger;
 };
 
@@ -64,13 +66,21 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
 
   if (url.pathname === '/v1/alerts') return handleAlerts(req, res, opts);
 
+  if (url.pathname.startsWith('/processors/')) return handleBuiltin(url, req, res, opts);
+  return reply(res, 404, { reason: Reason.NotFound, message: `nothing at ${url.pathname}` });
+}
+
+async function handleBuiltin(url: URL, req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
+  const builtins = opts.builtins;
+  if (!builtins) return reply(res, 404, { reason: Reason.NotFound, message: 'the built-in processors are not served here (builtinProcessors.serve)' });
   const match = /^\/processors\/([a-z]+)\/([a-z0-9][-a-z0-9.]*)$/.exec(url.pathname);
   const kind = match ? kindOfPlural(match[1]!) : undefined;
-  const processor = kind && opts.builtins.find((p) => p.kind === kind && p.ref.name === match![2]);
-  if (!processor || (kind === 'Recoverer' && !opts.serveRecoverers)) {
+  const processor = kind && builtins.processors.find((p) => p.kind === kind && p.ref.name === match![2]);
+  if (!processor || (kind === 'Recoverer' && !builtins.serveRecoverers)) {
     return reply(res, 404, { reason: Reason.NotFound, message: `no built-in processor at ${url.pathname}` });
   }
   if (req.method !== 'POST') return reply(res, 405, { reason: Reason.MethodNotAllowed, message: 'POST the Abnormal as JSON' });
+  if (builtins.token && !(await authorized(req, res, builtins.token, opts.log))) return;
 
   const body = await readBodyOr413(req, res, MAX_REQUEST_BYTES);
   if (body === undefined) return;
@@ -91,28 +101,27 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOpt
 async function handleAlerts(req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
   if (!opts.alerts) return reply(res, 404, { reason: Reason.NotFound, message: 'the alert receiver is off: configure alerts.tokenFile or alerts.tokenSecret' });
   if (req.method !== 'POST') return reply(res, 405, { reason: Reason.MethodNotAllowed, message: 'POST an Alertmanager webhook payload' });
-  let token: string;
-  try {
-    token = (await opts.alerts.token()).trim();
-  } catch (err) {
-    opts.log.error({ err: (err as Error).message }, 'cannot read the alert receiver token');
-    return reply(res, 503, { reason: Reason.TokenUnavailable, message: 'the agent cannot read its alert receiver token' });
-  }
-  if (!sameSecret(req.headers.authorization ?? '', `Bearer ${token}`)) {
-    res.on('finish', () => req.socket.destroy()); // do not read what an unauthenticated caller sends
-    return reply(res, 401, { reason: Reason.Unauthorized, message: 'a valid bearer token is required' });
-  }
+  if (!(await authorized(req, res, opts.alerts.token, opts.log))) return;
   const body = await readBodyOr413(req, res, MAX_ALERT_BYTES);
   if (body === undefined) return;
   const result = opts.alerts.receiver.receive(body);
   return reply(res, result.status, result.body);
 }
 
-/** Compares in constant time, so the token cannot be guessed from how long a refusal takes. */
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
+/** True when the request carries the token; otherwise answers 401 (or 503 when the token cannot be read) and closes. */
+async function authorized(req: IncomingMessage, res: ServerResponse, token: BearerToken, log: Logger): Promise<boolean> {
+  let admitted: boolean;
+  try {
+    admitted = await token.admits(req.headers.authorization);
+  } catch (err) {
+    log.error({ err: (err as Error).message, path: req.url }, 'cannot read the bearer token callers must send');
+    reply(res, 503, { reason: Reason.TokenUnavailable, message: 'the agent cannot read the token for this endpoint' });
+    return false;
+  }
+  if (admitted) return true;
+  res.on('finish', () => req.socket.destroy()); // what an unauthenticated caller sends is never read
+  reply(res, 401, { reason: Reason.Unauthorized, message: 'a valid bearer token is required' });
+  return false;
 }
 
 /** The request body; or, past `max` bytes, a 413 reply and the connection dropped (the rest is never read). */

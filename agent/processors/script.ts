@@ -4,15 +4,22 @@
 //   - Exit 0 is success. Stdout is a JSON object — an Abnormal as the script would have it, or just the
 //     status fields ({"identifiable": true, "message": ...}) — taken as the contract allows; or plain
 //     text, kept as status.output. On failure, stderr is the reason.
-//   - A timeout per script (a default, or `# nodemedic: timeout=60s` in the script's first lines); on
-//     timeout the whole process group is killed. Stdout and stderr are capped: a script that prints
-//     more is stopped and fails.
-//   - A script not owned by root, or writable by its group or others, is refused: it would run as root.
+//   - A timeout per script (a default, or `# nodemedic: timeout=60s` in the script's first lines).
+//     Stdout and stderr are capped: a script that prints more is stopped and fails.
+//   - A script runs as root, so it is refused unless root alone could have written it or put it where it
+//     is (agent/lib/trusted-file.ts: no symbolic link, owned by root, no directory above it writable by
+//     others), and what runs is the descriptor that was checked (/proc/self/fd/3, so $0 is that; the
+//     file's path is NODEMEDIC_SCRIPT).
+//   - Run as root, a script is the first process of a PID namespace of its own (util-linux `unshare`):
+//     when it ends, or is killed at its timeout, the kernel ends everything it started, children that
+//     left its process group or session included, and nothing holds its output open.
 // The directory is read each time processors are resolved, so scripts are picked up, changed and
 // removed without a restart. Order within a directory is by file name: 10-foo runs before 20-bar.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
+import { openTrusted } from '../lib/trusted-file.js';
 import type { ProcessorKind } from '../api/kinds.js';
 import { Reason } from '../api/reasons.js';
 import type { Abnormal } from '../api/types.generated.js';
@@ -45,14 +52,21 @@ export class ScriptProcessor implements Processor {
   }
 
   async run(abnormal: Abnormal, signal: AbortSignal): Promise<Outcome> {
-    const info = await stat(this.file).catch(() => undefined);
-    if (!info) return failure(Reason.ScriptGone, `${this.file} is no longer there`);
-    if (info.uid !== 0 || (info.mode & 0o022) !== 0) {
-      return failure(Reason.UnsafeScript, `${this.file} is refused: it would run as root, so it must be owned by root and writable by no one else (owner uid ${info.uid}, mode ${(info.mode & 0o777).toString(8)})`);
+    const opened = await openTrusted(this.file);
+    if ('refused' in opened) {
+      if (opened.missing) return failure(Reason.ScriptGone, `${this.file} is no longer there`);
+      return failure(Reason.UnsafeScript, `${this.file} is refused: it would run as root, and ${opened.refused}`);
     }
-    const timeoutSeconds = (await declaredTimeout(this.file)) ?? this.options.defaultTimeoutSeconds;
-    const result = await runCapped(this.file, JSON.stringify(abnormal), environment(abnormal, this.kind), timeoutSeconds * 1000, this.options.maxOutputBytes, signal);
-    if (result.timedOut) return failure(Reason.Timeout, `${this.ref.name} did not finish within ${timeoutSeconds} s; its process group was killed`);
+    let result: RunResult;
+    let timeoutSeconds: number;
+    try {
+      timeoutSeconds = (await declaredTimeout(opened.handle)) ?? this.options.defaultTimeoutSeconds;
+      const env = { ...environment(abnormal, this.kind), NODEMEDIC_SCRIPT: path.resolve(this.file) };
+      result = await runCapped(opened.handle, JSON.stringify(abnormal), env, timeoutSeconds * 1000, this.options.maxOutputBytes, signal);
+    } finally {
+      await opened.handle.close();
+    }
+    if (result.timedOut) return failure(Reason.Timeout, `${this.ref.name} did not finish within ${timeoutSeconds} s; it was killed with everything it started`);
     if (result.error) return failure(Reason.ScriptFailed, `${this.ref.name} ${result.error}`);
     if (result.code !== 0) {
       return failure(Reason.ScriptFailed, `${this.ref.name} exited with ${result.code ?? result.signal}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`);
@@ -73,10 +87,11 @@ export class ScriptProcessor implements Processor {
   }
 }
 
-/** `# nodemedic: timeout=60s` (or 60) in the first 1 KiB of the script. */
-async function declaredTimeout(file: string): Promise<number | undefined> {
-  const head = (await readFile(file).catch(() => Buffer.alloc(0))).subarray(0, 1024).toString('utf8');
-  const m = /nodemedic:\s*timeout=(\d+)s?\b/.exec(head);
+/** `# nodemedic: timeout=60s` (or 60) in the first 1 KiB of the script, read from the checked descriptor. */
+async function declaredTimeout(script: FileHandle): Promise<number | undefined> {
+  const head = Buffer.alloc(1024);
+  const { bytesRead } = await script.read(head, 0, head.length, 0).catch(() => ({ bytesRead: 0 }));
+  const m = /nodemedic:\s*timeout=(\d+)s?\b/.exec(head.toString('utf8', 0, bytesRead));
   return m ? Number(m[1]) : undefined;
 }
 
@@ -98,16 +113,42 @@ function environment(abnormal: Abnormal, kind: ProcessorKind): NodeJS.ProcessEnv
 
 type RunResult = { code?: number; signal?: string; stdout: string; stderr: string; timedOut: boolean; error?: string };
 
-/** How long, after the group is killed, the pipes are waited on before they are closed from this side. */
+/** How long, after the script is killed, the pipes are waited on before they are closed from this side. */
 const PIPE_GRACE_MS = 2000;
 
+/** The checked descriptor as the script sees it: stdin, stdout, stderr, then this. */
+const SCRIPT_FD = 3;
+
+/** A PID namespace per script: root only (it takes CAP_SYS_ADMIN), and util-linux's unshare must be there. */
+let unshare: Promise<string | undefined> | undefined;
+function pidNamespaceTool(): Promise<string | undefined> {
+  unshare ??= (async () => {
+    if (process.getuid?.() !== 0) return undefined;
+    for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+      const candidate = path.join(dir, 'unshare');
+      if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
+    }
+    return undefined;
+  })();
+  return unshare;
+}
+
 /**
- * Run in a process group of its own (detached), killed whole at the timeout or when the pipeline is
- * cancelled, and once more after the script exits (what it left running in its group goes with it).
- * Output past `max` bytes stops the script.
+ * Run the checked descriptor: as the first process of a PID namespace of its own where that can be
+ * had (see the top of this file), and in a process group of its own (detached) in any case, killed
+ * at the timeout or when the pipeline is cancelled, and once more after it exits. Output past `max`
+ * bytes stops the script.
  */
-async function runCapped(file: string, input: string, env: NodeJS.ProcessEnv, timeoutMs: number, max: number, signal: AbortSignal): Promise<RunResult> {
-  const child = execa(file, [], { input, env, extendEnv: false, detached: true, reject: false, maxBuffer: max, stripFinalNewline: false });
+async function runCapped(script: FileHandle, input: string, env: NodeJS.ProcessEnv, timeoutMs: number, max: number, signal: AbortSignal): Promise<RunResult> {
+  const self = `/proc/self/fd/${SCRIPT_FD}`;
+  const tool = await pidNamespaceTool();
+  // --kill-child: if unshare is killed, so is the script, and with it the whole namespace.
+  const [file, args] = tool ? [tool, ['--pid', '--fork', '--kill-child', self]] : [self, []];
+  const child = execa(file, args, {
+    input, env, extendEnv: false, detached: true, reject: false, maxBuffer: max, stripFinalNewline: false,
+    // execa passes a descriptor number through as fd 3 (its types allow numbers for stdin..stderr only).
+    stdio: ['pipe', 'pipe', 'pipe', script.fd as never],
+  });
   let timedOut = false;
   let grace: NodeJS.Timeout | undefined;
   const killGroup = () => {

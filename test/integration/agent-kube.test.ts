@@ -14,6 +14,7 @@ import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import type { KubeEventRecorder } from '../../agent/store/kube-events.js';
 import { makeCertificates } from '../cluster/cluster.js';
+import { DEFAULTS } from '../../agent/config.js';
 import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
@@ -51,7 +52,8 @@ await registerProcessor('diagnosers', ns, 'huge', {
 await registerProcessor('recoverers', ns, 'fix', { url: server.route('/fix', (a) => answer(a, { recoverable: true, message: 'shim killed' })) });
 
 before(async () => {
-  agent = await startKubeAgent(node, { concurrency: 8 });
+  // Its server listens on loopback, so the built-ins it serves need no token (security-http.test.ts has the rest).
+  agent = await startKubeAgent(node, { concurrency: 8, builtinProcessors: { ...DEFAULTS.builtinProcessors, serve: true } });
 });
 after(async () => {
   await agent.stop();
