@@ -137,7 +137,7 @@ async function makeBackend(config: Config, log: Logger, kubeConfig?: KubeConfig)
     import('./kube/client.js'), import('./store/kube.js'), import('./store/kube-catalog.js'), import('./store/kube-events.js'),
   ]);
   const kc = kubeConfig ?? loadKubeConfig(config.kubeconfig);
-  const store = new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, log, resyncSeconds: config.resyncSeconds });
+  const store = new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, namespaces: config.abnormalNamespaces, log, resyncSeconds: config.resyncSeconds });
   const catalog = new KubeCatalog({ kc, processorNamespaces: config.processorNamespaces, log });
   return {
     store, catalog, secrets: catalog, kc,

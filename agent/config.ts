@@ -19,7 +19,7 @@ export function isLoopback(listen: string): boolean {
 
 // Every key with its default beside it: a section left out of the file, or a key left out of a
 // section, takes the defaults (`prefault({})` parses a missing section as an empty one).
-export const ConfigSchema = z.strictObject({
+const ConfigObject = z.strictObject({
   /** This node's name; the agent handles only Abnormals whose spec.nodeName is this. Default: the host name. */
   nodeName: z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a node name (lower-case DNS name)'),
   /** kube: custom resources in the cluster; file: files in stateDir (no cluster needed). */
@@ -29,11 +29,17 @@ export const ConfigSchema = z.strictObject({
   /** Where the symptom sources create Abnormals (kube store). */
   namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a namespace name').max(63).default('nodemedic-system'),
   /**
-   * Namespaces whose InformationCollector / Diagnoser / Recoverer objects the agent trusts (kube store;
-   * "*" for all). Anyone who can create such an object there can make every agent call it with the
-   * node's Abnormals, and a Recoverer can act on the node, so by default only the agent's own.
+   * Namespaces whose Abnormals the agent watches, claims and works on (kube store; "*" for all;
+   * absent: `namespace` alone). Whoever may create an Abnormal there may make the agent collect,
+   * probe and recover on the node it names, so by default only the agent's own namespace counts.
    */
-  processorNamespaces: z.array(z.string().min(1)).min(1).default(['nodemedic-system']),
+  abnormalNamespaces: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * Namespaces whose InformationCollector / Diagnoser / Recoverer objects the agent trusts (kube store;
+   * "*" for all; absent: `namespace` alone). Anyone who can create such an object there can make every
+   * agent call it with the node's Abnormals, and a Recoverer can act on the node.
+   */
+  processorNamespaces: z.array(z.string().min(1)).min(1).optional(),
   /** The kube store's kubeconfig; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
   kubeconfig: z.string().min(1).optional(),
   /** How many Abnormals are worked on at once. */
@@ -148,7 +154,9 @@ export const ConfigSchema = z.strictObject({
     createPerMinute: z.number().min(0.1).max(6000).default(30),
     maxTracked: int(10, 1_000_000).default(10_000),
   }).prefault({}),
-}).superRefine((config, ctx) => {
+});
+
+export const ConfigSchema = ConfigObject.superRefine((config, ctx) => {
   const { serve, tokenFile, tokenSecret } = config.builtinProcessors;
   if (serve && !tokenFile && !tokenSecret && !isLoopback(config.listen)) {
     ctx.addIssue({
@@ -156,9 +164,14 @@ export const ConfigSchema = z.strictObject({
       message: `serving the built-in processors on ${config.listen}, which other hosts can reach, needs builtinProcessors.tokenFile or tokenSecret`,
     });
   }
-});
+}).transform((config) => ({
+  ...config,
+  // Trusted namespaces left out: the agent's own alone.
+  abnormalNamespaces: config.abnormalNamespaces ?? [config.namespace],
+  processorNamespaces: config.processorNamespaces ?? [config.namespace],
+}));
 
-export type Config = z.infer<typeof ConfigSchema>;
+export type Config = z.output<typeof ConfigSchema>;
 
 /** Every default, read off the schema (nodeName is the host's name, found at load time). */
 export const DEFAULTS: Omit<Config, 'nodeName' | 'kubeconfig'> = (() => {
@@ -185,7 +198,7 @@ export class ConfigError extends Error {
   }
 }
 
-export const CONFIG_FLAGS_HELP = `  --config FILE        YAML configuration file (keys: ${Object.keys(ConfigSchema.shape).join(', ')})
+export const CONFIG_FLAGS_HELP = `  --config FILE        YAML configuration file (keys: ${Object.keys(ConfigObject.shape).join(', ')})
   --no-default-rules   do not watch /dev/kmsg with the built-in kernel rules (sources.defaultRules: false)
 ${Object.entries(OVERRIDES).map(([key, o]) => `  --${o.flag.padEnd(19)}${key}; environment ${o.env}`).join('\n')}`;
 

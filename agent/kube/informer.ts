@@ -17,12 +17,16 @@ import { Backoff } from '../lib/backoff.js';
 
 export type CachingInformer<T extends KubernetesObject = KubernetesObject> = Informer<T> & ObjectCache<T>;
 
-/** An informer over one of nodemedic's custom resources, cluster-wide, optionally by label. */
-export function customResourceInformer(kc: KubeConfig, plural: string, labelSelector?: string): CachingInformer {
+/** An informer over one of nodemedic's custom resources, in one namespace or ("*") all, optionally by label. */
+export function customResourceInformer(kc: KubeConfig, plural: string, namespace: string, labelSelector?: string): CachingInformer {
   const api = kc.makeApiClient(CustomObjectsApi);
+  const selector = labelSelector ? { labelSelector } : {};
   const list = () =>
-    api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...(labelSelector ? { labelSelector } : {}) }) as Promise<KubernetesListObject<KubernetesObject>>;
-  return makeInformer(kc, `/apis/${GROUP}/${VERSION}/${plural}`, list, labelSelector);
+    (namespace === '*'
+      ? api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...selector })
+      : api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, ...selector })) as Promise<KubernetesListObject<KubernetesObject>>;
+  const path = namespace === '*' ? `/apis/${GROUP}/${VERSION}/${plural}` : `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`;
+  return makeInformer(kc, path, list, labelSelector);
 }
 
 /**

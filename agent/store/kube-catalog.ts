@@ -26,7 +26,7 @@ export class KubeCatalog implements ProcessorCatalog, SecretReader {
 
   /** Resolves once every kind's first list is in: an Abnormal worked on before would see its assigned processors as unregistered. */
   async start(): Promise<void> {
-    for (const kind of PROCESSOR_KINDS) this.informers.set(kind, customResourceInformer(this.opts.kc, PROCESSOR_PLURALS[kind]));
+    for (const kind of PROCESSOR_KINDS) this.informers.set(kind, customResourceInformer(this.opts.kc, PROCESSOR_PLURALS[kind], '*'));
     await Promise.all([...this.informers].map(([kind, informer]) => keepWatching(informer, PROCESSOR_PLURALS[kind], this.opts.log, () => this.stopped)));
   }
 

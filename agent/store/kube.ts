@@ -1,5 +1,7 @@
-// The kube store: Abnormals are custom resources. Each agent's API traffic stays flat as the cluster
-// grows:
+// The kube store: Abnormals are custom resources, and only those in the trusted namespaces count
+// (`abnormalNamespaces`; by default the agent's own): whoever may create an Abnormal there may make the
+// agent act on the node it names, so one elsewhere is never watched, claimed, read or worked on.
+// Each agent's API traffic stays flat as the cluster grows:
 //   - it lists and watches only Abnormals labelled nodemedic.io/node=<its node>;
 //   - it watches unlabelled Abnormals (made by hand with kubectl) only to claim those naming its node,
 //     by adding the label; a claimed object leaves that watch at once, so the watch carries only the
@@ -30,6 +32,8 @@ export type KubeStoreOptions = {
   nodeName: string;
   /** Where Abnormals made by the symptom sources are created. */
   namespace: string;
+  /** The namespaces whose Abnormals count ("*": all). */
+  namespaces: readonly string[];
   log: Logger;
   resyncSeconds: number;
 };
@@ -51,29 +55,44 @@ export class KubeStore implements AbnormalStore {
 
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
-    const mine = customResourceInformer(this.opts.kc, ABNORMALS, label);
-    mine.on('add', (o) => onChange(keyOf(o as Abnormal)));
-    mine.on('update', (o) => onChange(keyOf(o as Abnormal)));
-
-    const unclaimed = customResourceInformer(this.opts.kc, ABNORMALS, `!${NODE_LABEL}`);
-    const claim = (o: KubernetesObject) => void this.claim(o as Abnormal);
-    unclaimed.on('add', claim);
-    unclaimed.on('update', claim);
-
-    this.informers.push(mine, unclaimed);
-    // Each resolves once its first list is in and its watch is running.
-    await Promise.all([
-      keepWatching(mine, `${ABNORMALS}?labelSelector=${label}`, this.opts.log, () => this.stopped),
-      keepWatching(unclaimed, `${ABNORMALS}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped),
-    ]);
+    const mine: CachingInformer[] = [];
+    const watches: Array<Promise<void>> = [];
+    for (const namespace of this.watchedNamespaces) {
+      const ofThisNode = customResourceInformer(this.opts.kc, ABNORMALS, namespace, label);
+      ofThisNode.on('add', (o) => onChange(keyOf(o as Abnormal)));
+      ofThisNode.on('update', (o) => onChange(keyOf(o as Abnormal)));
+      const unclaimed = customResourceInformer(this.opts.kc, ABNORMALS, namespace, `!${NODE_LABEL}`);
+      const claim = (o: KubernetesObject) => void this.claim(o as Abnormal);
+      unclaimed.on('add', claim);
+      unclaimed.on('update', claim);
+      mine.push(ofThisNode);
+      this.informers.push(ofThisNode, unclaimed);
+      const where = namespace === '*' ? ABNORMALS : `namespaces/${namespace}/${ABNORMALS}`;
+      // Each resolves once its first list is in and its watch is running.
+      watches.push(
+        keepWatching(ofThisNode, `${where}?labelSelector=${label}`, this.opts.log, () => this.stopped),
+        keepWatching(unclaimed, `${where}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped),
+      );
+    }
+    await Promise.all(watches);
     this.synced = true;
     this.resync = setInterval(() => {
-      for (const o of mine.list()) if (!isTerminal((o as Abnormal).status?.phase)) onChange(keyOf(o as Abnormal));
+      for (const o of mine.flatMap((informer) => informer.list())) if (!isTerminal((o as Abnormal).status?.phase)) onChange(keyOf(o as Abnormal));
     }, this.opts.resyncSeconds * 1000);
+  }
+
+  /** "*" alone, or each trusted namespace. */
+  private get watchedNamespaces(): string[] {
+    return this.opts.namespaces.includes('*') ? ['*'] : [...new Set(this.opts.namespaces)];
+  }
+
+  private trusts(namespace: string | undefined): boolean {
+    return this.opts.namespaces.includes('*') || this.opts.namespaces.includes(namespace ?? '');
   }
 
   async get(key: AbnormalKey): Promise<Abnormal | undefined> {
     const [namespace, name] = key.split('/') as [string, string];
+    if (!this.trusts(namespace)) return undefined; // not an Abnormal this agent may work on
     try {
       return (await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, name })) as Abnormal;
     } catch (err) {
@@ -107,12 +126,14 @@ export class KubeStore implements AbnormalStore {
     return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, body })) as Abnormal;
   }
 
-  /** A list by label across namespaces; rare (once per fingerprint the sink has not seen since it started). */
+  /** A list by label in the trusted namespaces; rare (once per fingerprint the sink has not seen since it started). */
   async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
-    const list = (await this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector: `${FINGERPRINT_LABEL}=${fingerprint}` })) as {
-      items: Abnormal[];
-    };
-    return list.items;
+    const labelSelector = `${FINGERPRINT_LABEL}=${fingerprint}`;
+    const lists = await Promise.all(this.watchedNamespaces.map((namespace) =>
+      (namespace === '*'
+        ? this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector })
+        : this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, labelSelector })) as Promise<{ items: Abnormal[] }>));
+    return lists.flatMap((list) => list.items);
   }
 
   async writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal> {
@@ -132,9 +153,9 @@ export class KubeStore implements AbnormalStore {
     await Promise.all(this.informers.map((i) => i.stop()));
   }
 
-  /** Label a hand-made Abnormal that names this node, so this node's watch picks it up. */
+  /** Label a hand-made Abnormal in a trusted namespace that names this node, so this node's watch picks it up. */
   private async claim(abnormal: Abnormal): Promise<void> {
-    if (abnormal.spec?.nodeName !== this.opts.nodeName || abnormal.metadata?.labels?.[NODE_LABEL]) return;
+    if (abnormal.spec?.nodeName !== this.opts.nodeName || abnormal.metadata?.labels?.[NODE_LABEL] || !this.trusts(abnormal.metadata?.namespace)) return;
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
     this.writes.claim++;
     try {

@@ -32,7 +32,7 @@ export async function benchKmsgLatency(lines = 200): Promise<LatencyResult> {
       return c;
     };
     const agent = await startAgent({
-      ...DEFAULTS, nodeName: 'bench-node', store: 'kube', namespace: 'default', stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn',
+      ...DEFAULTS, nodeName: 'bench-node', store: 'kube', namespace: 'default', abnormalNamespaces: ['default'], stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn',
       sources: { ...DEFAULTS.sources, defaultRules: false, ruleFiles: [rules], kernelLogFallback: '' },
       symptoms: { ...DEFAULTS.symptoms, createBurst: lines, createPerMinute: 60_000 },
     }, pino({ level: 'warn' }), { kubeConfig: kc('agent') });

@@ -21,7 +21,8 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     ...DEFAULTS, nodeName, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', resyncSeconds: 30,
     // Other test files write to the kernel log; only the tests about log sources watch it.
     sources: { ...DEFAULTS.sources, defaultRules: false },
-    // Each test registers processors in its own namespace and names them in spec.assigned*.
+    // Each test creates its Abnormals and registers its processors in a namespace of its own.
+    abnormalNamespaces: ['*'],
     processorNamespaces: ['*'],
     // One agent of the whole cluster watches Warning events; only the test about events takes part.
     events: { ...DEFAULTS.events, enabled: false },

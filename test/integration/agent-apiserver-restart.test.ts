@@ -50,7 +50,7 @@ before(async () => {
     group: GROUP, version: VERSION, namespace: 'default', plural: 'diagnosers',
     body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Diagnoser', metadata: { name: 'yes' }, spec: { url: server.route('/yes', (a) => answer(a, { identifiable: true })) } },
   });
-  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
+  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, abnormalNamespaces: ['default'], processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
     kubeConfig: client('agent'),
   });
 });

@@ -22,7 +22,7 @@ after(() => server.stop());
 const kubeconfigFile = process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG ?? path.join(dir, 'agent.kubeconfig');
 if (!process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG) await writeFile(kubeconfigFile, kubeConfig('agent').exportConfig());
 const config = path.join(dir, 'config.yaml');
-await writeFile(config, `processorNamespaces: ["${ns}"]\nevents: {enabled: false}\n`);
+await writeFile(config, `abnormalNamespaces: ["${ns}"]\nprocessorNamespaces: ["${ns}"]\nevents: {enabled: false}\n`);
 // Its own state directory: the recovery history kept there must not be shared with other runs.
 const agent = () => spawnAgent(['--store', 'kube', '--state-dir', dir, '--node-name', node, '--kubeconfig', kubeconfigFile, '--config', config], logFile);
 
