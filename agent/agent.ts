@@ -7,6 +7,7 @@ import { builtinProcessors } from './builtins.js';
 import type { Config } from './config.js';
 import { BearerToken } from './lib/bearer-token.js';
 import { AgentMetrics } from './metrics.js';
+import { cidrList } from './node/addresses.js';
 import { CriClient } from './node/cri.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
@@ -50,10 +51,14 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const builtins = options.builtins ?? builtinProcessors({
     log,
     probes: {
-      allowExec: config.probes.allowExec, runtime,
+      allowExec: config.probes.allowExec, runtime, nodeName: config.nodeName, allowedTargets: cidrList(config.probes.allowedTargets),
       readPod: readPod && (async (namespace, name) => {
         const pod = await readPod(namespace, name);
-        return pod && { uid: pod.metadata?.uid, podIP: pod.status?.podIP, containers: pod.spec?.containers.map((c) => c.name) ?? [] };
+        const ips = (pod?.status?.podIPs ?? []).map((p) => p.ip).filter((ip): ip is string => Boolean(ip));
+        return pod && {
+          uid: pod.metadata?.uid, nodeName: pod.spec?.nodeName, podIPs: ips.length > 0 ? ips : pod.status?.podIP ? [pod.status.podIP] : [],
+          containers: pod.spec?.containers.map((c) => c.name) ?? [],
+        };
       }),
     },
     shims: { containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds },

@@ -5,11 +5,21 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { cidrList } from './node/addresses.js';
 import { SHIM_EXECUTABLES } from './node/shims.js';
 
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be HOST:PORT, e.g. 127.0.0.1:9095');
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const secretKeyRef = z.strictObject({ namespace: z.string().min(1).optional(), name: z.string().min(1), key: z.string().min(1) });
+
+const isCidrList = (cidrs: string[]) => {
+  try {
+    cidrList(cidrs);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** 127.0.0.0/8, ::1 or localhost: reachable from this host only. */
 export function isLoopback(listen: string): boolean {
@@ -98,6 +108,11 @@ const ConfigObject = z.strictObject({
   /** Probes (spec.nodeProbe, spec.podProbe). Exec runs commands as root on the node or in its containers: off unless set. */
   probes: z.strictObject({
     allowExec: z.boolean().default(false),
+    /**
+     * Addresses or CIDRs httpGet / tcpSocket probes may reach besides this node's own (nodeProbe) and the
+     * probed pod's (podProbe); only here can a link-local or cloud metadata address be allowed.
+     */
+    allowedTargets: z.array(z.string().refine((cidr) => isCidrList([cidr]), 'must be an address or a CIDR such as 10.0.0.0/8')).default([]),
     /** The container runtime's CRI endpoint, as the kubelet's --container-runtime-endpoint (exec in a container). */
     criEndpoint: z.string().regex(/^unix:\/\/\//, 'a unix socket: unix:///path').default('unix:///run/containerd/containerd.sock'),
   }).prefault({}),

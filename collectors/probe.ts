@@ -5,12 +5,20 @@
 // one, so they are refused unless the agent's configuration enables them (probes.allowExec).
 // Exec in a container goes through the node's container runtime (CRI ExecSync, as the kubelet's own
 // exec probes), so it reaches only pods on this node.
-import { connect } from 'node:net';
+// httpGet and tcpSocket reach only what a probe of this node is for: a nodeProbe this node's own
+// addresses (loopback included), a podProbe the IPs of that pod, which must run on this node (read
+// from the apiserver). Link-local and cloud metadata addresses are refused wherever they are; what
+// probes.allowedTargets lists is allowed besides. A name is resolved once and every address it gives
+// is checked; the probe connects to the address checked. Redirects are not followed, and the body is
+// read up to OUTPUT_LIMIT within the timeout.
+import { lookup } from 'node:dns/promises';
+import { connect, isIP, type BlockList } from 'node:net';
 import { execa } from 'execa';
 import { request } from 'undici';
 import { Reason } from '../agent/api/reasons.js';
 import type { HTTPGetAction, NodeProbe, PodProbe } from '../agent/api/types.generated.js';
 import { readCapped } from '../agent/lib/capped-read.js';
+import { isCloudMetadata, nodeAddresses, normalize } from '../agent/node/addresses.js';
 import { CriError, type CriClient } from '../agent/node/cri.js';
 import { BUILTIN_NAMESPACE, failure, type Outcome, type Processor } from '../agent/processors/contract.js';
 import { evidence } from '../agent/processors/evidence.js';
@@ -20,10 +28,16 @@ const OUTPUT_LIMIT = 64 * 1024;
 type ProbeResult = { healthy: boolean; detail: string; output?: string };
 
 /** What the apiserver says of a pod (kube store only). */
-export type PodFacts = { uid?: string; podIP?: string; containers: string[] };
+export type PodFacts = { uid?: string; nodeName?: string; podIPs: string[]; containers: string[] };
 
 export type ProbeOptions = {
   allowExec: boolean;
+  /** This node's name: a podProbe's pod must run here. */
+  nodeName?: string;
+  /** Addresses a probe may reach besides this node's own and the probed pod's (probes.allowedTargets). */
+  allowedTargets?: BlockList;
+  /** This node's addresses (default: its interfaces'). */
+  ownAddresses?: () => string[];
   /** Reads a pod: its IP for httpGet/tcpSocket without a host, its first container for exec. */
   readPod?: (namespace: string, name: string) => Promise<PodFacts | undefined>;
   /** The node's container runtime, for exec in a container. */
@@ -53,12 +67,11 @@ export function probeCollector(options: ProbeOptions): Processor {
           result = await execProbe(probe.exec.command, timeoutMs, signal);
         }
       } else {
-        const host = probe.httpGet?.host ?? probe.tcpSocket?.host ??
-          (pod ? (await options.readPod?.(pod.namespace, pod.name).catch(() => undefined))?.podIP : '127.0.0.1');
-        if (!host) return failure(Reason.PodIPUnknown, `pod ${pod?.namespace}/${pod?.name} has no IP the agent can find; give httpGet.host or tcpSocket.host`);
         const action = (probe.httpGet ?? probe.tcpSocket)!;
         if (typeof action.port !== 'number') return failure(Reason.NamedPortUnsupported, `port "${action.port}" is a name; give the number`);
-        result = probe.httpGet ? await httpProbe(probe.httpGet, host, action.port, timeoutMs, signal) : await tcpProbe(host, action.port, timeoutMs);
+        const target = await probeTarget(action.host, pod, options);
+        if ('reason' in target) return failure(target.reason, target.message);
+        result = probe.httpGet ? await httpProbe(probe.httpGet, target, action.port, timeoutMs, signal) : await tcpProbe(target.ip, action.port, timeoutMs);
       }
       const outcome: Outcome = {
         ok: true,
@@ -72,6 +85,57 @@ export function probeCollector(options: ProbeOptions): Processor {
 }
 
 type Refusal = { reason: string; message: string };
+
+/** Why `ip` may not be probed, or undefined when it may: it is one of `reachable`, or loopback where `loopback`, or allowed besides — never link-local or a cloud metadata address unless allowed besides. */
+export function targetRefusal(ip: string, reachable: readonly string[], loopback: boolean, allowedBesides?: BlockList): string | undefined {
+  const address = normalize(ip);
+  if (allowedBesides?.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4')) return undefined;
+  if (isCloudMetadata(address)) return `${ip} is a link-local or cloud metadata address`;
+  if (loopback && (address === '::1' || /^127\./.test(address))) return undefined;
+  if (reachable.map(normalize).includes(address)) return undefined;
+  return `${ip} is not ${loopback ? 'an address of this node' : 'an IP of the probed pod'}`;
+}
+
+/** The address to connect to for this probe, checked; or why there is none. */
+async function probeTarget(host: string | undefined, pod: PodProbe | undefined, options: ProbeOptions): Promise<{ ip: string; name?: string } | Refusal> {
+  let reachable: string[];
+  if (pod) {
+    const podName = `${pod.namespace}/${pod.name}`;
+    if (!options.readPod) {
+      // No apiserver to say which pod has which IP: only what the configuration allows besides.
+      if (!host) return { reason: Reason.PodIPUnknown, message: `pod ${podName}: without the apiserver its IP cannot be read; give httpGet.host or tcpSocket.host` };
+      reachable = [];
+    } else {
+      let facts: PodFacts | undefined;
+      try {
+        facts = await options.readPod(pod.namespace, pod.name);
+      } catch (err) {
+        return { reason: Reason.PodUnreadable, message: `cannot read pod ${podName}: ${(err as Error).message}` };
+      }
+      if (!facts) return { reason: Reason.PodUnreadable, message: `there is no pod ${podName}` };
+      if (options.nodeName && facts.nodeName !== options.nodeName) {
+        return { reason: Reason.PodNotOnThisNode, message: `pod ${podName} runs on ${facts.nodeName ?? 'no node yet'}, not on ${options.nodeName}: its agent probes it` };
+      }
+      reachable = facts.podIPs;
+      host ??= facts.podIPs[0];
+      if (!host) return { reason: Reason.PodIPUnknown, message: `pod ${podName} has no IP the agent can find; give httpGet.host or tcpSocket.host` };
+    }
+  } else {
+    reachable = (options.ownAddresses ?? nodeAddresses)();
+    host ??= '127.0.0.1';
+  }
+  let ips: string[];
+  try {
+    ips = isIP(host) ? [host] : (await lookup(host, { all: true })).map((a) => a.address);
+  } catch (err) {
+    return { reason: Reason.ProbeTargetRefused, message: `cannot resolve ${host}: ${(err as Error).message}` };
+  }
+  for (const ip of ips) {
+    const why = targetRefusal(ip, reachable, !pod, options.allowedTargets);
+    if (why) return { reason: Reason.ProbeTargetRefused, message: `${host === ip ? '' : `${host}: `}${why}; probes.allowedTargets can allow it` };
+  }
+  return { ip: ips[0]!, ...(isIP(host) ? {} : { name: host }) };
+}
 
 /** The running container the probe names, or its first one, as the node's runtime knows it. */
 async function containerToExecIn(pod: PodProbe, options: ProbeOptions, signal: AbortSignal): Promise<{ id: string } | Refusal> {
@@ -125,12 +189,14 @@ async function execProbe(command: string[], timeoutMs: number, signal: AbortSign
   return { healthy: r.exitCode === 0, detail: `${file} exited with ${r.exitCode}`, output };
 }
 
-async function httpProbe(action: HTTPGetAction, host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<ProbeResult> {
-  const url = `${(action.scheme ?? 'HTTP').toLowerCase()}://${host.includes(':') ? `[${host}]` : host}:${port}${action.path ?? '/'}`;
+async function httpProbe(action: HTTPGetAction, target: { ip: string; name?: string }, port: number, timeoutMs: number, signal: AbortSignal): Promise<ProbeResult> {
+  const { ip, name } = target;
+  const url = `${(action.scheme ?? 'HTTP').toLowerCase()}://${ip.includes(':') ? `[${ip}]` : ip}:${port}${action.path ?? '/'}`;
   try {
+    // undici does not follow redirects: a 3xx is the answer, never a second request elsewhere.
     const res = await request(url, {
       method: 'GET',
-      headers: Object.fromEntries((action.httpHeaders ?? []).map((h) => [h.name, h.value])),
+      headers: { ...(name ? { host: `${name}:${port}` } : {}), ...Object.fromEntries((action.httpHeaders ?? []).map((h) => [h.name, h.value])) },
       signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
     });
     // Only the start of the page is evidence; the rest is never read.

@@ -27,6 +27,10 @@ export const Reason = {
   // --- built-in processors ---
   ExecProbesDisabled: 'ExecProbesDisabled',
   PodIPUnknown: 'PodIPUnknown',
+  /** A probe aimed where it may not go: not this node's address, not the probed pod's, or link-local / cloud metadata. */
+  ProbeTargetRefused: 'ProbeTargetRefused',
+  /** A podProbe of a pod that runs on another node: that node's agent probes it. */
+  PodNotOnThisNode: 'PodNotOnThisNode',
   NamedPortUnsupported: 'NamedPortUnsupported',
   NoContainerRuntime: 'NoContainerRuntime',
   PodUnreadable: 'PodUnreadable',

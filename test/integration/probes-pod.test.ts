@@ -17,12 +17,14 @@ let agent: RunningAgent;
 
 before(async () => {
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
-  for (const name of ['with-ip', 'without-ip']) {
-    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name }, spec: { nodeName: node, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
+  for (const [name, nodeName] of [['with-ip', node], ['without-ip', node], ['elsewhere', 'another-node']] as const) {
+    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name }, spec: { nodeName, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
   }
   // What the kubelet would report once the pod runs: its IP (loopback here, where the test listens).
-  const pod = await core.readNamespacedPod({ namespace: ns, name: 'with-ip' });
-  await core.replaceNamespacedPodStatus({ namespace: ns, name: 'with-ip', body: { ...pod, status: { ...pod.status, podIP: '127.0.0.1' } } });
+  for (const name of ['with-ip', 'elsewhere']) {
+    const pod = await core.readNamespacedPod({ namespace: ns, name });
+    await core.replaceNamespacedPodStatus({ namespace: ns, name, body: { ...pod, status: { ...pod.status, podIP: '127.0.0.1' } } });
+  }
   agent = await startKubeAgent(node, { namespace: ns, processorNamespaces: [ns] });
 });
 after(async () => {
@@ -30,11 +32,11 @@ after(async () => {
   server.close();
 });
 
-const probePod = (name: string, pod: string) =>
+const probePod = (name: string, pod: string, host?: string) =>
   createAbnormal(abnormal(name, ns, {
     source: 'Probe', nodeName: node, skipDiagnosis: true, skipRecovery: true,
     assignedInformationCollectors: [{ namespace: 'builtin', name: 'probe' }],
-    podProbe: { namespace: ns, name: pod, tcpSocket: { port } },
+    podProbe: { namespace: ns, name: pod, tcpSocket: { port, ...(host ? { host } : {}) } },
   }, { [NODE_LABEL]: node }));
 
 test('a tcpSocket pod probe connects to the pod\'s IP', async () => {
@@ -48,4 +50,14 @@ test('a pod without an IP yet: the probe says so', async () => {
   await probePod('probe-without-ip', 'without-ip');
   const done = await finished(ns, 'probe-without-ip');
   assert.match(done.status?.conditions?.[0]?.message ?? '', new RegExp(`builtin/probe: PodIPUnknown: pod ${ns}/without-ip has no IP`));
+});
+
+test('security: a pod probe reaches only that pod, on this node: not another node\'s pod, not an address the pod does not have', async () => {
+  await probePod('probe-elsewhere', 'elsewhere');
+  const elsewhere = await finished(ns, 'probe-elsewhere');
+  assert.match(elsewhere.status?.conditions?.[0]?.message ?? '', new RegExp(`builtin/probe: PodNotOnThisNode: pod ${ns}/elsewhere runs on another-node`));
+  // 127.0.0.2 is loopback, so nothing leaves the machine even if this check were wrong.
+  await probePod('probe-other-address', 'with-ip', '127.0.0.2');
+  const other = await finished(ns, 'probe-other-address');
+  assert.match(other.status?.conditions?.[0]?.message ?? '', /builtin\/probe: ProbeTargetRefused: 127\.0\.0\.2 is not an IP of the probed pod/);
 });

@@ -60,3 +60,18 @@ test('security: the timeout covers the body too: a response that trickles foreve
   assert.match((outcome.context?.probe as { detail: string }).detail, /failed/);
   await seen.closedByClient;
 });
+
+test('security: a redirect is not followed: the probe reports it and asks nothing of where it points', async () => {
+  let redirected = 0;
+  const elsewhere = createServer((_req, res) => {
+    redirected++;
+    res.end('secret');
+  });
+  const elsewherePort = await listen(elsewhere);
+  const redirecting = createServer((_req, res) => res.writeHead(302, { location: `http://127.0.0.1:${elsewherePort}/latest/meta-data` }).end());
+  const port = await listen(redirecting);
+  const outcome = await probe.run(abnormalProbing(port, 5), new AbortController().signal);
+  assert.ok(outcome.ok);
+  assert.match((outcome.context?.probe as { detail: string }).detail, /answered 302/);
+  assert.equal(redirected, 0);
+});

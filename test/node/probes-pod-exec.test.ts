@@ -31,7 +31,7 @@ before(async () => {
   if (!ON_OWN_CLUSTER) return;
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
   node = await startSuiteNode(nodeName);
-  const probes = { allowExec: true, criEndpoint: `unix://${node.containerdSocket}` };
+  const probes = { ...DEFAULTS.probes, allowExec: true, criEndpoint: `unix://${node.containerdSocket}` };
   agent = await startKubeAgent(nodeName, { namespace: ns, processorNamespaces: [ns], probes });
   fileAgent = await startAgent({
     ...DEFAULTS, store: 'file', stateDir: await mkdtemp(path.join(tmpdir(), 'nodemedic-podexec-')), nodeName, listen: '127.0.0.1:0',
