@@ -63,7 +63,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     },
     shims: { containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds },
     recovery: {
-      signal: recovery.signal, allowedExecutables: recovery.allowedExecutables, dryRun: recovery.dryRun, confirmSeconds: recovery.confirmSeconds,
+      signal: recovery.signal, allowedExecutables: recovery.allowedExecutables, dryRun: recovery.dryRun, confirmSeconds: recovery.confirmSeconds, runtime,
       // Gone: not found, or replaced by a pod of the same name.
       podGone: readPod && (async ({ namespace, name, uid }) => {
         const pod = await readPod(namespace, name);

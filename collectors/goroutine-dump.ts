@@ -4,15 +4,16 @@
 // followers the log sources use (agent/node), waiting at most a timeout. Meanwhile the shim's state is
 // sampled from /proc: a shim that gives no dump and stays stopped (T) or in uninterruptible sleep (D)
 // the whole time is what the unresponsive-shim diagnoser looks for.
-// Only shims are signalled: SIGUSR1 ends most other processes.
+// Only proven shims are signalled — the node's container runtime's own shim binary, by device and
+// inode, not a process merely named like one: SIGUSR1 ends most other processes.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { FileReader } from '../agent/node/file-reader.js';
 import { dumpInLogLine, type ShimDump } from '../agent/node/goroutines.js';
 import { JournaldReader } from '../agent/node/journald.js';
 import type { LineReader } from '../agent/node/line-reader.js';
-import { readCmdline, sameProcess } from '../agent/node/procfs.js';
-import { parseShimCommand, type Shim } from '../agent/node/shims.js';
+import { sameProcess } from '../agent/node/procfs.js';
+import { provenShim, type Shim } from '../agent/node/shims.js';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
 import { evidence, shimsOf } from '../agent/processors/evidence.js';
 
@@ -57,9 +58,9 @@ function containerdLog(opts: GoroutineDumpOptions): LineReader {
 async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSignal): Promise<ShimDump> {
   const signalledAt = new Date();
   const result: ShimDump = { pid: shim.pid, startTicks: shim.startTicks, signalledAt: signalledAt.toISOString(), states: [] };
-  // The pid must still be that shim (same start time, a shim's command line): pids are reused.
-  const args = await readCmdline(shim.pid);
-  if (!(await sameProcess(shim.pid, shim.startTicks)) || !args || !parseShimCommand(args)) return { ...result, error: 'the shim is gone' };
+  // The pid must still be that process (pids are reused), and a shim of the node's runtime.
+  const proven = await provenShim(shim.pid, shim.startTicks);
+  if ('refused' in proven) return { ...result, error: `not signalled: ${proven.refused}` };
   let dump: string | undefined;
   const follower = containerdLog(opts);
   await follower.start((line) => (dump ??= dumpInLogLine(line, shim.pid)));

@@ -1,8 +1,12 @@
 // Signal a process (SIGKILL by default) — the repair for a hung container shim: once its shim is
 // gone, containerd and the kubelet finish tearing the pod down. The rails, all checked before any
 // signal is sent (one refusal and nothing is signalled):
-//   - only the pids the diagnosis named (status.context.diagnosis.targets), each still the process
-//     that was diagnosed (same start time: pids are reused);
+//   - only the pids the diagnosis named (status.context.diagnosis.targets) — a diagnosis the pipeline
+//     has just confirmed by running its diagnoser again on fresh evidence — each still the process that
+//     was diagnosed (same start time: pids are reused);
+//   - only a proven shim: its executable is the very file (device and inode) the node's container
+//     runtime starts as a shim — a copy or a look-alike named like one is refused — and the runtime
+//     reports the sandbox or container it serves (CRI); a runtime that cannot be asked is a refusal;
 //   - only executables on the allow-list (the container shims by default);
 //   - never pid 1, never the agent itself or a process it descends from;
 //   - the diagnosis still holds: a shim diagnosed unresponsive must still be stopped or in D.
@@ -12,7 +16,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Reason } from '../agent/api/reasons.js';
 import { UNRESPONSIVE_STATES, readStat, sameProcess } from '../agent/node/procfs.js';
-import { SHIM_EXECUTABLES, executableName } from '../agent/node/shims.js';
+import { SHIM_EXECUTABLES, executableName, provenShim, runtimeShimBinaries } from '../agent/node/shims.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
 import { readEvidence, subjectOf } from '../agent/processors/evidence.js';
 
@@ -24,6 +28,8 @@ export type SignalProcessOptions = {
   confirmSeconds?: number;
   /** Whether the pod is gone (true), still there (false), or cannot be told (undefined: no cluster). */
   podGone?: (pod: { namespace: string; name: string; uid?: string }) => Promise<boolean | undefined>;
+  /** The node's container runtime, asked which sandboxes and containers it runs (CRI). */
+  runtime?: { knownIds(signal?: AbortSignal): Promise<Set<string>> };
 };
 
 type Target = { pid: number; startTicks: number };
@@ -51,6 +57,8 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
       if (targets.length === 0) return failure(Reason.NoTargets, 'the diagnosis names no process to signal (status.context.diagnosis.targets)');
 
       const lineage = await ownLineage();
+      const binaries = await runtimeShimBinaries();
+      let runtimeIds: Set<string> | Error | undefined;
       const refusals: string[] = [];
       const live: Array<Target & { exe: string }> = [];
       for (const target of targets) {
@@ -64,7 +72,18 @@ export function signalProcess(opts: SignalProcessOptions = {}): Processor {
           continue;
         }
         const exe = (await executableName(target.pid)) ?? '(unknown)';
-        if (!allowed.includes(exe)) refusals.push(`pid ${target.pid} runs ${exe}, which is not on the allow-list (${allowed.join(', ')})`);
+        if (!allowed.includes(exe)) {
+          refusals.push(`pid ${target.pid} runs ${exe}, which is not on the allow-list (${allowed.join(', ')})`);
+          continue;
+        }
+        const proven = await provenShim(target.pid, target.startTicks, binaries);
+        if ('refused' in proven) {
+          refusals.push(proven.refused);
+          continue;
+        }
+        runtimeIds ??= opts.runtime ? await opts.runtime.knownIds(abort).catch((err: Error) => err) : new Error('no container runtime is configured');
+        if (runtimeIds instanceof Error) refusals.push(`the container runtime cannot be asked whether pid ${target.pid} is its shim: ${runtimeIds.message}`);
+        else if (!proven.shim.id || !runtimeIds.has(proven.shim.id)) refusals.push(`pid ${target.pid} serves ${proven.shim.id ?? 'no id'}, which the container runtime does not report`);
         else if (diagnosis?.fault === Reason.ShimUnresponsive && !UNRESPONSIVE_STATES.has(stat.state)) {
           refusals.push(`pid ${target.pid} is in state ${stat.state} now: the diagnosis (stopped or in uninterruptible sleep) no longer holds`);
         } else live.push({ ...target, exe });

@@ -67,6 +67,8 @@ export const Reason = {
   CollectionFailed: 'CollectionFailed',
   Identified: 'Identified',
   NotIdentified: 'NotIdentified',
+  /** Right before a recoverer would act, the diagnosis was not confirmed on fresh evidence: nothing acts. */
+  DiagnosisNotConfirmed: 'DiagnosisNotConfirmed',
   RecovererRunning: 'RecovererRunning',
   RecovererFailed: 'RecovererFailed',
   Recovered: 'Recovered',

@@ -13,6 +13,7 @@ const RUNTIME_V1_SUBSET = `
 syntax = "proto3";
 package runtime.v1;
 service RuntimeService {
+  rpc ListPodSandbox(ListPodSandboxRequest) returns (ListPodSandboxResponse) {}
   rpc ListContainers(ListContainersRequest) returns (ListContainersResponse) {}
   rpc ExecSync(ExecSyncRequest) returns (ExecSyncResponse) {}
 }
@@ -20,6 +21,9 @@ enum ContainerState { CONTAINER_CREATED = 0; CONTAINER_RUNNING = 1; CONTAINER_EX
 message ContainerStateValue { ContainerState state = 1; }
 message ContainerFilter { string id = 1; ContainerStateValue state = 2; string pod_sandbox_id = 3; map<string, string> label_selector = 4; }
 message ListContainersRequest { ContainerFilter filter = 1; }
+message ListPodSandboxRequest {}
+message PodSandbox { string id = 1; }
+message ListPodSandboxResponse { repeated PodSandbox items = 1; }
 message ContainerMetadata { string name = 1; uint32 attempt = 2; }
 message Container { string id = 1; string pod_sandbox_id = 2; ContainerMetadata metadata = 3; ContainerState state = 6; int64 created_at = 7; map<string, string> labels = 8; }
 message ListContainersResponse { repeated Container containers = 1; }
@@ -51,6 +55,7 @@ const ANSWER_GRACE_MS = 2_000;
 
 type Unary<Req, Res> = (req: Req, options: { deadline: Date }, done: (err: ServiceError | null, res: Res) => void) => { cancel(): void };
 type RuntimeServiceStub = Client & {
+  ListPodSandbox: Unary<object, { items: Array<{ id: string }> }>;
   ListContainers: Unary<object, { containers: Array<{ id: string; metadata?: { name: string; attempt: number }; labels: Record<string, string> }> }>;
   ExecSync: Unary<object, { stdout: Buffer; stderr: Buffer; exitCode: number }>;
 };
@@ -72,6 +77,15 @@ export class CriClient {
       .sort((a, b) => b.attempt - a.attempt);
   }
 
+  /** Every pod sandbox's and container's id the runtime knows, in any state (a shim's -id is one of them). */
+  async knownIds(signal?: AbortSignal): Promise<Set<string>> {
+    const [sandboxes, containers] = await Promise.all([
+      this.#call('ListPodSandbox', {}, 10_000, signal),
+      this.#call('ListContainers', {}, 10_000, signal),
+    ]);
+    return new Set([...sandboxes.items.map((s) => s.id), ...containers.containers.map((c) => c.id)]);
+  }
+
   /** Runs cmd in the container and waits for it; the runtime ends it after timeoutSeconds. */
   async execSync(containerId: string, cmd: string[], timeoutSeconds: number, signal?: AbortSignal): Promise<ExecResult> {
     const seconds = Math.max(1, Math.ceil(timeoutSeconds)); // CRI counts whole seconds, and 0 would mean "no limit"
@@ -85,7 +99,7 @@ export class CriClient {
     if (stub) (await stub.catch(() => undefined))?.close();
   }
 
-  async #call<M extends 'ListContainers' | 'ExecSync'>(method: M, request: object, timeoutMs: number, signal?: AbortSignal) {
+  async #call<M extends 'ListPodSandbox' | 'ListContainers' | 'ExecSync'>(method: M, request: object, timeoutMs: number, signal?: AbortSignal) {
     const stub = await (this.#stub ??= connect(this.endpoint));
     signal?.throwIfAborted();
     type Res = Parameters<Parameters<RuntimeServiceStub[M]>[2]>[1];

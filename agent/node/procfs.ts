@@ -1,7 +1,7 @@
 // Reading processes from /proc, for the built-in collectors, diagnosers and recoverers that look at
 // container shims. Every function returns undefined for a process that is gone (or was never there):
 // processes come and go while they are read, and that is not an error.
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 export type ProcStat = {
@@ -54,6 +54,16 @@ export async function readCmdline(pid: number): Promise<string[] | undefined> {
 export const readExe = (pid: number) => readlink(path.join(PROC, String(pid), 'exe')).catch(() => undefined);
 export const readCwd = (pid: number) => readlink(path.join(PROC, String(pid), 'cwd')).catch(() => undefined);
 export const readWchan = (pid: number) => readFile(path.join(PROC, String(pid), 'wchan'), 'utf8').catch(() => undefined);
+
+/** The process's environment (NUL-separated KEY=value), or undefined. */
+export async function readEnviron(pid: number): Promise<Record<string, string> | undefined> {
+  const raw = await readFile(path.join(PROC, String(pid), 'environ'), 'utf8').catch(() => undefined);
+  if (raw === undefined) return undefined;
+  return Object.fromEntries(raw.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
+
+/** The file the process runs (device and inode of /proc/PID/exe, which names it even if it was deleted or replaced). */
+export const exeIdentity = (pid: number) => stat(path.join(PROC, String(pid), 'exe')).then((s) => ({ dev: s.dev, ino: s.ino }), () => undefined);
 
 /** Every pid now in /proc. */
 export async function listPids(): Promise<number[]> {

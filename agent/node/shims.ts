@@ -5,9 +5,9 @@
 //   - the v1 shim (`containerd-shim -namespace moby -workdir …/ID …`, Docker's
 //     `docker-containerd-shim`, older ones `docker-containerd-shim ID BUNDLE RUNTIME`): one per
 //     container; the pod is read from the cgroup path of its child (kubepods/…/pod<uid>/…).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { childrenOf, readAllStats, readCgroupLeaves, readCmdline, readCwd, readExe, type ProcStat } from './procfs.js';
+import { childrenOf, exeIdentity, readAllStats, readCgroupLeaves, readCmdline, readCwd, readEnviron, readExe, readStat, type ProcStat } from './procfs.js';
 
 /** The executables that are container shims; the signal recoverer acts on nothing else by default. */
 export const SHIM_EXECUTABLES = ['containerd-shim-runc-v2', 'containerd-shim-runc-v1', 'containerd-shim', 'docker-containerd-shim'];
@@ -112,4 +112,51 @@ export async function shimsOfSubject(subject: Subject): Promise<Shim[]> {
   const ofPod = subject.pod ? shimsOfPod(all, subject.pod) : [];
   const named = all.filter((s) => subject.pids.includes(s.pid) && !ofPod.includes(s));
   return [...ofPod, ...named];
+}
+
+/** The container runtimes that start shims, by the kernel's name for them. */
+const RUNTIMES = new Set(['containerd', 'docker-containerd', 'dockerd']);
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export type Binary = { path: string; dev: number; ino: number };
+
+/**
+ * The shim executables the node's container runtime would start: each of SHIM_EXECUTABLES found beside
+ * the runtime's own executable or on its PATH, seen through /proc/PID/root (so from inside the agent's
+ * container too). A name says nothing about a process; these files' device and inode do.
+ */
+export async function runtimeShimBinaries(table?: readonly ProcStat[]): Promise<Binary[]> {
+  const found = new Map<string, Binary>();
+  for (const runtime of (table ?? (await readAllStats())).filter((p) => RUNTIMES.has(p.comm))) {
+    const root = `/proc/${runtime.pid}/root`;
+    const exe = (await readExe(runtime.pid))?.replace(/ \(deleted\)$/, '');
+    const dirs = [...(exe ? [path.dirname(exe)] : []), ...((await readEnviron(runtime.pid))?.PATH ?? DEFAULT_PATH).split(':').filter((d) => d.startsWith('/'))];
+    for (const dir of dirs) {
+      for (const name of SHIM_EXECUTABLES) {
+        const at = path.join(dir, name);
+        const s = await stat(path.join(root, at)).catch(() => undefined);
+        const key = `${s?.dev}:${s?.ino}`;
+        if (s?.isFile() && !found.has(key)) found.set(key, { path: at, dev: s.dev, ino: s.ino }); // the first name it is found by
+      }
+    }
+  }
+  return [...found.values()];
+}
+
+/**
+ * Whether `pid` (started at `startTicks`) is a shim of the node's container runtime: the same process
+ * that was named (pids are reused), running one of the runtime's own shim binaries (device and inode),
+ * with a shim's command line. Resolves to the shim, or to why it is not one.
+ */
+export async function provenShim(pid: number, startTicks: number, binaries?: readonly Binary[]): Promise<{ shim: ShimCommand & { binary: string } } | { refused: string }> {
+  const now = await exeIdentity(pid);
+  const stats = await readStat(pid);
+  if (!now || !stats || stats.startTicks !== startTicks) return { refused: `pid ${pid} is not the process that was named (it exited, or the pid was reused)` };
+  const known = binaries ?? (await runtimeShimBinaries());
+  if (known.length === 0) return { refused: 'no container runtime (containerd) runs on this node to say which binaries are its shims' };
+  const binary = known.find((b) => b.dev === now.dev && b.ino === now.ino);
+  if (!binary) return { refused: `pid ${pid} runs ${(await readExe(pid)) ?? 'an unknown file'}, which is not the container runtime's shim binary (${known.map((b) => b.path).join(', ')})` };
+  const command = parseShimCommand((await readCmdline(pid)) ?? []);
+  if (!command) return { refused: `pid ${pid} runs the shim binary without a shim's command line` };
+  return { shim: { ...command, binary: binary.path } };
 }

@@ -188,14 +188,52 @@ export class Pipeline {
       await this.opts.events.recordEvent(abnormal, 'Warning', admission.reason, admission.message);
       return undefined;
     }
+    let acted = false;
     try {
-      return await this.callRecoverer(abnormal, next, log, dryRun);
+      const confirmed = await this.confirm(abnormal);
+      if (!confirmed.ok) {
+        const { reason, message } = confirmed;
+        const status = this.condition({ ...abnormal.status, recoverable: false }, 'Recovered', 'False', reason, message);
+        return await this.commit(abnormal, { ...status, phase: 'Failed' }, { reason, message, eventType: 'Warning' });
+      }
+      acted = true;
+      return await this.callRecoverer(abnormal, confirmed.evidence, next, log, dryRun);
     } finally {
-      await admission?.release();
+      await admission?.release(acted); // a recovery that never acted leaves no mark on the rails
     }
   }
 
-  private async callRecoverer(abnormal: Abnormal, next: Processor, log: RecoveryAttempt[], dryRun: boolean): Promise<Abnormal | undefined> {
+  /**
+   * The diagnosis, confirmed afresh right before a recoverer acts. Nothing stored in status is taken as
+   * evidence — anyone who may write an Abnormal's status may have written it — so every collector runs
+   * again on a status holding only the agent's own records, then the diagnoser on record (one of those
+   * the Abnormal's diagnosis would run) runs on that fresh evidence and must identify the fault again.
+   * The recoverer is given this evidence and this diagnosis, never the stored ones. An Abnormal that
+   * skips diagnosis gets fresh evidence and no diagnosis.
+   */
+  private async confirm(abnormal: Abnormal): Promise<{ ok: true; evidence: Record<string, unknown> } | { ok: false; reason: string; message: string }> {
+    let status: AbnormalStatus = { ...abnormal.status, context: agentRecords(abnormal.status?.context) };
+    const { processors: collectors } = await this.opts.registry.resolve('InformationCollector', abnormal.spec.assignedInformationCollectors);
+    for (const collector of collectors) {
+      const outcome = await this.run(collector, { ...abnormal, status });
+      if (outcome.ok) status = merge(status, outcome);
+    }
+    const evidence = () => withoutAgentRecords(status.context);
+    if (abnormal.spec.skipDiagnosis) return { ok: true, evidence: evidence() };
+    const unconfirmed = (message: string) => ({ ok: false as const, reason: Reason.DiagnosisNotConfirmed, message });
+    const ref = abnormal.status?.diagnoser;
+    if (!ref) return unconfirmed('no diagnosis is on record: nothing acts without a diagnosis the agent has just confirmed');
+    const { processors: diagnosers } = await this.opts.registry.resolve('Diagnoser', abnormal.spec.assignedDiagnosers);
+    const diagnoser = diagnosers.find((d) => refName(d.ref) === refName(ref));
+    if (!diagnoser) return unconfirmed(`${refName(ref)}, the diagnoser on record, is not one this Abnormal's diagnosis runs`);
+    const outcome = await this.run(diagnoser, { ...abnormal, status });
+    if (!outcome.ok) return unconfirmed(`confirming the diagnosis before acting, ${refName(ref)} failed: ${failed(outcome)}`);
+    if (!outcome.identified) return unconfirmed(`confirming the diagnosis before acting, ${refName(ref)} no longer identifies the fault${outcome.message ? `: ${outcome.message}` : ''}`);
+    status = merge(status, outcome);
+    return { ok: true, evidence: evidence() };
+  }
+
+  private async callRecoverer(abnormal: Abnormal, evidence: Record<string, unknown>, next: Processor, log: RecoveryAttempt[], dryRun: boolean): Promise<Abnormal | undefined> {
     // Write-ahead: the call is on record before it is made.
     const attempt: RecoveryAttempt = { recoverer: refName(next.ref), startedAt: toRFC3339(this.now()) };
     let status = withRecoveryLog({ ...abnormal.status, recoverer: next.ref }, [...log, attempt]);
@@ -205,10 +243,12 @@ export class Pipeline {
     const recorded = await this.commit(abnormal, status, { reapplyOnConflict: false });
     if (!recorded || !isDeepStrictEqual(recoveryLog(recorded.status), [...log, attempt])) return recorded;
 
+    // What the recoverer acts on: the evidence and diagnosis just confirmed, beside the agent's records.
+    const confirmed: Abnormal = { ...recorded, status: { ...recorded.status, context: { ...withoutAgentRecords(recorded.status?.context), ...evidence, ...agentRecords(recorded.status?.context) } } };
     const outcome: Outcome = dryRun && next.ref.namespace !== BUILTIN_NAMESPACE
       ? { ok: true, recovered: false, reason: Reason.DryRun, message: 'dry run: not called (only built-in recoverers are asked what they would do)' }
-      : await this.run(next, recorded);
-    status = outcome.ok ? merge({ ...recorded.status }, outcome) : { ...recorded.status };
+      : await this.run(next, confirmed);
+    status = outcome.ok ? merge({ ...confirmed.status }, outcome) : { ...confirmed.status };
     const done: RecoveryAttempt = {
       ...attempt,
       result: outcome.ok ? (outcome.recovered ? 'Recovered' : 'NotRecovered') : 'Failed',
@@ -308,6 +348,11 @@ function merge(status: AbnormalStatus, outcome: Outcome & { ok: true }): Abnorma
   if (outcome.output !== undefined) out.output = out.output ? `${out.output}\n${outcome.output}` : outcome.output;
   return out;
 }
+
+/** status.context's entries the agent itself writes (keys under nodemedic.io/, such as the recovery log). */
+const agentRecords = (context: Record<string, unknown> | undefined) => Object.fromEntries(Object.entries(context ?? {}).filter(([key]) => key.startsWith(AGENT_CONTEXT_PREFIX)));
+/** status.context's entries processors wrote: evidence. */
+const withoutAgentRecords = (context: Record<string, unknown> | undefined) => Object.fromEntries(Object.entries(context ?? {}).filter(([key]) => !key.startsWith(AGENT_CONTEXT_PREFIX)));
 
 function recoveryLog(status: AbnormalStatus | undefined): RecoveryAttempt[] {
   const log = status?.context?.[RECOVERY_LOG];

@@ -18,7 +18,11 @@ import { keyOf } from '../api/kinds.js';
 import { Reason } from '../api/reasons.js';
 import { readState, writeState } from '../lib/files.js';
 
-export type Admission = { ok: true; release(): Promise<void> } | { ok: false; wait: boolean; reason: string; message: string };
+/**
+ * ok: the recoverer may act; call release() when it is done — release(false) if in the end it did not
+ * act (the diagnosis was not confirmed), so the recovery is not counted against the limits.
+ */
+export type Admission = { ok: true; release(acted?: boolean): Promise<void> } | { ok: false; wait: boolean; reason: string; message: string };
 
 /** Slots shared by the nodes of a cluster; `take` resolves false when none is free. */
 export interface RecoveryBudget {
@@ -67,6 +71,19 @@ export class RecoveryRails {
     return turn;
   }
 
+  /** Take back a recorded recovery that never acted, in turn with the decisions. */
+  private forget(entry: HistoryEntry): Promise<void> {
+    const turn = this.deciding.then(async () => {
+      const history = await this.load();
+      const at = history.indexOf(entry);
+      if (at < 0) return;
+      history.splice(at, 1);
+      await writeState(this.file, history);
+    });
+    this.deciding = turn.catch(() => {});
+    return turn;
+  }
+
   private async decide(abnormal: Abnormal): Promise<Admission> {
     const history = await this.load();
     const fingerprint = fingerprintOf(abnormal);
@@ -92,11 +109,21 @@ export class RecoveryRails {
       if (taken instanceof Error) return { ok: false, wait: true, reason: Reason.RecoveryBudgetUnavailable, message: `the cluster-wide recovery budget cannot be checked: ${taken.message}` };
       if (!taken) return { ok: false, wait: true, reason: Reason.RecoveryBudgetExhausted, message: 'the cluster-wide number of nodes recovering at once is reached; waiting for a slot' };
     }
-    if (!again) {
-      history.push({ at: this.now(), fingerprint, abnormal: key });
+    const entry = again ? undefined : { at: this.now(), fingerprint, abnormal: key };
+    if (entry) {
+      history.push(entry);
       await writeState(this.file, history);
     }
-    return { ok: true, release: async () => this.opts.budget?.give().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not give back the recovery budget slot; its TTL will')) };
+    let released = false;
+    return {
+      ok: true,
+      release: async (acted = true) => {
+        if (released) return;
+        released = true;
+        if (!acted && entry) await this.forget(entry);
+        await this.opts.budget?.give().catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not give back the recovery budget slot; its TTL will'));
+      },
+    };
   }
 }
 

@@ -1,12 +1,14 @@
 // The flagship case on a real node — containerd and the kubelet, joined to the test apiserver: a pod
 // whose container shim hangs (stopped with SIGSTOP) stays Terminating after deletion; the agent of that
 // node finds it, collects the shim's details, diagnoses the unresponsive shim, kills it, and the pod
-// is gone. Then the reaper-deadlock diagnoser on a real, healthy shim (no match) and on a fixture
-// process impersonating a deadlocked shim (a match, which the recoverer still refuses to act on:
-// the fixture's executable is not a shim's).
+// is gone. Then the reaper-deadlock diagnoser on a real, healthy shim (no match); a fixture process
+// impersonating a deadlocked shim, which is not even asked for its dump (its executable is not the
+// runtime's shim binary); and a copy of sleep named like a shim, which the recoverer refuses.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
@@ -14,6 +16,8 @@ import { CoreV1Api, type CoreV1Event } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
+import { CriClient } from '../../agent/node/cri.js';
+import { signalProcess } from '../../recoverers/signal-process.js';
 import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
@@ -34,6 +38,7 @@ before(async () => {
     namespace: ns, processorNamespaces: [ns],
     stuckPods: { enabled: true, marginSeconds: 2, checkSeconds: 1 },
     shims: { containerdLog: node.containerdLog, dumpTimeoutSeconds: 3, unresponsiveSeconds: 3 },
+    probes: { ...DEFAULTS.probes, criEndpoint: `unix://${node.containerdSocket}` }, // the runtime the recoverer asks
   });
 });
 after(async () => {
@@ -154,7 +159,7 @@ test('a real, healthy shim: its real goroutine dump is read, and neither shim di
   assert.equal(isAlive(shim), true);
 });
 
-test('a fixture impersonating a deadlocked shim: the deadlock is identified from its dump; the recoverer refuses its executable', { skip }, async () => {
+test('security: a fixture impersonating a deadlocked shim is not signalled for its dump: its executable is not the runtime\'s shim binary', { skip }, async () => {
   const fixture = spawn(process.execPath, [
     '-e', `import(${JSON.stringify(pathToFileURL(path.join(REPO_ROOT, 'dist/test/fixtures/deadlocked-shim.js')).href)})`,
     '--', '-namespace', 'k8s.io', '-id', randomBytes(32).toString('hex'), '-address', node!.containerdSocket,
@@ -163,20 +168,42 @@ test('a fixture impersonating a deadlocked shim: the deadlock is identified from
   await new Promise((r) => setTimeout(r, 500)); // its SIGUSR1 handler in place
   const done = await handMade('deadlocked-shim', { pids: [fixture.pid] }, false);
   const status = done.status!;
-  assert.deepEqual(status.diagnoser, { namespace: 'builtin', name: 'shim-reaper-deadlock' });
-  assert.equal(status.conditions!.find((c) => c.type === 'Identified')?.reason, 'ShimReaperDeadlock');
-  assert.match(status.conditions!.find((c) => c.type === 'Identified')?.message ?? '',
-    new RegExp(`shim pid ${fixture.pid} is deadlocked in its reaper \\(github.com/containerd/containerd/runtime/v2/shim\\): goroutine 18 \\[chan send, 14 minutes\\] holds the lock`));
+  const [dump] = status.context!.goroutineDumps as Array<{ pid: number; dump?: string; error?: string }>;
+  assert.equal(dump!.pid, fixture.pid);
+  assert.equal(dump!.dump, undefined);
+  assert.match(dump!.error ?? '', new RegExp(`not signalled: pid ${fixture.pid} runs .*node.*, which is not the container runtime's shim binary \\(/usr/bin/containerd-shim-runc-v2`));
   assert.equal(status.phase, 'Failed');
-  assert.equal(status.reason, 'NotRecovered');
-  assert.match(status.message ?? '', new RegExp(`builtin/signal-process: Refused: nothing was signalled: pid ${fixture.pid} runs node, which is not on the allow-list`));
+  assert.equal(status.reason, 'NotIdentified');
   assert.equal(isAlive(fixture.pid!), true, 'the fixture was not signalled');
+});
+
+test('security: a copy of sleep named like a shim is refused by the signal recoverer, whatever the diagnosis says', { skip }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-lookalike-'));
+  after(() => rm(dir, { recursive: true, force: true }));
+  const lookalike = path.join(dir, 'containerd-shim-runc-v2');
+  await copyFile('/bin/sleep', lookalike);
+  const victim = spawn(lookalike, ['3600'], { stdio: 'ignore' });
+  after(() => victim.kill('SIGKILL'));
+  const stat = await readFile(`/proc/${victim.pid}/stat`, 'utf8');
+  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const runtime = new CriClient(`unix://${node!.containerdSocket}`);
+  after(() => runtime.close());
+  const recoverer = signalProcess({ runtime, confirmSeconds: 1 });
+  // The recoverer on its own, given a diagnosis naming the look-alike (as a forged status would).
+  const outcome = await recoverer.run({
+    metadata: { namespace: ns, name: 'lookalike' }, spec: { source: 'Custom', nodeName },
+    status: { phase: 'Recovering', context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: victim.pid, startTicks }] } } },
+  }, new AbortController().signal);
+  assert.ok(!outcome.ok && outcome.reason === 'Refused', JSON.stringify(outcome));
+  assert.match(outcome.message, new RegExp(`pid ${victim.pid} runs ${lookalike}, which is not the container runtime's shim binary`));
+  assert.equal(isAlive(victim.pid!), true);
 });
 
 test('dry run: the recoverer says what it would do and nothing is signalled', { skip }, async () => {
   const dryNode = `dry-${nodeName}`.slice(0, 63);
   const dry = await startKubeAgent(dryNode, {
     namespace: ns, processorNamespaces: [ns], recovery: { ...DEFAULTS.recovery, dryRun: true, maxNodesAtOnce: 1000, budgetNamespace: 'nodemedic-system' },
+    probes: { ...DEFAULTS.probes, criEndpoint: `unix://${node!.containerdSocket}` },
     shims: { containerdLog: node!.containerdLog, dumpTimeoutSeconds: 1, unresponsiveSeconds: 1 },
   });
   after(() => dry.stop());

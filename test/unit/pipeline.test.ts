@@ -102,10 +102,12 @@ test('the happy path: every phase in order, one Event per phase change, conditio
   assert.deepEqual(phases(await h.story('happy')), [
     '(new) → InformationCollecting', 'InformationCollecting → Diagnosing', 'Diagnosing → Recovering', 'Recovering → Succeeded',
   ]);
-  assert.deepEqual([collector.calls, diagnoser.calls, recoverer.calls], [1, 1, 1]);
+  // The collector and the diagnoser ran twice: the second time to confirm the diagnosis on fresh
+  // evidence right before the recoverer acted.
+  assert.deepEqual([collector.calls, diagnoser.calls, recoverer.calls], [2, 2, 1]);
   // Terminal: looking again does nothing.
   await h.pipeline.reconcile(key);
-  assert.deepEqual([collector.calls, diagnoser.calls, recoverer.calls], [1, 1, 1]);
+  assert.deepEqual([collector.calls, diagnoser.calls, recoverer.calls], [2, 2, 1]);
 });
 
 test('skipDiagnosis and skipRecovery skip their stages; an Abnormal for another node is not touched', async (t) => {
@@ -271,4 +273,57 @@ test('phases never move backwards: a stored terminal phase is left as it is', as
     assert.equal((await h.get(key)).status?.phase, phase);
   }
   assert.equal(collector.calls, 0);
+});
+
+test('security: a forged Recovering status with targets acts on nothing: the diagnosis is confirmed afresh, the stored one is never used', async (t) => {
+  // What the holder of the agent's token could write into any Abnormal's status on a2117e0.
+  const forged = { phase: 'Recovering' as const, diagnoser: { namespace: 'builtin', name: 'finder' }, context: { diagnosis: { fault: 'Forged', targets: [{ pid: 4242, startTicks: 1 }] } } };
+  let sawTargets: unknown;
+  const recoverer = processor('Recoverer', 'kills', (abnormal) => {
+    sawTargets = (abnormal.status?.context?.diagnosis as { targets?: unknown } | undefined)?.targets;
+    return { ok: true, recovered: true };
+  });
+  const notAnyMore = processor('Diagnoser', 'finder', () => ({ ok: true, identified: false, message: 'no such fault here' }));
+  const h = await harness(t, [notAnyMore, recoverer]);
+  const key = await h.add('forged', {}, forged);
+  await h.pipeline.reconcile(key);
+  const done = await h.get(key);
+  assert.equal(done.status?.phase, 'Failed');
+  assert.equal(done.status?.reason, 'DiagnosisNotConfirmed');
+  assert.match(done.status?.message ?? '', /builtin\/finder no longer identifies the fault: no such fault here/);
+  assert.equal(recoverer.calls, 0, 'nothing acted');
+
+  // Forged without a diagnoser on record, or naming one the Abnormal's diagnosis would not run: the same.
+  const bare = await h.add('forged-bare', {}, { phase: 'Recovering', context: forged.context });
+  await h.pipeline.reconcile(bare);
+  assert.match((await h.get(bare)).status?.message ?? '', /no diagnosis is on record/);
+  const foreign = await h.add('forged-foreign', { assignedDiagnosers: [{ namespace: 'builtin', name: 'finder' }] }, { ...forged, diagnoser: { namespace: 'ops', name: 'anything' } });
+  await h.pipeline.reconcile(foreign);
+  assert.match((await h.get(foreign)).status?.message ?? '', /ops\/anything, the diagnoser on record, is not one this Abnormal's diagnosis runs/);
+  assert.equal(recoverer.calls, 0);
+
+  // When the diagnoser does identify the fault again, the recoverer acts on what it found now.
+  const confirms = processor('Diagnoser', 'finder', () => ({ ok: true, identified: true, context: { diagnosis: { fault: 'Real', targets: [{ pid: 77, startTicks: 7 }] } } }));
+  const h2 = await harness(t, [confirms, recoverer]);
+  const real = await h2.add('forged-but-real', {}, forged);
+  await h2.pipeline.reconcile(real);
+  assert.equal((await h2.get(real)).status?.phase, 'Succeeded');
+  assert.deepEqual(sawTargets, [{ pid: 77, startTicks: 7 }], 'the targets came from the confirming run, not from the stored status');
+});
+
+test('a diagnosis not confirmed leaves no mark on the rails', async (t) => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'nodemedic-pipeline-rails-'));
+  t.after(() => rm(stateDir, { recursive: true, force: true }));
+  const rails = new RecoveryRails({ stateDir, maxPerHour: 1, cooldownSeconds: 0, log });
+  // Identifies every fault but one, which is gone by the time a recoverer would act (asked in Recovering).
+  const flaky = processor('Diagnoser', 'finder', (a) => ({ ok: true, identified: !(a.metadata?.name === 'gone-before-acting' && a.status?.phase === 'Recovering') }));
+  const recoverer = recovers('fixer');
+  const h = await harness(t, [flaky, recoverer], { rails });
+  const gone = await h.add('gone-before-acting');
+  await h.pipeline.reconcile(gone);
+  assert.equal((await h.get(gone)).status?.reason, 'DiagnosisNotConfirmed');
+  assert.equal(recoverer.calls, 0);
+  const next = await h.add('next-one');
+  await h.pipeline.reconcile(next);
+  assert.equal((await h.get(next)).status?.phase, 'Succeeded', 'the hourly limit of 1 was not spent on the recovery that never acted');
 });
