@@ -156,7 +156,7 @@ const ConfigObject = z.strictObject({
     cooldownSeconds: int(0, 7 * 86_400).default(3600),
     /** Nodes recovering at the same moment across the cluster (kube store), at most. */
     maxNodesAtOnce: int(1, 100_000).default(3),
-    /** The ConfigMap holding that budget (in budgetNamespace, default the agent's), and how long a slot is held at most. */
+    /** The Lease holding that budget (in budgetNamespace, default the agent's), and how long a slot is held at most. */
     budgetLockName: z.string().min(1).default('nodemedic-recovery-budget'),
     budgetNamespace: z.string().min(1).optional(),
     budgetTTLSeconds: int(10, 86_400).default(600),

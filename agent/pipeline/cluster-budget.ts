@@ -1,9 +1,9 @@
 // The cluster-wide recovery budget (kube store): at most `maxNodes` nodes recovering at once. The slots
-// are an annotation {node: expiry} on a ConfigMap in the agent's namespace, changed by compare-and-swap
-// (agent/kube/annotation-cas.ts), so two nodes never take the last slot together, and a holder that
-// vanishes loses its slot when its TTL runs out.
+// are an annotation {node: expiry} on a Lease in the agent's namespace, changed by compare-and-swap
+// (agent/kube/lease.ts), so two nodes never take the last slot together, and a holder that vanishes
+// loses its slot when its TTL runs out.
 import type { KubeConfig } from '@kubernetes/client-node';
-import { AnnotationRecord } from '../kube/annotation-cas.js';
+import { LeaseRecord } from '../kube/lease.js';
 import type { RecoveryBudget } from './rails.js';
 
 const HOLDERS = 'nodemedic.io/recovering-nodes';
@@ -11,13 +11,13 @@ const HOLDERS = 'nodemedic.io/recovering-nodes';
 export type ClusterBudgetOptions = { kc: KubeConfig; namespace: string; name: string; nodeName: string; maxNodes: number; ttlSeconds: number; now?: () => number };
 
 export class ClusterBudget implements RecoveryBudget {
-  private readonly record: AnnotationRecord;
+  private readonly record: LeaseRecord;
   private readonly now: () => number;
   /** This node's recoveries in flight: the node holds one slot however many it runs. */
   private held = 0;
 
   constructor(private readonly opts: ClusterBudgetOptions) {
-    this.record = new AnnotationRecord(opts.kc, opts.namespace, opts.name);
+    this.record = new LeaseRecord(opts.kc, opts.namespace, opts.name);
     this.now = opts.now ?? Date.now;
   }
 
@@ -42,10 +42,11 @@ export class ClusterBudget implements RecoveryBudget {
 
   /** The holders, expired ones pruned, through `change`; written back if it says so. */
   private change(change: (holders: Record<string, number>) => boolean): Promise<boolean> {
-    return this.record.update((annotations) => {
-      const holders = parseHolders(annotations[HOLDERS]);
+    return this.record.update((lease) => {
+      const holders = parseHolders(lease.metadata?.annotations?.[HOLDERS]);
       for (const [node, expires] of Object.entries(holders)) if (expires <= this.now()) delete holders[node];
-      return change(holders) ? { [HOLDERS]: JSON.stringify(holders) } : undefined;
+      if (!change(holders)) return undefined;
+      return { ...lease, metadata: { ...lease.metadata, annotations: { ...lease.metadata?.annotations, [HOLDERS]: JSON.stringify(holders) } } };
     });
   }
 }

@@ -5,7 +5,7 @@
 //   - rate limit per node: at most maxPerHour recoveries in any hour; past it the Abnormal waits in
 //     Recovering until the oldest leaves the window (a storm pauses instead of acting everywhere);
 //   - cluster-wide budget (kube store): at most maxNodesAtOnce nodes recovering at the same moment,
-//     held in a ConfigMap in the agent's namespace with a TTL per holder, so a node that vanishes
+//     held in a Lease in the agent's namespace with a TTL per holder, so a node that vanishes
 //     mid-recovery frees its slot (kured's top bug was a lock held by a vanished node).
 // The history behind the first two is kept in the state directory, so a restart forgets nothing.
 // Admissions are decided one at a time: checking the limits and recording the recovery is one step, so

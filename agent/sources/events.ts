@@ -6,18 +6,19 @@
 // event would multiply the cluster's event traffic by its node count. So one agent at a time watches
 // the Warning events of the whole cluster, as a cluster-wide event exporter would, and makes the
 // Abnormals for every node; the others watch nothing. Which agent is chosen by a lock with a time to
-// live (annotations on a ConfigMap in the agent's namespace, changed by compare-and-swap through
-// agent/kube/annotation-cas.ts, renewed every third of the TTL): if its holder vanishes, the lock
-// expires and another agent takes over — a lock held forever by a dead node cannot happen.
-import { CoreV1Api, KubeConfig, Watch, type CoreV1Event } from '@kubernetes/client-node';
+// live — a coordination.k8s.io Lease in the agent's namespace (holder, renew time, duration), changed by
+// compare-and-swap through agent/kube/lease.ts and renewed every third of its duration: if its holder
+// vanishes, the lease expires and another agent takes over — a lock held forever by a dead node cannot
+// happen.
+import { CoreV1Api, KubeConfig, V1MicroTime, Watch, type CoreV1Event, type V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { AnnotationRecord, type Annotations } from '../kube/annotation-cas.js';
+import { LeaseRecord } from '../kube/lease.js';
 import type { Symptom, SymptomSource } from './source.js';
 
 export type EventSourceOptions = {
   kc: KubeConfig;
   nodeName: string;
-  /** The lock: a ConfigMap in the agent's namespace. */
+  /** The lock: a Lease in the agent's namespace. */
   lockNamespace: string;
   lockName: string;
   /** Reasons to take; empty: all Warning events. */
@@ -28,13 +29,17 @@ export type EventSourceOptions = {
   log: Logger;
 };
 
-const HOLDER = 'nodemedic.io/holder';
-const RENEWED = 'nodemedic.io/renewed';
+/** Whether a lease is held by someone at `now`: a holder, renewed less than its duration ago. */
+function heldAt(lease: V1Lease, now: number): string | undefined {
+  const { holderIdentity, renewTime, leaseDurationSeconds } = lease.spec ?? {};
+  const renewed = renewTime ? new Date(renewTime).getTime() : NaN;
+  return holderIdentity && Number.isFinite(renewed) && now - renewed <= (leaseDurationSeconds ?? 0) * 1000 ? holderIdentity : undefined;
+}
 
 export class EventSource implements SymptomSource {
   readonly name = 'kubernetes events';
   private readonly core: CoreV1Api;
-  private readonly lock: AnnotationRecord;
+  private readonly lock: LeaseRecord;
   private timer?: NodeJS.Timeout;
   private watching?: AbortController;
   private stopped = false;
@@ -45,7 +50,7 @@ export class EventSource implements SymptomSource {
 
   constructor(private readonly opts: EventSourceOptions) {
     this.core = opts.kc.makeApiClient(CoreV1Api);
-    this.lock = new AnnotationRecord(opts.kc, opts.lockNamespace, opts.lockName);
+    this.lock = new LeaseRecord(opts.kc, opts.lockNamespace, opts.lockName);
   }
 
   async start(emit: (symptom: Symptom) => void): Promise<void> {
@@ -68,11 +73,17 @@ export class EventSource implements SymptomSource {
     if (this.stopped) return;
     const now = new Date();
     // One try: a conflict means another agent took or renewed it first.
-    const held = await this.lock.update((current) => {
-      const renewed = Date.parse(current[RENEWED] ?? '');
-      const expired = !Number.isFinite(renewed) || now.getTime() - renewed > this.opts.lockTTLSeconds * 1000;
-      if (current[HOLDER] !== this.opts.nodeName && !expired) return undefined;
-      return { [HOLDER]: this.opts.nodeName, [RENEWED]: now.toISOString() };
+    const held = await this.lock.update((lease) => {
+      const holder = heldAt(lease, now.getTime());
+      if (holder && holder !== this.opts.nodeName) return undefined;
+      const taking = holder !== this.opts.nodeName;
+      return {
+        ...lease,
+        spec: {
+          ...lease.spec, holderIdentity: this.opts.nodeName, leaseDurationSeconds: this.opts.lockTTLSeconds, renewTime: new V1MicroTime(now.getTime()),
+          ...(taking ? { acquireTime: new V1MicroTime(now.getTime()), leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1 } : {}),
+        },
+      };
     }, 1);
     if (!held) return this.follow();
     if (!this.isLeader) {
@@ -91,7 +102,9 @@ export class EventSource implements SymptomSource {
 
   /** Expire the lock at once if it is ours: another agent takes over at its next check instead of waiting out the TTL. */
   private async release(): Promise<void> {
-    await this.lock.update((current: Annotations) => (current[HOLDER] === this.opts.nodeName ? { [RENEWED]: new Date(0).toISOString() } : undefined), 1);
+    await this.lock.update((lease) => (lease.spec?.holderIdentity === this.opts.nodeName
+      ? { ...lease, spec: { ...lease.spec, holderIdentity: undefined, renewTime: undefined } }
+      : undefined), 1);
   }
 
   /** Watch Warning events from now on (what happened before is history, as for the logs). */

@@ -10,7 +10,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { ALL_CRDS, API_VERSION, GROUP, VERSION } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_USER, REPO_ROOT, UNPRIVILEGED_USER, kubeBinDir, type Identity } from '../cluster/cluster.js';
@@ -99,9 +99,40 @@ export async function applyCRDs(): Promise<void> {
   await kubectl('wait', '--for=condition=Established', '--timeout=30s', ...ALL_CRDS.map(({ crd }) => `crd/${crd.metadata.name}`));
 }
 
-/** The agent's ServiceAccount and role, as a user installs them. */
+/**
+ * The agent's ServiceAccount and roles, as a user installs them; then, for this suite only, the
+ * Abnormals role bound cluster-wide: the suite's agents trust every namespace (abnormalNamespaces "*"),
+ * as each test file works in a namespace of its own. A deployment binds it per trusted namespace.
+ */
 export async function applyAgentRBAC(): Promise<void> {
   await kubectl('apply', '-f', 'manifests/rbac/agent.yaml');
+  const rbac = kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+  await rbac.createClusterRoleBinding({
+    body: {
+      metadata: { name: 'nodemedic-agent-abnormals-test-suite' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodemedic-agent-abnormals' },
+      subjects: [{ kind: 'ServiceAccount', name: 'nodemedic', namespace: 'nodemedic-system' }],
+    },
+  }).catch((err) => {
+    if (apiCode(err) !== 409) throw err; // already there (a suite run against a cluster used before)
+  });
+}
+
+/** Let the agent do `verbs` on the named objects in `namespace`, as an admin granting one more would (a Role of its own). */
+export async function grantAgent(namespace: string, rule: { apiGroups: string[]; resources: string[]; resourceNames: string[]; verbs: string[] }): Promise<void> {
+  const rbac = kubeConfig().makeApiClient(RbacAuthorizationV1Api);
+  const name = `nodemedic-test-${randomBytes(4).toString('hex')}`;
+  await rbac.createNamespacedRole({ namespace, body: { metadata: { name }, rules: [rule] } });
+  await rbac.createNamespacedRoleBinding({ namespace, body: {
+    metadata: { name }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+    subjects: [{ kind: 'ServiceAccount', name: 'nodemedic', namespace: 'nodemedic-system' }],
+  } });
+}
+
+/** A Lease of its own for a test (a lock or a budget), in the agent's namespace, which the agent may get and update by name. */
+export async function agentLease(name: string): Promise<void> {
+  await kubeConfig().makeApiClient(CoordinationV1Api).createNamespacedLease({ namespace: 'nodemedic-system', body: { metadata: { name }, spec: {} } });
+  await grantAgent('nodemedic-system', { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [name], verbs: ['get', 'update'] });
 }
 
 /** A minimal valid Abnormal; `spec` fields given override the defaults. */

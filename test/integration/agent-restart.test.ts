@@ -57,7 +57,7 @@ test('killed while diagnosing, the agent resumes the diagnosis and recovers once
   try {
     const done = await finished(ns, 'killed-diagnosing');
     assert.equal(done.status?.phase, 'Succeeded', JSON.stringify(done.status));
-    assert.equal(server.count('/diagnose'), 2, 'the diagnosis ran again');
+    assert.equal(server.count('/diagnose'), 3, 'the diagnosis ran again, and once more to confirm before the recoverer acted');
     assert.equal(server.count('/fix'), 1, 'the recoverer ran once');
   } finally {
     second.kill('SIGTERM');

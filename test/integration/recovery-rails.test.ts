@@ -1,5 +1,5 @@
 // The recovery rails on the real apiserver. The cluster-wide budget, with the agent's own identity and
-// RBAC: nodes take slots in one ConfigMap by compare-and-swap; a full budget says no; a slot comes back
+// RBAC: nodes take slots in one Lease by compare-and-swap; a full budget says no; a slot comes back
 // when given, or when its holder's TTL runs out (a node that vanished mid-recovery). And the agent's
 // pipeline honouring the cooldown and the rate limit, whatever the recoverer.
 import assert from 'node:assert/strict';
@@ -13,10 +13,11 @@ import { DEFAULTS } from '../../agent/config.js';
 import { ClusterBudget } from '../../agent/pipeline/cluster-budget.js';
 import { AGENT_NAMESPACE } from '../cluster/cluster.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
-import { ABNORMALS, GROUP, VERSION, customObjects, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { ABNORMALS, GROUP, VERSION, agentLease, customObjects, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { needsRoot } from '../helpers/needs.js';
 
 const name = `budget-${randomBytes(4).toString('hex')}`;
+await agentLease(name);
 const budgetFor = (nodeName: string, now?: () => number) =>
   new ClusterBudget({ kc: kubeConfig('agent'), namespace: AGENT_NAMESPACE, name, nodeName, maxNodes: 2, ttlSeconds: 60, now });
 

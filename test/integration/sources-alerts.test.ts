@@ -12,7 +12,7 @@ import type { RunningAgent } from '../../agent/agent.js';
 import { FINGERPRINT_LABEL, NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
-import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { ABNORMALS, GROUP, VERSION, customObjects, grantAgent, kubeConfig, testNamespace } from '../helpers/kube.js';
 
 const ns = await testNamespace('alerts');
 const node = `alerts-${ns}`;
@@ -32,10 +32,11 @@ async function freePort(): Promise<number> {
 }
 
 before(async () => {
-  // The token lives in a Secret in the agent's namespace, where its role lets it read Secrets.
+  // The token lives in a Secret in the agent's namespace, which the agent may read by name only.
   await kubeConfig().makeApiClient(CoreV1Api).createNamespacedSecret({
     namespace: 'nodemedic-system', body: { metadata: { name: secretName }, stringData: { token } },
   });
+  await grantAgent('nodemedic-system', { apiGroups: [''], resources: ['secrets'], resourceNames: [secretName], verbs: ['get'] });
   agent = await startKubeAgent(node, {
     namespace: ns, processorNamespaces: [ns],
     alerts: { tokenFile: '', tokenSecret: { namespace: 'nodemedic-system', name: secretName, key: 'token' }, nodeLabels: ['node', 'instance'] },

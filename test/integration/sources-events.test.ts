@@ -10,7 +10,7 @@ import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import type { EventSource } from '../../agent/sources/events.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
-import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { ABNORMALS, GROUP, VERSION, agentLease, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
 
 const ns = await testNamespace('events');
 const [nodeA, nodeB] = [`a-${ns}`, `b-${ns}`];
@@ -19,7 +19,7 @@ const agents: RunningAgent[] = [];
 
 const start = (node: string) =>
   startKubeAgent(node, {
-    namespace: 'nodemedic-system', // where the lock lives (the agent's role covers ConfigMaps there)
+    namespace: 'nodemedic-system', // where the lock lives: a Lease of this test's own, which the agent may update by name
     processorNamespaces: [ns],
     events: { ...DEFAULTS.events, enabled: true, excludeReasons: ['Ignored'], lockName: `lock-${ns}`, lockTTLSeconds: 3 },
     stuckPods: { ...DEFAULTS.stuckPods, enabled: false },
@@ -27,6 +27,7 @@ const start = (node: string) =>
 
 before(async () => {
   await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
+  await agentLease(`lock-${ns}`);
   agents.push(await start(nodeA), await start(nodeB));
 });
 after(() => Promise.all(agents.map((a) => a.stop())));

@@ -1,0 +1,57 @@
+// A small shared record kept in one coordination.k8s.io Lease — the Kubernetes convention for a lock
+// with a holder and a duration — changed by compare-and-swap: read it, decide, write it back with the
+// resourceVersion that was read. Two agents deciding at once cannot both win: the second write is
+// refused (409) and that agent reads and decides again. The event watcher's lock (the Lease's holder
+// and renew time) and the cluster-wide recovery budget (its holders, in an annotation) are such records.
+// The agent may get and update only the Leases its Role names (resourceNames): they are shipped in
+// manifests/rbac/agent.yaml; one that is missing is created where that is allowed.
+import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
+import { apiStatus } from './client.js';
+
+export class LeaseRecord {
+  private readonly api: CoordinationV1Api;
+
+  constructor(
+    kc: KubeConfig,
+    readonly namespace: string,
+    readonly name: string,
+  ) {
+    this.api = kc.makeApiClient(CoordinationV1Api);
+  }
+
+  /** The Lease as stored now (an empty one when it does not exist). */
+  async read(): Promise<V1Lease> {
+    return (await this.get()) ?? { metadata: { name: this.name, namespace: this.namespace }, spec: {} };
+  }
+
+  /**
+   * `decide` gets the stored Lease and returns it as it should be, or undefined to write nothing.
+   * Resolves true once a write of its decision succeeded; false when it decided to write nothing, or
+   * when another writer won every one of `attempts` tries.
+   */
+  async update(decide: (current: V1Lease) => V1Lease | undefined, attempts = 5): Promise<boolean> {
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const stored = await this.get();
+      const next = decide(stored ?? { metadata: { name: this.name, namespace: this.namespace }, spec: {} });
+      if (!next) return false;
+      try {
+        if (stored) await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body: next });
+        else await this.api.createNamespacedLease({ namespace: this.namespace, body: { ...next, metadata: { name: this.name, namespace: this.namespace, annotations: next.metadata?.annotations } } });
+        return true;
+      } catch (err) {
+        // Another writer came first (409), or the object went or changed meanwhile (404, 422): again.
+        if (![409, 404, 422].includes(apiStatus(err) ?? 0)) throw err;
+      }
+    }
+    return false;
+  }
+
+  private async get(): Promise<V1Lease | undefined> {
+    try {
+      return await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name });
+    } catch (err) {
+      if (apiStatus(err) === 404) return undefined;
+      throw err;
+    }
+  }
+}
