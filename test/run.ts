@@ -1,5 +1,7 @@
 // The test run: `npm test` (everything), or `npm test -- LAYER` for one layer, or parts of file names
-// to run only those files (`npm test -- integration kmsg`, `npm test -- security`).
+// to run only those files (`npm test -- integration kmsg`). A word that is also a tag — tests titled
+// "WORD: …", such as `security` — runs exactly the tests so titled, in whatever file they are
+// (`npm test -- security`: the attacks of docs/security.md).
 //
 // The layers are the folders under test/, each a kind of test by what it needs:
 //   unit         nothing but Node: no root, no apiserver (processors as plain objects, the file store
@@ -12,7 +14,7 @@
 // Global setup lives here because Node 20's test runner has none: when a layer that needs the cluster
 // is selected and no NODEMEDIC_TEST_KUBECONFIG is given, start the test cluster once, install the CRDs,
 // hand the kubeconfigs to every test file through the environment, and stop the cluster at the end.
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { run } from 'node:test';
@@ -37,8 +39,12 @@ const requested = args.filter((a) => (LAYERS as readonly string[]).includes(a));
 const only = args.filter((a) => !(LAYERS as readonly string[]).includes(a));
 const layers = requested.length > 0 ? requested : [...LAYERS];
 const compiled = (file: string) => path.join(REPO_ROOT, 'dist', file.replace(/\.ts$/, '.js'));
-const selected = layers.flatMap((layer) => testFiles(layer).map((file) => ({ layer, file })))
-  .filter(({ file }) => only.length === 0 || only.some((o) => file.includes(o)));
+const all = layers.flatMap((layer) => testFiles(layer).map((file) => ({ layer, file, source: readFileSync(path.join(REPO_ROOT, file), 'utf8') })));
+/** Words used as tags: some test's title starts with "WORD: ". */
+const tags = only.filter((word) => all.some(({ source }) => source.includes(`test('${word}: `)));
+const selected = all.filter(({ file, source }) =>
+  only.length === 0 || only.some((o) => file.includes(o)) || tags.some((tag) => source.includes(`test('${tag}: `)));
+const testNamePatterns = tags.length > 0 ? tags.map((tag) => new RegExp(`^${tag.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `)) : undefined;
 const files = selected.map(({ file }) => compiled(file));
 if (files.length === 0) {
   console.error(`no test file matches ${only.join(', ')}`);
@@ -91,10 +97,10 @@ async function globalSetup() {
 }
 
 async function runFiles() {
-  const stream = run({ files, concurrency: Math.max(2, availableParallelism()), timeout: 5 * 60 * 1000 });
-  // Count tests, not the suites (describe blocks) that group them.
+  const stream = run({ files, concurrency: Math.max(2, availableParallelism()), timeout: 5 * 60 * 1000, ...(testNamePatterns ? { testNamePatterns } : {}) });
+  // Count tests, not the suites (describe blocks) that group them, nor those a tag left out.
   stream.on('test:pass', (event) => {
-    if (event.details.type === 'suite') return;
+    if (event.details.type === 'suite' || event.skip === 'test name does not match pattern') return;
     count(event.file, event.skip || event.todo ? 'skipped' : 'passed');
   });
   stream.on('test:fail', (event) => {

@@ -37,27 +37,35 @@ export function customResourceInformer(kc: KubeConfig, plural: string, namespace
 export async function keepWatching<T extends KubernetesObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean): Promise<void> {
   const backoff = new Backoff();
   let starting = false;
-  let failed = false; // set by a failure while starting, too: a watch that dies as it starts is not running
+  let failed: unknown; // set by a failure while starting, too: a watch that dies as it starts is not running
   const start = async () => {
     starting = true;
     while (!stopped()) {
-      failed = false;
+      failed = undefined;
       const failure = await informer.start().then(() => undefined, (err: Error) => err);
       // Stopped while starting: the watch that just began must not outlive its owner (it would hold the process open).
       if (stopped()) return void (await informer.stop().catch(() => {}));
       if (!failure && !failed) break;
-      log.warn({ err: failure?.message ?? 'the watch failed as it started', watch: what, retryInMs: backoff.peek }, 'could not start watching');
+      log.warn({ err: errorText(failure ?? failed), watch: what, retryInMs: backoff.peek }, 'could not start watching');
       await backoff.wait();
     }
     starting = false;
     backoff.reset();
   };
   informer.on('error', (err) => {
-    failed = true;
+    failed = err ?? new Error('the watch failed');
     if (starting || stopped()) return; // the loop above retries
-    log.warn({ err: (err as Error)?.message ?? String(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
+    log.warn({ err: errorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
     starting = true;
     setTimeout(() => void start(), backoff.next());
   });
   await start();
+}
+
+/** An informer's error as one line: the apiserver's own message where there is one (403 says which permission). */
+function errorText(err: unknown): string {
+  const e = err as { code?: number; body?: unknown; message?: string } | undefined;
+  const body = typeof e?.body === 'string' ? e.body : JSON.stringify(e?.body ?? '');
+  const apiMessage = /"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
+  return [e?.code && `HTTP ${e.code}`, apiMessage ?? e?.message ?? String(err)].filter(Boolean).join(': ');
 }

@@ -32,14 +32,14 @@ export async function benchKmsgLatency(lines = 200): Promise<LatencyResult> {
       return c;
     };
     const agent = await startAgent({
-      ...DEFAULTS, nodeName: 'bench-node', store: 'kube', namespace: 'default', abnormalNamespaces: ['default'], stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn',
+      ...DEFAULTS, nodeName: 'bench-node', store: 'kube', stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn',
       sources: { ...DEFAULTS.sources, defaultRules: false, ruleFiles: [rules], kernelLogFallback: '' },
       symptoms: { ...DEFAULTS.symptoms, createBurst: lines, createPerMinute: 60_000 },
     }, pino({ level: 'warn' }), { kubeConfig: kc('agent') });
 
     const seen = new Map<string, number>();
     const waiters = new Map<string, () => void>();
-    const watch = await new Watch(kc('admin')).watch('/apis/nodemedic.io/v1alpha1/namespaces/default/abnormals', {}, (type, object: Abnormal) => {
+    const watch = await new Watch(kc('admin')).watch('/apis/nodemedic.io/v1alpha1/namespaces/nodemedic-system/abnormals', {}, (type, object: Abnormal) => {
       const reason = (object.spec.context?.rule as { reason?: string } | undefined)?.reason;
       if (type === 'ADDED' && reason && !seen.has(reason)) {
         seen.set(reason, performance.now());

@@ -13,7 +13,7 @@ import { DEFAULTS } from '../../agent/config.js';
 import { GROUP, VERSION } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
-import { REPO_ROOT, startCluster, type TestCluster } from '../cluster/cluster.js';
+import { AGENT_NAMESPACE, REPO_ROOT, startCluster, type TestCluster } from '../cluster/cluster.js';
 import { waitFor } from '../helpers/agent.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
@@ -29,7 +29,7 @@ const client = (identity: 'admin' | 'agent') => {
 };
 const create = (name: string) =>
   client('admin').makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-    group: GROUP, version: VERSION, namespace: 'default', plural: 'abnormals',
+    group: GROUP, version: VERSION, namespace: AGENT_NAMESPACE, plural: 'abnormals',
     body: {
       apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', metadata: { name, labels: { [NODE_LABEL]: node } },
       spec: { source: 'Custom', nodeName: node, assignedDiagnosers: [{ namespace: 'default', name: 'yes' }], skipRecovery: true },
@@ -37,7 +37,7 @@ const create = (name: string) =>
   });
 const phaseOf = async (name: string) =>
   ((await client('admin').makeApiClient(CustomObjectsApi).getNamespacedCustomObject({
-    group: GROUP, version: VERSION, namespace: 'default', plural: 'abnormals', name,
+    group: GROUP, version: VERSION, namespace: AGENT_NAMESPACE, plural: 'abnormals', name,
   })) as Abnormal).status?.phase;
 
 before(async () => {
@@ -50,7 +50,7 @@ before(async () => {
     group: GROUP, version: VERSION, namespace: 'default', plural: 'diagnosers',
     body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Diagnoser', metadata: { name: 'yes' }, spec: { url: server.route('/yes', (a) => answer(a, { identifiable: true })) } },
   });
-  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, abnormalNamespaces: ['default'], processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
+  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
     kubeConfig: client('agent'),
   });
 });

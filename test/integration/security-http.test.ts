@@ -51,7 +51,7 @@ const ssrf = JSON.stringify({
 const post = (port: number, what: string, headers: Record<string, string> = {}) =>
   fetch(`http://127.0.0.1:${port}/processors/${what}`, { method: 'POST', body: ssrf, headers: { 'content-type': 'application/json', ...headers } });
 
-test('the built-in processors are not served unless switched on: the probe cannot be made to fetch a URL; health and metrics stay open', async () => {
+test('security: the built-in processors are not served unless switched on: the probe cannot be made to fetch a URL; health and metrics stay open', async () => {
   const { port } = await agent();
   const before = metadata.requests;
   const res = await post(port, 'informationcollectors/probe');
@@ -63,7 +63,7 @@ test('the built-in processors are not served unless switched on: the probe canno
   for (const open of ['/healthz', '/readyz', '/metrics']) assert.equal((await fetch(`http://127.0.0.1:${port}${open}`)).status, 200, open);
 });
 
-test('switched on with a token: no token or a wrong one is refused before anything runs; the right one is served; recoverers need their own switch', async () => {
+test('security: switched on with a token: no token or a wrong one is refused before anything runs; the right one is served; recoverers need their own switch', async () => {
   const { port } = await agent({ serve: true, tokenFile });
   const before = metadata.requests;
   const none = await post(port, 'informationcollectors/probe');
@@ -77,14 +77,14 @@ test('switched on with a token: no token or a wrong one is refused before anythi
   assert.equal((await post(port, 'recoverers/signal-process', { authorization: 'Bearer the-right-token' })).status, 404, 'recoverers are not served unless serveRecoverers');
 });
 
-test('a token that cannot be read lets no one in: 503, and nothing runs', async () => {
+test('security: a token that cannot be read lets no one in: 503, and nothing runs', async () => {
   const { port } = await agent({ serve: true, tokenFile: path.join(dir, 'no-such-token') });
   const before = metadata.requests;
   assert.equal((await post(port, 'informationcollectors/probe', { authorization: 'Bearer ' })).status, 503);
   assert.equal(metadata.requests, before);
 });
 
-test('on an address other hosts can reach, serving the built-ins without a token is refused at start, naming the key', async () => {
+test('security: on an address other hosts can reach, serving the built-ins without a token is refused at start, naming the key', async () => {
   const config = path.join(dir, 'open.yaml');
   await writeFile(config, 'nodeName: demo\nlisten: 0.0.0.0:9095\nbuiltinProcessors: {serve: true}\n');
   await assert.rejects(loadConfig(['--config', config], {}), (err) => {
@@ -96,7 +96,7 @@ test('on an address other hosts can reach, serving the built-ins without a token
   assert.equal((await loadConfig(['--config', config], {})).builtinProcessors.serve, true, 'on loopback no token is needed');
 });
 
-test('the shipped DaemonSet, on the node\'s address, serves no processor', async () => {
+test('security: the shipped DaemonSet, on the node\'s address, serves no processor', async () => {
   const docs = parseAllDocuments(await readFile(path.join(REPO_ROOT, 'manifests/deploy/daemonset.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; data?: Record<string, string> });
   const shipped = docs.find((d) => d.kind === 'ConfigMap')!.data!['config.yaml']!;
   const file = path.join(dir, 'shipped.yaml');

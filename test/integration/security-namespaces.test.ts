@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { after, test } from 'node:test';
 import { RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import { UNPRIVILEGED_USER } from '../cluster/cluster.js';
-import { finished, startKubeAgent } from '../helpers/agent.js';
+import { finished, registerProcessor, startKubeAgent } from '../helpers/agent.js';
 import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 
 const trusted = await testNamespace('sec-trusted');
@@ -52,4 +52,21 @@ test('security: an Abnormal in a namespace the agent does not trust is never cla
   const untouched = await getAbnormal(users, 'from-a-user', 'unprivileged');
   assert.equal(untouched.metadata?.labels?.['nodemedic.io/node'], undefined, 'not claimed');
   assert.equal(untouched.status, undefined, 'not worked on: no status, no output');
+});
+
+test('security: a processor registered in a namespace the agent does not trust is never called', async () => {
+  let called = 0;
+  const foreign = createServer((_req, res) => {
+    called++;
+    res.writeHead(500).end();
+  });
+  await new Promise<void>((resolve) => foreign.listen(0, '127.0.0.1', resolve));
+  after(() => new Promise<void>((resolve) => foreign.close(() => resolve())));
+  const url = `http://127.0.0.1:${(foreign.address() as { port: number }).port}/`;
+  await registerProcessor('diagnosers', users, 'helpful', { url }); // by whoever may register processors there
+  await createAbnormal(abnormal('names-a-foreign-diagnoser', trusted, { nodeName: node, skipRecovery: true, assignedDiagnosers: [{ namespace: users, name: 'helpful' }] }));
+  const done = await finished(trusted, 'names-a-foreign-diagnoser');
+  assert.equal(done.status?.phase, 'Failed');
+  assert.match(done.status?.message ?? '', new RegExp(`${users}/helpful: not registered`));
+  assert.equal(called, 0, 'the Abnormal went nowhere near it');
 });

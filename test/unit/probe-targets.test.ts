@@ -7,14 +7,14 @@ import { targetRefusal } from '../../collectors/probe.js';
 
 const own = ['127.0.0.1', '::1', '10.1.2.3'];
 
-test('a node probe reaches this node\'s own addresses, loopback included, and nothing else', () => {
+test('security: a node probe reaches this node\'s own addresses, loopback included, and nothing else', () => {
   for (const ip of ['127.0.0.1', '127.0.0.53', '::1', '10.1.2.3', '::ffff:10.1.2.3']) assert.equal(targetRefusal(ip, own, true), undefined, ip);
   assert.match(targetRefusal('192.0.2.1', own, true) ?? '', /192\.0\.2\.1 is not an address of this node/);
   assert.match(targetRefusal('10.1.2.4', own, true) ?? '', /not an address of this node/);
   assert.ok(nodeAddresses().includes('127.0.0.1'), 'this machine\'s own addresses are read from its interfaces');
 });
 
-test('link-local and cloud metadata addresses are refused even where they are the node\'s or the pod\'s, unless allowed besides', () => {
+test('security: link-local and cloud metadata addresses are refused even where they are the node\'s or the pod\'s, unless allowed besides', () => {
   for (const ip of ['169.254.169.254', '::ffff:169.254.169.254', 'fe80::1', 'fd00:ec2::254', '100.100.100.200', '192.0.0.192']) {
     assert.match(targetRefusal(ip, [ip], true) ?? '', /link-local or cloud metadata address/, ip);
     assert.match(targetRefusal(ip, [ip], false) ?? '', /link-local or cloud metadata address/, ip);
@@ -22,7 +22,7 @@ test('link-local and cloud metadata addresses are refused even where they are th
   assert.equal(targetRefusal('169.254.169.254', own, true, cidrList(['169.254.169.254'])), undefined, 'an operator may allow one by name');
 });
 
-test('a pod probe reaches the probed pod\'s IPs only: not the node\'s loopback, not another pod', () => {
+test('security: a pod probe reaches the probed pod\'s IPs only: not the node\'s loopback, not another pod', () => {
   const pod = ['10.244.1.7', 'fd00:10:244::7'];
   assert.equal(targetRefusal('10.244.1.7', pod, false), undefined);
   assert.equal(targetRefusal('fd00:10:244::7', pod, false), undefined);
