@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `nodemedic` command. Each subcommand is one entry in COMMANDS; the daemon (`agent`) and the
 // tools for writing scripts and rules (`run`, `rules`) join this table as they are built.
+import './lib/linear-regexp.js'; // first: V8's regexp flags must be set before any rule is compiled
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';

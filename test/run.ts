@@ -76,6 +76,20 @@ try {
 } finally {
   await cluster?.stop();
 }
+// Tests leave nothing behind: a process of theirs still alive now — a container of a test node, an
+// agent, a shim — is a failure, and is ended here so it cannot disturb the next run.
+const survivors = await survivingTestProcesses();
+if (survivors.length > 0) {
+  console.error(`${survivors.length} process(es) started by the tests outlived them (killed now):\n${survivors.map((p) => `  pid ${p.pid}: ${p.cmdline}`).join('\n')}`);
+  counts.failed++;
+  for (const { pid } of survivors) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
 for (const [layer, c] of byLayer) console.log(`${layer}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
 process.exitCode = counts.failed > 0 || counts.passed === 0 ? 1 : 0;
@@ -109,4 +123,37 @@ async function runFiles() {
   await new Promise<void>((resolve, reject) => {
     stream.compose(new spec()).on('data', (chunk: string) => process.stdout.write(chunk)).on('end', resolve).on('error', reject);
   });
+}
+
+/**
+ * Processes started after this run began that belong to the tests: a test node's shims and their
+ * containers (the pause process sleeps 2147483647), the agent (its image runs /opt/nodemedic), or
+ * anything with a nodemedic test directory on its command line. The runner and its parents are not.
+ */
+async function survivingTestProcesses(): Promise<Array<{ pid: number; cmdline: string }>> {
+  const startOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const ppidOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  const own = readFileSync('/proc/self/stat', 'utf8');
+  const ancestors = new Set<number>();
+  for (let pid = process.pid; pid > 1 && !ancestors.has(pid); ) {
+    ancestors.add(pid);
+    pid = ppidOf(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  }
+  const found: Array<{ pid: number; cmdline: string }> = [];
+  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    const pid = Number(entry);
+    if (ancestors.has(pid)) continue;
+    let stat: string;
+    let cmdline: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (startOf(stat) < startOf(own)) continue;
+    const ours = cmdline === 'sleep\u00002147483647\u0000' || cmdline.includes('containerd-shim') || cmdline.includes('/opt/nodemedic/') || cmdline.includes('/nodemedic-');
+    if (ours) found.push({ pid, cmdline: cmdline.replace(/\u0000/g, ' ').trim() });
+  }
+  return found;
 }

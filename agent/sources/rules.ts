@@ -7,10 +7,13 @@
 //
 // Matching follows NPD: a rule matches when its pattern matches at the end of the newest line, where
 // the "newest line" is the last `bufferSize` lines joined with \n for a rule whose pattern contains \n
-// (a multi-line rule). Go's regexp is linear-time and V8's backtracks, so patterns are checked and
-// rewritten when compiled: a leading `.*` (what makes NPD's rules quadratic in V8) is dropped, which
-// changes no match; nested quantifiers and constructs V8 would treat differently are refused; and each
-// rule is prefiltered on a literal it must contain, so most lines never reach a regular expression.
+// (a multi-line rule). Go's regexp is linear-time and V8's backtracks, so every pattern is compiled
+// through agent/lib/linear-regexp.ts: one V8's linear engine cannot run is refused, naming the rule,
+// and a match that backtracks too much switches to that engine. A leading `.*` (what makes NPD's rules
+// quadratic in V8) is dropped, which changes no match; constructs V8 would read differently from Go
+// are refused; and each rule is prefiltered on a literal it must contain, so most lines never reach a
+// regular expression.
+import { linearRegExp } from '../lib/linear-regexp.js'; // first: it sets V8's flags before any rule is compiled
 import { parse } from 'yaml';
 
 export type RuleSpec = {
@@ -64,8 +67,6 @@ const UNSUPPORTED: Array<[RegExp, string]> = [
   [/\(\?[imsU-]+[:)]/, 'uses inline flags other than a leading (?i)'],
   [/\\p\{/, 'uses \\p{...}, which needs care in JavaScript'],
 ];
-/** A group that contains a quantifier and is itself quantified: catastrophic backtracking in V8. */
-const NESTED_QUANTIFIER = /\((?:\?:)?[^()]*(?:[+*]|\{\d+,\d*\})[^()]*\)(?:[+*]|\{\d+,\d*\})/;
 
 /** Compile one rule; throws RuleError saying which rule and why. */
 export function compileRule(rule: RuleSpec, where: string): CompiledRule {
@@ -80,15 +81,19 @@ export function compileRule(rule: RuleSpec, where: string): CompiledRule {
     source = source.slice(4);
   }
   for (const [test, why] of UNSUPPORTED) if (test.test(source)) throw new RuleError(where, `pattern ${why}`);
-  if (NESTED_QUANTIFIER.test(source)) throw new RuleError(where, 'pattern has a quantified group containing a quantifier, which can backtrack catastrophically; rewrite it');
   source = source.replace(/\(\?P</g, '(?<'); // Go's named groups
   // A leading .* or .+ changes no match of a pattern anchored at the end, and is what makes V8 slow.
   source = source.replace(/^(?:\.\*)+/, '').replace(/^\.\+/, '.');
   let regex: RegExp;
   try {
-    regex = new RegExp(`(?:${source})$`, flags);
+    new RegExp(`(?:${source})$`, flags); // plain syntax first, so that a typo is called one
   } catch (err) {
     throw new RuleError(where, `pattern is not a valid regular expression: ${(err as Error).message}`);
+  }
+  try {
+    regex = linearRegExp(`(?:${source})$`, flags);
+  } catch (err) {
+    throw new RuleError(where, `pattern cannot be matched in linear time (back-references, look-arounds and large counted repetitions cannot), so a line could hang the agent: ${(err as Error).message}`);
   }
   const multiLine = source.includes('\\n');
   const lastLine = multiLine ? source.slice(source.lastIndexOf('\\n') + 2) : source;

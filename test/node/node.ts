@@ -5,7 +5,7 @@
 // the kubelet flags that work here, and hostNetwork pods (no CNI, so the node stays NotReady).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -98,6 +98,26 @@ export const skipUnlessOwnCluster = (what: string) =>
 export const startSuiteNode = (name: string) =>
   startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
 
+/** Every process of this node's shims (found by containerd's socket on their command line), children first, killed. */
+async function killShimTrees(socket: string): Promise<void> {
+  const table: Array<{ pid: number; ppid: number; cmdline: string }> = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (stat) table.push({ pid: Number(entry), ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), cmdline });
+  }
+  const shims = table.filter((p) => p.cmdline.includes('containerd-shim') && p.cmdline.includes(`\0${socket}`)).map((p) => p.pid);
+  const descendants = (pid: number): number[] => table.filter((p) => p.ppid === pid).flatMap((p) => [...descendants(p.pid), p.pid]);
+  for (const pid of [...shims.flatMap(descendants), ...shims]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+}
+
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
 export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string }): Promise<TestNode> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
@@ -117,9 +137,11 @@ state = "${dir}/containerd-state"
 `);
   const daemons: Daemon[] = [];
   const stop = async () => {
-    for (const d of [...daemons].reverse()) await stopDaemon(d, 15_000); // containerd takes its time to stop its shims
-    // Containers left running (the test's stopped shim, say) must not outlive the test, nor their mounts.
-    await run('pkill', ['-KILL', '-f', '--', `-address ${socket}`]).catch(() => {});
+    // The pods' containers first: a shim outlives containerd by design, and a container outlives its
+    // shim (it is re-parented), so each shim's whole tree is killed, the containers before the shims.
+    await killShimTrees(socket);
+    for (const d of [...daemons].reverse()) await stopDaemon(d, 15_000);
+    await killShimTrees(socket); // any that started while the kubelet was stopping
     const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));
     for (const mount of mounts.reverse()) await run('umount', ['-l', mount]).catch(() => {});
     await rm(dir, { recursive: true, force: true }).catch(() => {});

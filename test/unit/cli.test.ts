@@ -66,10 +66,10 @@ test('rules test shows which line matched which rule', () => {
 
 test('rules test refuses a dangerous rule file, naming the rule', () => {
   const rules = path.join(mkdtempSync(path.join(tmpdir(), 'nm-rules-')), 'slow.json');
-  writeFileSync(rules, '{"plugin":"kmsg","rules":[{"reason":"Slow","pattern":"(a+)+b"}]}');
+  writeFileSync(rules, '{"plugin":"kmsg","rules":[{"reason":"Slow","pattern":"(?:a?){25}a{25}"}]}');
   const r = nodemedic(['rules', 'test', '--rules', rules, '/dev/null']);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /rules\[0\] \(Slow\): pattern has a quantified group containing a quantifier/);
+  assert.match(r.stderr, /rules\[0\] \(Slow\): pattern cannot be matched in linear time/);
 });
 
 test('run takes one Abnormal through the built-ins and a scripts directory and shows every step', () => {
