@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Pipeline } from './pipeline/pipeline.js';
 import { refName, type Outcome, type Processor } from './processors/contract.js';
+import { AlertSource } from './sources/alerts.js';
 import type { SymptomSink } from './sources/sink.js';
 import type { SymptomSource } from './sources/source.js';
 
@@ -50,6 +51,13 @@ export class AgentMetrics {
       () => [[{}, sink.stats.writeFailures]]);
     this.countFrom('nodemedic_symptom_creates_held_total', 'Times a new Abnormal waited for the per-node creation rate limit', [],
       () => [[{}, sink.stats.rateLimited]]);
+    this.countFrom('nodemedic_symptoms_rejected_total', 'Symptoms refused as invalid (their Abnormal fails the API schema), by source: dropped, never retried', ['source'],
+      () => {
+        const bySource = { ...sink.stats.rejectedBySource };
+        const alerts = sources().filter((s): s is AlertSource => s instanceof AlertSource).reduce((sum, s) => sum + s.refused, 0);
+        if (alerts > 0) bySource.PrometheusAlert = (bySource.PrometheusAlert ?? 0) + alerts;
+        return Object.entries(bySource).map(([source, n]) => [{ source }, n]);
+      });
     this.countFrom('nodemedic_symptoms_untracked_total', 'Symptoms dropped because too many distinct ones were open at once', [],
       () => [[{}, sink.stats.untracked]]);
     this.countFrom('nodemedic_log_lines_lost_total', 'Log lines lost before they could be read (kernel ring buffer overwritten), by source', ['source'],

@@ -14,6 +14,19 @@ export function loadKubeConfig(file?: string): KubeConfig {
 /** The HTTP status of a failed API call, or undefined for a failure that is not the apiserver's answer. */
 export const apiStatus = (err: unknown): number | undefined => (err instanceof ApiException ? err.code : undefined);
 
+/** The apiserver's own message for a failed call (its Status), else the error's. */
+export function apiMessage(err: unknown): string {
+  if (err instanceof ApiException) {
+    try {
+      const status = (typeof err.body === 'string' ? JSON.parse(err.body) : err.body) as { message?: unknown };
+      if (typeof status?.message === 'string') return status.message;
+    } catch {
+      // not JSON
+    }
+  }
+  return (err as Error).message;
+}
+
 /** Reads a pod; undefined when there is none of that name. */
 export function podReader(kc: KubeConfig): (namespace: string, name: string) => Promise<V1Pod | undefined> {
   const core = kc.makeApiClient(CoreV1Api);

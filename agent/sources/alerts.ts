@@ -4,10 +4,14 @@
 // present: node, instance, kubernetes_node, ...; an instance's ":port" is dropped) and becomes a symptom
 // for that node — whichever agent received it, since Alertmanager may deliver to any of them. A
 // resolved alert is a symptom that has ended: the sink records its endsAt on the Abnormal its firing made.
+// Each alert is checked against the Abnormal schema before the reply: one the API would refuse (a
+// startsAt that is no date, a label over its size limit) is named in the reply's `refused` with why,
+// counted, and never handed on — Alertmanager, told 200, would not send it again, and it could never be
+// written anyway. The reply: 200 {firing, resolved, skipped: [{alert, reason}], refused: [{alert, problems}]}.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { Reason } from '../api/reasons.js';
-import type { Symptom, SymptomSource } from './source.js';
+import { refusalOf, type Symptom, type SymptomSource } from './source.js';
 
 const labelMap = z.record(z.string(), z.string());
 const Alert = z.object({
@@ -47,6 +51,8 @@ const realTime = (t: string | undefined) => (t && !t.startsWith('0001-01-01') ? 
 
 export class AlertSource implements SymptomSource {
   readonly name = 'alertmanager webhook';
+  /** Alerts refused as invalid (the Abnormal schema), for the metrics. */
+  refused = 0;
   private emit?: (symptom: Symptom) => void;
 
   constructor(private readonly opts: AlertSourceOptions) {}
@@ -84,7 +90,7 @@ export class AlertSource implements SymptomSource {
       const message = parsed.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).slice(0, 10).join('; ');
       return { status: 400, body: { reason: Reason.InvalidPayload, message } };
     }
-    const result = { firing: 0, resolved: 0, skipped: [] as Array<{ alert: string; reason: string }> };
+    const result = { firing: 0, resolved: 0, skipped: [] as Array<{ alert: string; reason: string }>, refused: [] as Array<{ alert: string; problems: string[] }> };
     for (const alert of parsed.data.alerts) {
       const node = this.nodeOf(alert.labels);
       if (!node) {
@@ -106,12 +112,17 @@ export class AlertSource implements SymptomSource {
         },
         seenAt: new Date(),
       };
-      if (alert.status === 'firing') {
-        result.firing++;
-      } else {
-        symptom.endedAt = realTime(alert.endsAt) ?? new Date().toISOString();
-        result.resolved++;
+      if (alert.status === 'resolved') symptom.endedAt = realTime(alert.endsAt) ?? new Date().toISOString();
+      // A resolved alert is checked with the end it would record.
+      const checked = symptom.endedAt ? { ...symptom, detail: { prometheusAlert: { ...symptom.detail.prometheusAlert, endsAt: symptom.endedAt } } } : symptom;
+      const problems = refusalOf(checked, node);
+      if (problems) {
+        this.refused++;
+        result.refused.push({ alert: alert.labels.alertname ?? '(unnamed)', problems: problems.slice(0, 5) });
+        continue;
       }
+      if (symptom.endedAt) result.resolved++;
+      else result.firing++;
       emit(symptom);
     }
     return { status: 200, body: result };

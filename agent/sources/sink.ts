@@ -9,15 +9,16 @@
 //     here and is created when one frees up.
 //   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
 //   - A symptom that has ended (a resolved alert) records its end on its Abnormal and creates nothing.
+//   - A symptom whose Abnormal the API would refuse (validated first; or refused by the apiserver as
+//     invalid) is a poison: it is logged, counted by source (rejected) and dropped — never retried, and
+//     it spends no creation token, so it cannot hold back the symptoms behind it.
 // The sink is the only part of the sources that writes to the store.
-import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FINGERPRINT_LABEL } from '../api/crds.js';
 import { keyOf } from '../api/kinds.js';
 import { isTerminal, toRFC3339 } from '../api/phase.js';
 import type { Abnormal } from '../api/types.generated.js';
-import { ConflictError, type AbnormalStore } from '../store/store.js';
-import type { Symptom } from './source.js';
+import { ConflictError, InvalidObjectError, type AbnormalStore } from '../store/store.js';
+import { abnormalOf, fingerprintOf, refusalOf, type Symptom } from './source.js';
 
 export type SinkOptions = {
   store: AbnormalStore;
@@ -54,7 +55,11 @@ export class SymptomSink {
   private flushing?: Promise<void>;
   private soon = false;
   /** For tests, metrics and the benchmark. */
-  readonly stats = { accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0 };
+  readonly stats = {
+    accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0,
+    /** Poison symptoms by source: their Abnormal would be, or was, refused as invalid. */
+    rejectedBySource: {} as Record<string, number>,
+  };
 
   constructor(private readonly opts: SinkOptions) {
     this.tokens = opts.createBurst;
@@ -168,15 +173,32 @@ export class SymptomSink {
       if (current && this.stillCounting(current)) return this.addTo(entry, current);
       entry.abnormal = undefined; // gone, or ended longer ago than the cooldown: a new Abnormal
     }
+    const refused = refusalOf(entry.first, this.opts.nodeName);
+    if (refused) return this.reject(entry, refused);
     if (!this.takeToken()) {
       this.stats.rateLimited++;
       return; // stays pending; created when a token frees up
     }
     const pending = entry.pending;
-    const created = await this.opts.store.create(this.abnormalFor(entry, pending));
+    let created: Abnormal;
+    try {
+      created = await this.opts.store.create(abnormalOf(entry.first, this.opts.nodeName, pending, entry.firstSeen, entry.lastSeen));
+    } catch (err) {
+      if (!(err instanceof InvalidObjectError)) throw err;
+      this.tokens++; // nothing was created: the token goes back
+      return this.reject(entry, [err.message]);
+    }
     entry.pending -= pending;
     entry.abnormal = created;
     this.stats.created++;
+  }
+
+  /** A poison symptom: said, counted and dropped with its repeats. */
+  private reject(entry: Entry, problems: string[]): void {
+    const source = entry.first.source;
+    this.stats.rejectedBySource[source] = (this.stats.rejectedBySource[source] ?? 0) + 1;
+    this.entries.delete(entry.fingerprint);
+    this.opts.log.warn({ source, reason: entry.first.reason, problems, occurrences: entry.pending }, 'a symptom was refused as invalid; dropped, not retried');
   }
 
   private async addTo(entry: Entry, current: Abnormal): Promise<void> {
@@ -192,25 +214,6 @@ export class SymptomSink {
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err; // changed meanwhile: counted again at the next flush
     }
-  }
-
-  private abnormalFor(entry: Entry, count: number): Abnormal {
-    const { first } = entry;
-    const nodeName = first.nodeName ?? this.opts.nodeName;
-    return {
-      apiVersion: 'nodemedic.io/v1alpha1',
-      kind: 'Abnormal',
-      metadata: {
-        generateName: `${nodeName.slice(0, 30)}-${first.reason.toLowerCase().slice(0, 20)}-`,
-        labels: { [FINGERPRINT_LABEL]: entry.fingerprint },
-      },
-      spec: {
-        ...first.detail,
-        source: first.source,
-        nodeName,
-        occurrences: { count, firstSeen: toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
-      },
-    };
   }
 
   /** Open, or ended less than the cooldown ago. */
@@ -232,10 +235,6 @@ export class SymptomSink {
     this.tokens--;
     return true;
   }
-}
-
-export function fingerprintOf(symptom: Pick<Symptom, 'source' | 'reason' | 'subject'>, nodeName: string): string {
-  return createHash('sha256').update([symptom.source, nodeName, symptom.reason, symptom.subject ?? ''].join('\u0000')).digest('hex').slice(0, 32);
 }
 
 /** When an Abnormal reached its terminal phase: its latest condition change, else its creation. */

@@ -1,7 +1,11 @@
 // The one contract every symptom source follows, as node-problem-detector's monitors do: start with a
 // place to put symptoms, stop. The log sources, Kubernetes events, stuck pods and the Alertmanager
 // receiver all hand their symptoms to the sink (sink.ts), the only part that writes to the store.
-import type { AbnormalSpec } from '../api/types.generated.js';
+import { createHash } from 'node:crypto';
+import { API_VERSION, FINGERPRINT_LABEL } from '../api/crds.js';
+import { toRFC3339 } from '../api/phase.js';
+import type { Abnormal, AbnormalSpec } from '../api/types.generated.js';
+import { ValidationError, validateAbnormal } from '../api/validate.js';
 
 export type Symptom = {
   source: AbnormalSpec['source'];
@@ -27,4 +31,35 @@ export interface SymptomSource {
   readonly lost?: number;
   start(emit: (symptom: Symptom) => void): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** What makes two symptoms the same: source, node, reason and subject. A label on the Abnormal, so repeats find it after a restart. */
+export function fingerprintOf(symptom: Pick<Symptom, 'source' | 'reason' | 'subject'>, nodeName: string): string {
+  return createHash('sha256').update([symptom.source, nodeName, symptom.reason, symptom.subject ?? ''].join('\u0000')).digest('hex').slice(0, 32);
+}
+
+/** The Abnormal a symptom becomes (the sink creates it), seen `count` times from `firstSeen` to `lastSeen`. */
+export function abnormalOf(symptom: Symptom, nodeName: string, count = 1, firstSeen = symptom.seenAt, lastSeen = symptom.seenAt): Abnormal {
+  const node = symptom.nodeName ?? nodeName;
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Abnormal',
+    metadata: {
+      generateName: `${node.slice(0, 30)}-${symptom.reason.toLowerCase().slice(0, 20)}-`,
+      labels: { [FINGERPRINT_LABEL]: fingerprintOf(symptom, node) },
+    },
+    spec: { ...symptom.detail, source: symptom.source, nodeName: node, occurrences: { count, firstSeen: toRFC3339(firstSeen), lastSeen: toRFC3339(lastSeen) } },
+  };
+}
+
+/** Why the API would refuse the Abnormal a symptom becomes (each problem naming its field), or undefined if it would take it. */
+export function refusalOf(symptom: Symptom, nodeName: string): string[] | undefined {
+  const abnormal = abnormalOf(symptom, nodeName);
+  try {
+    validateAbnormal({ ...abnormal, metadata: { ...abnormal.metadata, name: 'symptom' } });
+    return undefined;
+  } catch (err) {
+    if (err instanceof ValidationError) return err.problems;
+    throw err;
+  }
 }

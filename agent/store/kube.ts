@@ -16,9 +16,9 @@ import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, VERSION } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { isTerminal } from '../api/phase.js';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
-import { apiStatus } from '../kube/client.js';
+import { apiMessage, apiStatus } from '../kube/client.js';
 import { customResourceInformer, keepWatching, type CachingInformer } from '../kube/informer.js';
-import { ConflictError, type AbnormalStore } from './store.js';
+import { ConflictError, InvalidObjectError, type AbnormalStore } from './store.js';
 
 /** The label value for a node: its name, or for names longer than a label value may be, a stable digest. */
 export function nodeLabelValue(nodeName: string): string {
@@ -123,7 +123,12 @@ export class KubeStore implements AbnormalStore {
       metadata: { ...abnormal.metadata, namespace, labels: { ...abnormal.metadata?.labels, [NODE_LABEL]: nodeLabelValue(abnormal.spec.nodeName) } },
     };
     this.writes.create++;
-    return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, body })) as Abnormal;
+    try {
+      return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, body })) as Abnormal;
+    } catch (err) {
+      if (apiStatus(err) === 400 || apiStatus(err) === 422) throw new InvalidObjectError(`the apiserver refused it: ${apiMessage(err)}`);
+      throw err;
+    }
   }
 
   /** A list by label in the trusted namespaces; rare (once per fingerprint the sink has not seen since it started). */

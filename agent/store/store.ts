@@ -15,6 +15,14 @@ export class ConflictError extends Error {
   }
 }
 
+/** The store refuses the object as invalid (the apiserver's 400 or 422): writing it again cannot succeed. */
+export class InvalidObjectError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidObjectError';
+  }
+}
+
 export interface AbnormalStore {
   /**
    * Start watching this node's Abnormals; `onChange` gets the key of each one that appears or changes,

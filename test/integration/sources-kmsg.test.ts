@@ -12,7 +12,7 @@ import { after, test } from 'node:test';
 import type { RunningAgent } from '../../agent/agent.js';
 import { FINGERPRINT_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { fingerprintOf } from '../../agent/sources/sink.js';
+import { fingerprintOf } from '../../agent/sources/source.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, testNamespace } from '../helpers/kube.js';

@@ -95,3 +95,21 @@ test('a symptom that has ended (a resolved alert) records its end on its Abnorma
   assert.equal(abnormal.spec.prometheusAlert?.endsAt, '2026-11-30T11:00:00Z');
   assert.equal(sink.stats.ended, 1);
 });
+
+test('a poison symptom — its Abnormal would be refused — is dropped at once, spends no creation token and holds nothing back', async () => {
+  const { sink, files } = await setup({ createBurst: 1, createPerMinute: 0.1 });
+  const alert = (alertname: string, startsAt: string): Symptom => ({
+    source: 'PrometheusAlert', reason: alertname, subject: alertname, detail: { prometheusAlert: { labels: { alertname }, annotations: {}, startsAt } }, seenAt: new Date(),
+  });
+  sink.accept(alert('Poison', 'yesterday'));
+  sink.accept(alert('Fine', new Date().toISOString()));
+  await sink.flush();
+  assert.equal((await files()).length, 1, 'the one token of the burst went to the valid symptom');
+  assert.deepEqual(sink.stats.rejectedBySource, { PrometheusAlert: 1 });
+  assert.equal(sink.stats.rateLimited, 0);
+  sink.accept(alert('Poison', 'yesterday')); // again: refused again, never retried in between
+  await sink.flush();
+  await sink.flush();
+  assert.deepEqual(sink.stats.rejectedBySource, { PrometheusAlert: 2 });
+  assert.equal(sink.stats.writeFailures, 0);
+});
