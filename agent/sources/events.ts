@@ -42,6 +42,8 @@ export class EventSource implements SymptomSource {
   private readonly lock: LeaseRecord;
   private timer?: NodeJS.Timeout;
   private watching?: AbortController;
+  /** True from the moment the watch runs (its list's resourceVersion taken) until it stops: every Warning event made since reaches it. */
+  streaming = false;
   private stopped = false;
   /** pod uid → node name, so each event costs at most one pod read. */
   private readonly podNodes = new Map<string, string | undefined>();
@@ -96,6 +98,7 @@ export class EventSource implements SymptomSource {
   private follow(): void {
     if (!this.isLeader) return;
     this.isLeader = false;
+    this.streaming = false;
     this.watching?.abort();
     this.opts.log.info('another agent now watches the cluster\'s Warning events');
   }
@@ -117,9 +120,11 @@ export class EventSource implements SymptomSource {
       },
       (err) => {
         if (this.stopped || !this.isLeader) return;
+        this.streaming = false;
         this.opts.log.warn({ err: (err as Error | null)?.message }, 'event watch ended; watching again');
         this.isLeader = false; // the next lock check starts a new watch
       });
+    this.streaming = true;
   }
 
   private async onEvent(event: CoreV1Event): Promise<void> {

@@ -54,7 +54,7 @@ const abnormalsFor = async (node: string) =>
 test('one agent watches; Warning events about a node and about a pod bound to a node become Abnormals for that node', async () => {
   const holder = await leader();
   assert.equal(agents.filter((a) => watcher(a).isLeader).length, 1, 'exactly one watcher');
-  await new Promise((r) => setTimeout(r, 500)); // its watch starts from now
+  await waitFor('its watch to run', async () => watcher(holder).streaming || undefined); // events from now on reach it
   await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'NodeNotReady');
   const pod = await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'web-0' }, spec: { nodeName: nodeB, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
   await warning({ kind: 'Pod', name: 'web-0', namespace: ns, uid: pod.metadata!.uid! }, 'FailedKillPod');
@@ -78,7 +78,7 @@ test('when the watching agent stops, another takes over', async () => {
   agents.splice(agents.indexOf(first), 1);
   const second = await leader();
   assert.notEqual(second, first);
-  await new Promise((r) => setTimeout(r, 500));
+  await waitFor('its watch to run', async () => watcher(second).streaming || undefined);
   await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'KernelDeadlock');
   await waitFor('the new watcher to make the Abnormal', async () => (await abnormalsFor(nodeA)).some((a) => a.spec.kubernetesEvent?.reason === 'KernelDeadlock') || undefined);
 });
