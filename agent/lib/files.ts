@@ -2,23 +2,31 @@
 // never a mix. atomicWrite writes a temporary file beside the target, fsyncs it, renames it over the
 // target and fsyncs the directory. readState/writeState keep small JSON records (where a source is up
 // to, the recovery history) that way, so a restart resumes instead of repeating or skipping.
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 let sequence = 0;
+
+/** The temporary files atomicWrite makes (`.NAME.PID.N.tmp`); one left behind is a write that did not finish. */
+export const TEMPORARY_FILE = /^\..+\.\d+\.\d+\.tmp$/;
 
 export async function atomicWrite(file: string, text: string): Promise<void> {
   const dir = path.dirname(file);
   // Unique per call: two writes of one file in flight must not share (and rename away) one temporary.
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${++sequence}.tmp`);
-  const handle = await open(tmp, 'w', 0o644);
   try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(tmp, 'w', 0o644);
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => {}); // a full disk must not also leave a half-written temporary behind
+    throw err;
   }
-  await rename(tmp, file);
   const dirHandle = await open(dir, 'r');
   try {
     await dirHandle.sync();

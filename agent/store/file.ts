@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseDocument, stringify } from 'yaml';
@@ -23,11 +23,13 @@ import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { isTerminal } from '../api/phase.js';
 import { Reason } from '../api/reasons.js';
 import { ValidationError, validateAbnormal } from '../api/validate.js';
-import { atomicWrite } from '../lib/files.js';
+import { TEMPORARY_FILE, atomicWrite } from '../lib/files.js';
 import { ConflictError, type AbnormalStore } from './store.js';
 
 const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
 const SETTLE_MS = 300;
+/** The largest Abnormal file read: etcd takes objects up to 1.5 MiB, and parsing more would stall the agent. */
+const MAX_FILE_BYTES = 2 * 1024 * 1024;
 
 export type FileStoreOptions = {
   dir: string;
@@ -59,6 +61,8 @@ export class FileStore implements AbnormalStore {
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
     this.onChange = onChange;
     await mkdir(this.abnormalsDir, { recursive: true });
+    // Temporaries of writes a crash or a full disk cut short: the files they were for are intact.
+    for (const name of await readdir(this.abnormalsDir)) if (TEMPORARY_FILE.test(name)) await unlink(path.join(this.abnormalsDir, name)).catch(() => {});
     // fs.watch says quickly that something changed; the rescan catches what it can miss (it is not
     // guaranteed on every filesystem) and is how a file that was refused gets another look.
     this.watcher = watch(this.abnormalsDir, (_event, file) => {
@@ -199,8 +203,26 @@ export class FileStore implements AbnormalStore {
    */
   private async load(file: string): Promise<{ key: AbnormalKey; abnormal: Abnormal } | undefined> {
     const full = path.join(this.abnormalsDir, file);
-    const text = await readFile(full, 'utf8').catch(() => undefined);
-    if (text === undefined) return undefined;
+    const handle = await open(full, 'r').catch(() => undefined);
+    if (!handle) return undefined;
+    let text: string;
+    try {
+      // The size of what was opened, so a file that grows meanwhile is still judged by what is read.
+      const { size } = await handle.stat();
+      if (size > MAX_FILE_BYTES) {
+        const message = `${file} is ${size} bytes; an Abnormal file may have at most ${MAX_FILE_BYTES} (it is not read)`;
+        this.opts.log.warn({ file, size }, message);
+        await writeFile(`${full}.error`, `${message}\n`).catch(() => {});
+        return undefined;
+      }
+      const buffer = Buffer.alloc(size);
+      const { bytesRead } = await handle.read(buffer, 0, size, 0);
+      text = buffer.toString('utf8', 0, bytesRead);
+    } catch {
+      return undefined;
+    } finally {
+      await handle.close();
+    }
     const name = file.replace(/\.(ya?ml|json)$/, '');
     let object: Partial<Abnormal>;
     try {

@@ -1,13 +1,14 @@
 // The file store under concurrent writers in one process: the pipeline writing status and a source
 // raising the count on the same Abnormal at the same moment (real files in a temporary directory).
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { parse } from 'yaml';
 import type { Abnormal } from '../../agent/api/types.generated.js';
+import { atomicWrite } from '../../agent/lib/files.js';
 import { FileStore } from '../../agent/store/file.js';
 import { ConflictError } from '../../agent/store/store.js';
 
@@ -40,4 +41,27 @@ test('two writes from one version at once: one lands, the other is a conflict, n
   }
   assert.ok(created);
   assert.deepEqual((await readdir(path.join(dir, 'abnormals'))).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left behind');
+});
+
+test('an Abnormal file too large to be one is not read — the agent says so beside it — and what a cut-short write left is cleared at start', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(path.join(dir, 'abnormals'));
+  // 34 MB of YAML blocked the event loop for minutes on a2117e0.
+  await writeFile(path.join(dir, 'abnormals', 'huge.yaml'), `spec:\n  source: Custom\n  nodeName: demo\n  context:\n    blob: "${'x'.repeat(3 * 1024 * 1024)}"\n`);
+  await writeFile(path.join(dir, 'abnormals', '.fine.yaml.4242.7.tmp'), 'half a write');
+  const store = new FileStore({ dir, log: pino({ level: 'silent' }), settleMs: 0 });
+  await store.start(() => {});
+  t.after(() => store.stop());
+  assert.equal(await store.get('default/huge'), undefined);
+  assert.match(await readFile(path.join(dir, 'abnormals', 'huge.yaml.error'), 'utf8'), /huge\.yaml is \d+ bytes; an Abnormal file may have at most 2097152 \(it is not read\)/);
+  assert.deepEqual((await readdir(path.join(dir, 'abnormals'))).filter((f) => f.endsWith('.tmp')), []);
+});
+
+test('a write that fails leaves no temporary file behind', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-atomic-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(path.join(dir, 'taken'));
+  await assert.rejects(atomicWrite(path.join(dir, 'taken'), 'text'), /EISDIR|directory/); // the rename cannot replace a directory
+  assert.deepEqual(await readdir(dir), ['taken']);
 });
