@@ -1,6 +1,7 @@
 // The daemon's wiring: configuration → backend (store, processor catalog, secrets, events) → processor
 // registry → pipeline; the symptom sources and their sink; the HTTP server.
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { builtinProcessors } from './builtins.js';
@@ -15,6 +16,7 @@ import type { Processor } from './processors/contract.js';
 import { ProcessorRegistry } from './processors/registry.js';
 import { startServer } from './server.js';
 import { AlertSource } from './sources/alerts.js';
+import { SymptomJournal } from './sources/journal.js';
 import { SymptomSink } from './sources/sink.js';
 import type { SymptomSource } from './sources/source.js';
 import { symptomSources } from './sources/sources.js';
@@ -91,7 +93,9 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
   // and left out; the agent goes on with the others.
-  const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...config.symptoms });
+  const journal = new SymptomJournal({ file: path.join(config.stateDir, 'symptoms.jsonl'), maxBytes: config.symptoms.journalMaxBytes, log });
+  const { journalMaxBytes: _, ...flood } = config.symptoms;
+  const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...flood, journal });
   const sources: SymptomSource[] = [];
   metrics.observe({ pipeline, sink, sources: () => sources });
   const alerts = alertSource(config, backend);
@@ -102,8 +106,9 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   await backend.start(); // the processor registrations are known before any Abnormal is worked on
   await pipeline.start();
-  sink.start();
-  for (const source of [...(await symptomSources(config, log, kc)), ...(alerts ? [alerts.receiver] : [])]) {
+  await mkdir(config.stateDir, { recursive: true });
+  await sink.start(); // replays what the last run journaled before any source reads on
+  for (const source of [...(await symptomSources(config, log, kc, () => sink.syncJournal())), ...(alerts ? [alerts.receiver] : [])]) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);

@@ -168,6 +168,8 @@ const ConfigObject = z.strictObject({
     createBurst: int(1, 1000).default(10),
     createPerMinute: z.number().min(0.1).max(6000).default(30),
     maxTracked: int(10, 1_000_000).default(10_000),
+    /** The symptom journal's size at most (stateDir/symptoms.jsonl): what is seen and not yet written, kept across restarts. */
+    journalMaxBytes: int(64 * 1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   }).prefault({}),
 });
 

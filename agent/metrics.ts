@@ -58,6 +58,8 @@ export class AgentMetrics {
         if (alerts > 0) bySource.PrometheusAlert = (bySource.PrometheusAlert ?? 0) + alerts;
         return Object.entries(bySource).map(([source, n]) => [{ source }, n]);
       });
+    this.countFrom('nodemedic_symptom_journal_full_total', 'Symptoms the full symptom journal could not take: held in memory only, lost if the agent stops before they are written', [],
+      () => [[{}, sink.stats.journalFull]]);
     this.countFrom('nodemedic_symptoms_untracked_total', 'Symptoms dropped because too many distinct ones were open at once', [],
       () => [[{}, sink.stats.untracked]]);
     this.countFrom('nodemedic_log_lines_lost_total', 'Log lines lost before they could be read (kernel ring buffer overwritten), by source', ['source'],

@@ -15,7 +15,11 @@ import type { LineReader } from './line-reader.js';
 
 type FileState = { inode: number; position: number };
 
-export type FileReaderOptions = { file: string; stateDir?: string; pollMs?: number; maxLineBytes?: number; log: Logger };
+export type FileReaderOptions = {
+  file: string; stateDir?: string; pollMs?: number; maxLineBytes?: number; log: Logger;
+  /** Awaited before each position is saved: what was read up to there must be safe first (the symptom journal). */
+  beforeSave?: () => Promise<void>;
+};
 
 /** The longest line handed on (an Abnormal's log entry holds 64 KiB). */
 const MAX_LINE = 64 * 1024;
@@ -78,6 +82,7 @@ export class FileReader implements LineReader {
 
   private async save(): Promise<void> {
     if (!this.stateFile) return;
+    await this.opts.beforeSave?.();
     // The unfinished line is not handled yet: resume before it.
     const position = this.position - Buffer.byteLength(this.lines.pending);
     await writeState(this.stateFile, { inode: this.inode, position } satisfies FileState).catch((err) =>

@@ -21,6 +21,8 @@ export type JournaldOptions = JournalSelection & {
   since?: number;
   log: Logger;
   journalctl?: string;
+  /** Awaited before each cursor is saved: what was read up to there must be safe first (the symptom journal). */
+  beforeSave?: () => Promise<void>;
 };
 
 type JournalState = { cursor: string };
@@ -105,8 +107,10 @@ export class JournaldReader implements LineReader {
 
   private async save(): Promise<void> {
     if (!this.stateFile || !this.cursor || this.cursor === this.savedCursor) return;
-    this.savedCursor = this.cursor;
-    await writeState(this.stateFile, { cursor: this.cursor } satisfies JournalState).catch((err) =>
+    const cursor = this.cursor;
+    await this.opts.beforeSave?.();
+    this.savedCursor = cursor;
+    await writeState(this.stateFile, { cursor } satisfies JournalState).catch((err) =>
       this.opts.log.warn({ err: (err as Error).message }, 'could not save the journal cursor'),
     );
   }

@@ -73,7 +73,11 @@ export class KmsgDevice {
 
 type KmsgState = { bootId: string; seq: number };
 
-export type KmsgOptions = { device?: string; stateDir: string; pollMs?: number; log: Logger };
+export type KmsgOptions = {
+  device?: string; stateDir: string; pollMs?: number; log: Logger;
+  /** Awaited before each position is saved: what was read up to there must be safe first (the symptom journal). */
+  beforeSave?: () => Promise<void>;
+};
 
 /** Records read per drain at most; a drain that reads this many is followed by another at once. */
 const DRAIN_MAX = 4096;
@@ -146,8 +150,10 @@ export class KmsgReader implements LineReader {
 
   private async save(): Promise<void> {
     if (this.lastSeq === this.savedSeq) return;
-    this.savedSeq = this.lastSeq;
-    await writeState(this.stateFile, { bootId: this.bootId, seq: this.lastSeq } satisfies KmsgState).catch((err) =>
+    const seq = this.lastSeq;
+    this.savedSeq = seq;
+    await this.opts.beforeSave?.();
+    await writeState(this.stateFile, { bootId: this.bootId, seq } satisfies KmsgState).catch((err) =>
       this.opts.log.warn({ err: (err as Error).message }, 'could not save the kernel log position'),
     );
   }

@@ -11,7 +11,8 @@ import { KmsgReader } from '../node/kmsg.js';
 import type { LineReader } from '../node/line-reader.js';
 import type { RuleSet, RuleSetSpec } from './rules.js';
 
-export type ReaderContext = { config: Config; log: Logger };
+/** `beforeSave`: what every reader awaits before it saves its position (the sink's journal). */
+export type ReaderContext = { config: Config; log: Logger; beforeSave?: () => Promise<void> };
 
 /** Makes the reader for a rule set; undefined (after saying why in the log) when it cannot read here. */
 type ReaderFactory = (set: RuleSet, context: ReaderContext) => Promise<LineReader | undefined>;
@@ -20,27 +21,28 @@ const readable = (file: string) => access(file, constants.R_OK).then(() => true,
 
 export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
   /** The kernel log device; where it cannot be read, the kernel log file (sources.kernelLogFallback). */
-  async kmsg(set, { config, log }) {
+  async kmsg(set, { config, log, beforeSave }) {
     const device = set.logPath || '/dev/kmsg';
-    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log });
+    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log, beforeSave });
     const fallback = config.sources.kernelLogFallback;
     if (fallback && (await readable(fallback))) {
       log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
-      return new FileReader({ file: fallback, stateDir: config.stateDir, log });
+      return new FileReader({ file: fallback, stateDir: config.stateDir, log, beforeSave });
     }
     log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
     return undefined;
   },
-  async file(set, { config, log }) {
-    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log });
+  async file(set, { config, log, beforeSave }) {
+    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log, beforeSave });
   },
-  async journald(set, { config, log }) {
+  async journald(set, { config, log, beforeSave }) {
     return new JournaldReader({
       directory: set.journalDirectory ?? (config.sources.journalDirectory || undefined),
       units: set.units ?? [],
       identifiers: set.identifiers ?? [],
       stateDir: config.stateDir,
       log,
+      beforeSave,
     });
   },
 };

@@ -12,12 +12,15 @@
 //   - A symptom whose Abnormal the API would refuse (validated first; or refused by the apiserver as
 //     invalid) is a poison: it is logged, counted by source (rejected) and dropped — never retried, and
 //     it spends no creation token, so it cannot hold back the symptoms behind it.
+//   - What is seen and not yet written is journaled on local disk (journal.ts) before the sources
+//     save their positions past it, and replayed at start: a restart loses no symptom.
 // The sink is the only part of the sources that writes to the store.
 import type { Logger } from 'pino';
 import { keyOf } from '../api/kinds.js';
 import { isTerminal, toRFC3339 } from '../api/phase.js';
 import type { Abnormal } from '../api/types.generated.js';
 import { ConflictError, InvalidObjectError, type AbnormalStore } from '../store/store.js';
+import type { JournalRecord, SymptomJournal } from './journal.js';
 import { abnormalOf, fingerprintOf, refusalOf, type Symptom } from './source.js';
 
 export type SinkOptions = {
@@ -30,6 +33,8 @@ export type SinkOptions = {
   createPerMinute: number;
   /** Fingerprints tracked at most; symptoms of new ones beyond it are counted and reported, not kept. */
   maxTracked: number;
+  /** Where what is held is kept across restarts; absent: in memory only. */
+  journal?: SymptomJournal;
 };
 
 type Entry = {
@@ -54,19 +59,67 @@ export class SymptomSink {
   private timer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
   private soon = false;
+  /** Fingerprints whose count changed since the journal last took them. */
+  private readonly unjournaled = new Set<string>();
+  private journaling: Promise<unknown> = Promise.resolve();
   /** For tests, metrics and the benchmark. */
   readonly stats = {
     accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0,
     /** Poison symptoms by source: their Abnormal would be, or was, refused as invalid. */
     rejectedBySource: {} as Record<string, number>,
+    /** Symptoms replayed from the journal at start. */
+    replayed: 0,
+    /** Symptoms the full journal could not take (still held in memory). */
+    journalFull: 0,
   };
 
   constructor(private readonly opts: SinkOptions) {
     this.tokens = opts.createBurst;
   }
 
-  start(): void {
+  /** Replay what a previous run journaled, then flush on a timer. Before any source starts. */
+  async start(): Promise<void> {
+    for (const record of (await this.opts.journal?.load()) ?? []) {
+      if (this.entries.size >= this.opts.maxTracked) break;
+      this.entries.set(record.fingerprint, { fingerprint: record.fingerprint, first: record.symptom, pending: record.pending, firstSeen: record.firstSeen, lastSeen: record.lastSeen, searched: false });
+      this.stats.replayed += record.pending;
+    }
+    if (this.stats.replayed > 0) {
+      this.opts.log.info({ symptoms: this.stats.replayed, fingerprints: this.entries.size }, 'replaying the symptoms the last run had not written yet');
+      this.flushSoon();
+    }
     this.timer = setInterval(() => void this.flush(), this.opts.flushSeconds * 1000);
+  }
+
+  /**
+   * Journal every count that changed since the last call, fsync'd. A source calls this before it saves
+   * its position: what it read up to there is then on disk. Calls take turns.
+   */
+  syncJournal(): Promise<void> {
+    const turn = this.journaling.then(async () => {
+      const journal = this.opts.journal;
+      if (!journal || this.unjournaled.size === 0) return;
+      const records = [...this.unjournaled].map((fp) => this.entries.get(fp)).filter((e): e is Entry => e !== undefined && e.pending > 0).map(recordOf);
+      this.unjournaled.clear();
+      if (!(await journal.append(records))) {
+        this.stats.journalFull += records.reduce((sum, r) => sum + r.pending, 0);
+        this.opts.log.warn({ symptoms: records.length, journalBytes: journal.bytes, full: this.stats.journalFull }, 'the symptom journal is full: these are held in memory only until it is rewritten');
+      }
+    });
+    this.journaling = turn.catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not write the symptom journal'));
+    return turn.catch(() => {});
+  }
+
+  /** Rewrite the journal to hold only what is still pending (after a flush wrote the rest). */
+  private compactJournal(): Promise<void> {
+    const turn = this.journaling.then(async () => {
+      const journal = this.opts.journal;
+      if (!journal || journal.bytes === 0) return;
+      this.unjournaled.clear();
+      await journal.rewrite([...this.entries.values()].filter((e) => e.pending > 0).map(recordOf));
+    });
+    this.journaling = turn.catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not rewrite the symptom journal'));
+    return turn.catch(() => {});
   }
 
   /** Take a symptom. Never blocks, never throws: the store is written by flush(). */
@@ -89,11 +142,13 @@ export class SymptomSink {
     }
     entry.pending++;
     entry.lastSeen = symptom.seenAt;
+    this.unjournaled.add(fingerprint);
   }
 
-  /** Write what is pending, then stop. */
+  /** Write what is pending, then stop; what could not be written stays in the journal for the next start. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.syncJournal();
     await this.flush();
   }
 
@@ -117,6 +172,8 @@ export class SymptomSink {
           this.opts.log.warn({ err: (err as Error).message, reason: ending.symptom.reason }, 'could not record the end of a symptom; it is tried again');
         }
       }
+      await this.syncJournal(); // what was seen while writing
+      await this.compactJournal();
     })().finally(() => (this.flushing = undefined));
     return this.flushing;
   }
@@ -236,6 +293,8 @@ export class SymptomSink {
     return true;
   }
 }
+
+const recordOf = (e: Entry): JournalRecord => ({ fingerprint: e.fingerprint, symptom: e.first, pending: e.pending, firstSeen: e.firstSeen, lastSeen: e.lastSeen });
 
 /** When an Abnormal reached its terminal phase: its latest condition change, else its creation. */
 function endedAt(abnormal: Abnormal): number {

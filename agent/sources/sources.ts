@@ -15,9 +15,12 @@ import { READERS } from './readers.js';
 import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
 import type { SymptomSource } from './source.js';
 
-/** Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events. */
-export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig): Promise<SymptomSource[]> {
-  const sources = await logSources(config, log);
+/**
+ * Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events.
+ * `beforeSave` is what each log reader awaits before saving its position (the sink's journal).
+ */
+export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig, beforeSave?: () => Promise<void>): Promise<SymptomSource[]> {
+  const sources = await logSources(config, log, beforeSave);
   // Loaded only with the kube store, like the client they use.
   if (kc && config.stuckPods.enabled) {
     const { StuckPodSource } = await import('./stuck-pods.js');
@@ -30,7 +33,7 @@ export async function symptomSources(config: Config, log: Logger, kc?: KubeConfi
   return sources;
 }
 
-async function logSources(config: Config, log: Logger): Promise<SymptomSource[]> {
+async function logSources(config: Config, log: Logger, beforeSave?: () => Promise<void>): Promise<SymptomSource[]> {
   const sets: RuleSet[] = [];
   if (config.sources.defaultRules) {
     sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
@@ -49,7 +52,7 @@ async function logSources(config: Config, log: Logger): Promise<SymptomSource[]>
   }
   const sources: SymptomSource[] = [];
   for (const set of sets) {
-    const reader = await READERS[set.plugin](set, { config, log });
+    const reader = await READERS[set.plugin](set, { config, log, beforeSave });
     if (reader) sources.push(new LogSource(reader, set, log));
   }
   return sources;

@@ -29,8 +29,8 @@ export type TestCluster = {
   kubeconfigs: Record<Identity, string>;
   /** Directory with kube-apiserver, kubelet, kubectl, ... */
   binDir: string;
-  /** Stop kube-apiserver, leave it down for `downMs`, start it again on the same port and wait for it. */
-  restartApiserver(downMs?: number): Promise<void>;
+  /** Stop kube-apiserver, leave it down for `whileDown` ms or until `whileDown()` resolves, start it again on the same port and wait for it. */
+  restartApiserver(whileDown?: number | (() => Promise<void>)): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -211,10 +211,11 @@ export async function startCluster(opts: { dir?: string; keep?: boolean } = {}):
     daemons.push(startApiserver());
     const caPem = await readFile(path.join(dir, 'ca.crt'), 'utf8');
     await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
-    const restartApiserver = async (downMs = 1000) => {
+    const restartApiserver = async (whileDown: number | (() => Promise<void>) = 1000) => {
       const index = daemons.findIndex((d) => d.name === 'kube-apiserver');
       await stopDaemon(daemons[index]!);
-      await new Promise((r) => setTimeout(r, downMs));
+      if (typeof whileDown === 'number') await new Promise((r) => setTimeout(r, whileDown)); // an outage of that length
+      else await whileDown();
       daemons[index] = startApiserver();
       await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
     };

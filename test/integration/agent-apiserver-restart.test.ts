@@ -3,6 +3,8 @@
 // are handled. This file starts a cluster of its own, so restarting it disturbs no other test.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { appendFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -50,7 +52,7 @@ before(async () => {
     group: GROUP, version: VERSION, namespace: 'default', plural: 'diagnosers',
     body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Diagnoser', metadata: { name: 'yes' }, spec: { url: server.route('/yes', (a) => answer(a, { identifiable: true })) } },
   });
-  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
+  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', stateDir: await mkdtemp(path.join(tmpdir(), 'nodemedic-restart-')), listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
     kubeConfig: client('agent'),
   });
 });
@@ -69,4 +71,41 @@ test('Abnormals created after an apiserver restart are handled', async () => {
   await waitFor('after-restart to succeed', async () => (await phaseOf('after-restart')) === 'Succeeded', 60_000);
   assert.equal(await phaseOf('after-restart'), 'Succeeded');
   assert.equal(agent.store.synced, true);
+});
+
+test('symptoms seen while the apiserver is down survive an agent restart meanwhile: none is lost', async (t) => {
+  // On a2117e0 the position was saved when a line was read but the symptom was only held in memory:
+  // apiserver down, two matching lines, agent restarted, apiserver back — and the two never appeared.
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-journal-'));
+  const logFile = path.join(dir, 'app.log');
+  await writeFile(logFile, '');
+  const rules = path.join(dir, 'rules.yaml');
+  await writeFile(rules, `kind: LogRules\nplugin: file\nlogPath: ${logFile}\nsource: app\nrules:\n` +
+    "  - {reason: AppCrashed, pattern: 'app crashed: .*', abnormal: {skipDiagnosis: true, skipRecovery: true}}\n" +
+    "  - {reason: AppHung, pattern: 'app hung: .*', abnormal: {skipDiagnosis: true, skipRecovery: true}}\n");
+  const journalNode = 'journal-node';
+  const config = {
+    ...DEFAULTS, nodeName: journalNode, store: 'kube' as const, stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn' as const,
+    sources: { ...DEFAULTS.sources, defaultRules: false, ruleFiles: [rules], kernelLogFallback: '' },
+    events: { ...DEFAULTS.events, enabled: false }, stuckPods: { ...DEFAULTS.stuckPods, enabled: false },
+  };
+  const first = await startAgent(config, pino({ level: 'silent' }), { kubeConfig: client('agent') });
+  let second: Promise<RunningAgent> | undefined;
+  await cluster.restartApiserver(async () => {
+    await appendFile(logFile, 'app crashed: segfault in worker 3\napp hung: no progress for 300 s\n');
+    await waitFor('the two lines to be read', async () => first.sink.stats.accepted >= 2 || undefined);
+    await first.stop(); // it cannot write them: the apiserver is down
+    second = startAgent(config, pino({ level: 'silent' }), { kubeConfig: client('agent') }); // starts once the apiserver is back
+  });
+  const restarted = await second!;
+  t.after(() => restarted.stop());
+  const abnormals = await waitFor('both Abnormals', async () => {
+    const list = (await client('admin').makeApiClient(CustomObjectsApi).listNamespacedCustomObject({
+      group: GROUP, version: VERSION, namespace: AGENT_NAMESPACE, plural: 'abnormals', labelSelector: `${NODE_LABEL}=${journalNode}`,
+    })) as { items: Abnormal[] };
+    return list.items.length >= 2 ? list.items : undefined;
+  }, 60_000);
+  assert.deepEqual(abnormals.map((a) => (a.spec.context?.rule as { reason: string }).reason).sort(), ['AppCrashed', 'AppHung']);
+  assert.ok(abnormals.every((a) => a.spec.occurrences?.count === 1), 'each once');
+  assert.equal(restarted.sink.stats.replayed, 2, 'replayed from the journal');
 });

@@ -14,6 +14,7 @@ import { FINGERPRINT_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { fingerprintOf } from '../../agent/sources/source.js';
 import type { KubeStore } from '../../agent/store/kube.js';
+import { DEFAULTS } from '../../agent/config.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, testNamespace } from '../helpers/kube.js';
 import { needsRoot } from '../helpers/needs.js';
@@ -29,7 +30,7 @@ const start = () =>
     stateDir,
     processorNamespaces: [ns], // none registered there: only the built-ins run on what this test creates
     sources: { defaultRules: true, ruleFiles: [], kernelLogFallback: '', journalDirectory: '' },
-    symptoms: { flushSeconds: 1, cooldownSeconds: 600, createBurst: 10, createPerMinute: 60, maxTracked: 1000 },
+    symptoms: { ...DEFAULTS.symptoms, flushSeconds: 1, cooldownSeconds: 600, createBurst: 10, createPerMinute: 60, maxTracked: 1000 },
   });
 let agent: RunningAgent = skip ? (undefined as never) : await start();
 after(() => agent?.stop());

@@ -1,11 +1,12 @@
 // Dedup and flood control (agent/sources/sink.ts) on the real file store in a temporary directory.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
 import { FileStore } from '../../agent/store/file.js';
+import { SymptomJournal } from '../../agent/sources/journal.js';
 import { SymptomSink } from '../../agent/sources/sink.js';
 import type { Symptom } from '../../agent/sources/source.js';
 
@@ -115,4 +116,32 @@ test('a poison symptom — its Abnormal would be refused — is dropped at once,
   await sink.flush();
   assert.deepEqual(sink.stats.rejectedBySource, { PrometheusAlert: 2 });
   assert.equal(sink.stats.writeFailures, 0);
+});
+
+test('what could not be written survives a restart in the journal, and is written once by the next sink', async (t) => {
+  const { store, files } = await setup();
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-journal-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const journalFile = path.join(dir, 'symptoms.jsonl');
+  const journal = () => new SymptomJournal({ file: journalFile, maxBytes: 1024 * 1024, log });
+  // The store is down: every write fails.
+  const down = { ...store, findByFingerprint: () => Promise.reject(new Error('connection refused')), create: () => Promise.reject(new Error('connection refused')) } as unknown as FileStore;
+  const first = new SymptomSink({ store: down, nodeName: 'node-a', log, flushSeconds: 60, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 100, journal: journal() });
+  await first.start();
+  first.accept(symptom('TaskHung'));
+  first.accept(symptom('TaskHung'));
+  first.accept(symptom('OOMKilling'));
+  await first.syncJournal(); // as a source does before it saves its position
+  await first.stop(); // its last flush fails too
+  assert.ok(first.stats.writeFailures > 0);
+  assert.deepEqual(await files(), []);
+
+  const second = new SymptomSink({ store, nodeName: 'node-a', log, flushSeconds: 60, cooldownSeconds: 600, createBurst: 10, createPerMinute: 30, maxTracked: 100, journal: journal() });
+  await second.start();
+  assert.equal(second.stats.replayed, 3);
+  await second.flush();
+  await second.stop();
+  const written = await Promise.all((await files()).map(async (f) => (await store.get(`default/${f.replace('.yaml', '')}`))!));
+  assert.deepEqual(written.map((a) => [a.spec.log?.logEntry, a.spec.occurrences?.count]).sort(), [['OOMKilling happened', 1], ['TaskHung happened', 2]]);
+  assert.equal(await readFile(journalFile, 'utf8'), '', 'compacted: nothing left pending');
 });
