@@ -14,8 +14,8 @@
 // Global setup lives here because Node 20's test runner has none: when a layer that needs the cluster
 // is selected and no NODEMEDIC_TEST_KUBECONFIG is given, start the test cluster once, install the CRDs,
 // hand the kubeconfigs to every test file through the environment, and stop the cluster at the end.
-import { readFileSync, readdirSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
@@ -52,6 +52,12 @@ if (files.length === 0) {
 }
 const layerOf = new Map(selected.map(({ layer, file }) => [compiled(file), layer]));
 
+// Everything this run makes on disk goes under a directory of its own (TMPDIR, which the test files
+// and what they start inherit): so what it leaves behind can be told from what another run, going on
+// at the same time on the same machine, is still using.
+const runDir = mkdtempSync(path.join(tmpdir(), 'nodemedic-run-'));
+process.env.TMPDIR = runDir;
+
 let cluster: TestCluster | undefined;
 const counts = { passed: 0, failed: 0, skipped: 0 };
 const byLayer = new Map<string, typeof counts>(layers.map((layer) => [layer, { passed: 0, failed: 0, skipped: 0 }]));
@@ -78,7 +84,7 @@ try {
 }
 // Tests leave nothing behind: a process of theirs still alive now — a container of a test node, an
 // agent, a shim — is a failure, and is ended here so it cannot disturb the next run.
-const survivors = await survivingTestProcesses();
+const survivors = survivingTestProcesses();
 if (survivors.length > 0) {
   console.error(`${survivors.length} process(es) started by the tests outlived them (killed now):\n${survivors.map((p) => `  pid ${p.pid}: ${p.cmdline}`).join('\n')}`);
   counts.failed++;
@@ -90,6 +96,7 @@ if (survivors.length > 0) {
     }
   }
 }
+rmSync(runDir, { recursive: true, force: true, maxRetries: 3 });
 for (const [layer, c] of byLayer) console.log(`${layer}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
 process.exitCode = counts.failed > 0 || counts.passed === 0 ? 1 : 0;
@@ -126,14 +133,12 @@ async function runFiles() {
 }
 
 /**
- * Processes started after this run began that belong to the tests: a test node's shims and their
- * containers (the pause process sleeps 2147483647), the agent (its image runs /opt/nodemedic), or
- * anything with a nodemedic test directory on its command line. The runner and its parents are not.
+ * Processes this run's tests started that are still alive: any whose command line, root or working
+ * directory is under the run's directory — a test node's shims (their containerd socket is there) and
+ * containers (their root filesystem is), an agent, a follower. The runner and its parents are not.
  */
-async function survivingTestProcesses(): Promise<Array<{ pid: number; cmdline: string }>> {
-  const startOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+function survivingTestProcesses(): Array<{ pid: number; cmdline: string }> {
   const ppidOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-  const own = readFileSync('/proc/self/stat', 'utf8');
   const ancestors = new Set<number>();
   for (let pid = process.pid; pid > 1 && !ancestors.has(pid); ) {
     ancestors.add(pid);
@@ -143,17 +148,17 @@ async function survivingTestProcesses(): Promise<Array<{ pid: number; cmdline: s
   for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
     const pid = Number(entry);
     if (ancestors.has(pid)) continue;
-    let stat: string;
-    let cmdline: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue; // exited meanwhile
+    const read = (what: string, link: boolean) => {
+      try {
+        return link ? readlinkSync(`/proc/${pid}/${what}`) : readFileSync(`/proc/${pid}/${what}`, 'utf8');
+      } catch {
+        return ''; // exited meanwhile, or not ours to read
+      }
+    };
+    const cmdline = read('cmdline', false);
+    if (cmdline.includes(runDir) || read('root', true).startsWith(runDir) || read('cwd', true).startsWith(runDir)) {
+      found.push({ pid, cmdline: cmdline.replace(/\u0000/g, ' ').trim() });
     }
-    if (startOf(stat) < startOf(own)) continue;
-    const ours = cmdline === 'sleep\u00002147483647\u0000' || cmdline.includes('containerd-shim') || cmdline.includes('/opt/nodemedic/') || cmdline.includes('/nodemedic-');
-    if (ours) found.push({ pid, cmdline: cmdline.replace(/\u0000/g, ' ').trim() });
   }
   return found;
 }
