@@ -6,15 +6,12 @@
 // recoverer acts, and the signal recoverer kills only a proven shim. Real apiserver, the agent's own
 // token, a real victim process.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, test } from 'node:test';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { finished, startKubeAgent } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, abnormal, createAbnormal, customObjects, testNamespace } from '../helpers/kube.js';
+import { isAlive, lookalikeShim } from '../helpers/lookalike.js';
 
 const ns = await testNamespace('sec-provenance');
 const node = `node-${ns}`;
@@ -22,22 +19,7 @@ const agent = await startKubeAgent(node, { namespace: ns, abnormalNamespaces: [n
 after(() => agent.stop());
 
 // The victim: a copy of sleep under a shim's name, as the attack used.
-const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-provenance-'));
-after(() => rm(dir, { recursive: true, force: true }));
-const lookalike = path.join(dir, 'containerd-shim-runc-v2');
-await copyFile('/bin/sleep', lookalike);
-const victim = spawn(lookalike, ['3600'], { stdio: 'ignore' });
-after(() => victim.kill('SIGKILL'));
-const victimStat = await readFile(`/proc/${victim.pid}/stat`, 'utf8');
-const startTicks = Number(victimStat.slice(victimStat.lastIndexOf(')') + 2).split(' ')[19]); // field 22: start time
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+const victim = await lookalikeShim();
 
 test('security: a forged Recovering status naming a process does not make the agent signal it', async () => {
   const api = customObjects('agent'); // what a stolen agent token may do
@@ -50,7 +32,7 @@ test('security: a forged Recovering status naming a process does not make the ag
     group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name,
     body: { ...created, status: {
       phase: 'Recovering', diagnoser: { namespace: 'builtin', name: 'shim-reaper-deadlock' }, identifiable: true,
-      context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: victim.pid, startTicks }] } },
+      context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: victim.pid, startTicks: victim.startTicks }] } },
     } },
   })) as Abnormal;
   // ...then handed to this node's agent, already "Recovering".
@@ -62,5 +44,5 @@ test('security: a forged Recovering status naming a process does not make the ag
   assert.equal(done.status?.phase, 'Failed');
   assert.equal(done.status?.reason, 'DiagnosisNotConfirmed');
   assert.match(done.status?.message ?? '', /builtin\/shim-reaper-deadlock no longer identifies the fault: no shim goroutine dump to read/);
-  assert.equal(alive(victim.pid!), true, 'the process named in the forged status was not signalled');
+  assert.equal(isAlive(victim.pid), true, 'the process named in the forged status was not signalled');
 });

@@ -7,8 +7,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
@@ -20,6 +18,7 @@ import { CriClient } from '../../agent/node/cri.js';
 import { signalProcess } from '../../recoverers/signal-process.js';
 import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
+import { isAlive, lookalikeShim } from '../helpers/lookalike.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
 import { REPO_ROOT } from '../cluster/cluster.js';
 
@@ -78,15 +77,6 @@ const abnormals = async () =>
 async function eventsOf(name: string): Promise<CoreV1Event[]> {
   return (await core.listNamespacedEvent({ namespace: ns, fieldSelector: `involvedObject.name=${name}` })).items;
 }
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 test('a pod whose shim hangs: found stuck, the shim proven unresponsive and killed, and the pod is gone', { skip }, async (t) => {
   const { uid, shim } = await runPod('web-0');
@@ -178,25 +168,18 @@ test('security: a fixture impersonating a deadlocked shim is not signalled for i
 });
 
 test('security: a copy of sleep named like a shim is refused by the signal recoverer, whatever the diagnosis says', { skip }, async () => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-lookalike-'));
-  after(() => rm(dir, { recursive: true, force: true }));
-  const lookalike = path.join(dir, 'containerd-shim-runc-v2');
-  await copyFile('/bin/sleep', lookalike);
-  const victim = spawn(lookalike, ['3600'], { stdio: 'ignore' });
-  after(() => victim.kill('SIGKILL'));
-  const stat = await readFile(`/proc/${victim.pid}/stat`, 'utf8');
-  const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+  const victim = await lookalikeShim();
   const runtime = new CriClient(`unix://${node!.containerdSocket}`);
   after(() => runtime.close());
   const recoverer = signalProcess({ runtime, confirmSeconds: 1 });
   // The recoverer on its own, given a diagnosis naming the look-alike (as a forged status would).
   const outcome = await recoverer.run({
     metadata: { namespace: ns, name: 'lookalike' }, spec: { source: 'Custom', nodeName },
-    status: { phase: 'Recovering', context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: victim.pid, startTicks }] } } },
+    status: { phase: 'Recovering', context: { diagnosis: { fault: 'ShimReaperDeadlock', targets: [{ pid: victim.pid, startTicks: victim.startTicks }] } } },
   }, new AbortController().signal);
   assert.ok(!outcome.ok && outcome.reason === 'Refused', JSON.stringify(outcome));
-  assert.match(outcome.message, new RegExp(`pid ${victim.pid} runs ${lookalike}, which is not the container runtime's shim binary`));
-  assert.equal(isAlive(victim.pid!), true);
+  assert.match(outcome.message, new RegExp(`pid ${victim.pid} runs ${victim.path}, which is not the container runtime's shim binary`));
+  assert.equal(isAlive(victim.pid), true);
 });
 
 test('dry run: the recoverer says what it would do and nothing is signalled', { skip }, async () => {
