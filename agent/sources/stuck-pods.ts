@@ -40,7 +40,11 @@ export class StuckPodSource implements SymptomSource {
     await this.informer?.stop();
   }
 
+  /** Checks made so far (tests wait on it). */
+  checks = 0;
+
   private check(emit: (symptom: Symptom) => void): void {
+    this.checks++;
     const now = Date.now();
     for (const pod of this.informer?.list() ?? []) {
       const meta = pod.metadata ?? {};

@@ -7,6 +7,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import type { RunningAgent } from '../../agent/agent.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
+import type { StuckPodSource } from '../../agent/sources/stuck-pods.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
 
@@ -52,7 +53,9 @@ test('a pod of this node stuck terminating past the margin becomes one Abnormal 
   assert.ok(reported.overdueSeconds >= 2, `reported ${reported.overdueSeconds} s past the deadline, the margin is 2 s`);
 
   // Several more checks later: still one, and none for the other node's pod or the healthy one.
-  await new Promise((r) => setTimeout(r, 2000));
+  const source = agent.sources.find((s) => s.name === 'stuck pods') as StuckPodSource;
+  const checked = source.checks;
+  await waitFor('three more checks', async () => source.checks >= checked + 3 || undefined);
   await agent.sink.flush();
   const all = await stuckAbnormals();
   assert.deepEqual(all.map((a) => (a.spec.context!.pod as { name: string }).name), ['web-0']);

@@ -155,7 +155,6 @@ test('security: a fixture impersonating a deadlocked shim is not signalled for i
     '--', '-namespace', 'k8s.io', '-id', randomBytes(32).toString('hex'), '-address', node!.containerdSocket,
   ], { argv0: 'containerd-shim-runc-v2', env: { ...process.env, NODEMEDIC_FIXTURE_LOG: node!.containerdLog }, stdio: 'ignore' });
   after(() => fixture.kill('SIGKILL'));
-  await new Promise((r) => setTimeout(r, 500)); // its SIGUSR1 handler in place
   const done = await handMade('deadlocked-shim', { pids: [fixture.pid] }, false);
   const status = done.status!;
   const [dump] = status.context!.goroutineDumps as Array<{ pid: number; dump?: string; error?: string }>;
