@@ -9,6 +9,8 @@
 //                              record of a fingerprint wins.
 // Bounded: past maxBytes nothing more is appended until the next rewrite; what could not be journaled
 // is still held in memory, and counted and logged — never silently.
+// At least once: a crash between a write to the store and the next rewrite replays a count already
+// written, so a repeat count may come out higher after a crash, never lower.
 import { open, readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { atomicWrite } from '../lib/files.js';
