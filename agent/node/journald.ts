@@ -6,11 +6,11 @@
 // cursor or `since`.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { Backoff } from '../lib/backoff.js';
 import { readState, writeState } from '../lib/files.js';
+import { LineSplitter } from '../lib/line-splitter.js';
 import type { LineReader } from './line-reader.js';
 
 export type JournalSelection = { directory?: string; units: string[]; identifiers: string[] };
@@ -29,6 +29,8 @@ type JournalState = { cursor: string };
 
 /** journalctl that ran this long ran well: a later exit starts the backoff from its shortest wait. */
 const RAN_WELL_MS = 60_000;
+/** The largest journal entry read (as journalctl's JSON): a longer one is skipped and counted as lost. */
+const MAX_ENTRY = 1024 * 1024;
 
 export class JournaldReader implements LineReader {
   readonly where: string;
@@ -39,6 +41,8 @@ export class JournaldReader implements LineReader {
   private saveTimer?: NodeJS.Timeout;
   private restarts = 0;
   private readonly since: number;
+  /** Entries skipped for being larger than MAX_ENTRY. */
+  lost = 0;
 
   constructor(private readonly opts: JournaldOptions) {
     this.where = `journald:${[...opts.units, ...opts.identifiers].join(',')}`;
@@ -77,8 +81,18 @@ export class JournaldReader implements LineReader {
       for (const id of this.opts.identifiers) args.push(`--identifier=${id}`);
       const child = execa(this.opts.journalctl ?? 'journalctl', args, { buffer: false, stdin: 'ignore', reject: false, stderr: 'pipe' });
       this.child = child;
-      const lines = createInterface({ input: child.stdout! });
-      lines.on('line', (text) => this.onEntry(text, onLine));
+      const lines = new LineSplitter(MAX_ENTRY);
+      child.stdout!.setEncoding('utf8');
+      child.stdout!.on('data', (chunk: string) => {
+        const cutBefore = lines.cut;
+        const entries = lines.push(chunk);
+        if (lines.cut > cutBefore) {
+          entries.pop(); // the cut one is no longer JSON: skipped, and said
+          this.lost += lines.cut - cutBefore;
+          this.opts.log.warn({ where: this.where, maxBytes: MAX_ENTRY, lost: this.lost }, 'a journal entry larger than the limit was skipped');
+        }
+        for (const entry of entries) this.onEntry(entry, onLine);
+      });
       let stderr = '';
       child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
       const result = await child;

@@ -46,6 +46,8 @@ export class FileStore implements AbnormalStore {
   synced = false;
   private readonly abnormalsDir: string;
   private readonly files = new Map<AbnormalKey, string>(); // key → file name
+  /** fingerprint label → the keys of the Abnormals last read with it. */
+  private readonly byFingerprint = new Map<string, Set<AbnormalKey>>();
   private readonly seen = new Map<string, string>(); // file name → mtime+size at the last scan
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
@@ -99,16 +101,27 @@ export class FileStore implements AbnormalStore {
     const file = `${name}.yaml`;
     await atomicWrite(path.join(this.abnormalsDir, file), text);
     this.files.set(`${namespace}/${name}`, file);
+    this.index(abnormal, `${namespace}/${name}`);
     return { ...abnormal, metadata: { ...metadata, resourceVersion: hash(text) } };
   }
 
+  /** Reads only the files last seen with that fingerprint (an index kept as files are read), not every file. */
   async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
     const found: Abnormal[] = [];
-    for (const key of this.files.keys()) {
+    for (const key of [...(this.byFingerprint.get(fingerprint) ?? [])]) {
       const abnormal = await this.get(key);
       if (abnormal?.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint) found.push(abnormal);
+      else this.byFingerprint.get(fingerprint)?.delete(key); // gone, or relabelled since
     }
     return found;
+  }
+
+  private index(abnormal: Pick<Abnormal, 'metadata'>, key: AbnormalKey): void {
+    const fingerprint = abnormal.metadata?.labels?.[FINGERPRINT_LABEL];
+    if (!fingerprint) return;
+    const keys = this.byFingerprint.get(fingerprint) ?? new Set<AbnormalKey>();
+    keys.add(key);
+    this.byFingerprint.set(fingerprint, keys);
   }
 
   /**
@@ -249,6 +262,7 @@ export class FileStore implements AbnormalStore {
       return undefined;
     }
     this.files.set(key, file);
+    this.index(abnormal, key);
     try {
       validateAbnormal({ ...abnormal, metadata: { name, namespace } });
     } catch (err) {

@@ -65,3 +65,22 @@ test('a write that fails leaves no temporary file behind', async (t) => {
   await assert.rejects(atomicWrite(path.join(dir, 'taken'), 'text'), /EISDIR|directory/); // the rename cannot replace a directory
   assert.deepEqual(await readdir(dir), ['taken']);
 });
+
+test('finding by fingerprint reads the files indexed under it, and finds them again after a restart', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const log = pino({ level: 'silent' });
+  const first = new FileStore({ dir, log, settleMs: 0 });
+  await first.start(() => {});
+  for (const fp of ['fp-a', 'fp-b', 'fp-a']) {
+    await first.create({ apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { generateName: 'x-', labels: { 'nodemedic.io/fingerprint': fp } }, spec: { source: 'Custom', nodeName: 'demo' } } as Abnormal);
+  }
+  assert.equal((await first.findByFingerprint('fp-a')).length, 2);
+  assert.equal((await first.findByFingerprint('fp-b')).length, 1);
+  assert.equal((await first.findByFingerprint('fp-c')).length, 0);
+  await first.stop();
+  const second = new FileStore({ dir, log, settleMs: 0 });
+  await second.start(() => {});
+  t.after(() => second.stop());
+  assert.equal((await second.findByFingerprint('fp-a')).length, 2, 'the index is rebuilt from the files at start');
+});
