@@ -12,6 +12,9 @@ import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT } from '../cluster/cluster.js';
 import { GROUP, VERSION, customObjects, getAbnormal, kubeConfig } from './kube.js';
+import { waitFor } from './wait.js';
+
+export { waitFor };
 
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
 
@@ -50,15 +53,6 @@ export function spawnAgent(args: string[], logFile: string, options: { defaultRu
   return Object.assign(child, { exited: new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))) });
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Resolves to the Abnormal once its phase is terminal. */
 export const finished = (namespace: string, name: string, timeoutMs = 30_000) =>

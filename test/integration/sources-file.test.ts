@@ -30,7 +30,13 @@ async function reading(file: string, stateDir: string) {
 }
 
 const until = (lines: string[], count: number) => waitFor(`${count} lines (have ${lines.length})`, async () => lines.length >= count || undefined, 10_000);
-const settle = () => new Promise((r) => setTimeout(r, POLL_MS * 6));
+/** Every line written to `file` so far has been read: a last line is written and waited for (lines arrive in order), then taken off again. */
+async function drained(file: string, lines: string[]) {
+  const sentinel = `-- end ${lines.length} --`;
+  await appendFile(file, `${sentinel}\n`);
+  await waitFor('the last line', async () => lines.includes(sentinel) || undefined, 10_000);
+  lines.splice(lines.indexOf(sentinel), 1);
+}
 
 test('a file read for the first time is read from its end; appended lines arrive whole and in order', async () => {
   const { file, stateDir } = await setup();
@@ -38,10 +44,10 @@ test('a file read for the first time is read from its end; appended lines arrive
   const { reader, lines } = await reading(file, stateDir);
   try {
     await appendFile(file, 'one\ntw');
-    await settle();
+    await until(lines, 1); // 'tw' has been read too, and waits for the rest of its line
     await appendFile(file, 'o\nthree\n'); // a line written in two parts is one line
     await until(lines, 3);
-    await settle();
+    await drained(file, lines);
     assert.deepEqual(lines, ['one', 'two', 'three']);
   } finally {
     await reader.stop();
@@ -60,7 +66,7 @@ test('rotation by rename: the old file is read to its end, then the new one from
     await writeFile(file, 'first line of the new file\n');
     await appendFile(file, 'second line of the new file\n');
     await until(lines, 4);
-    await settle();
+    await drained(file, lines);
     assert.deepEqual(lines, ['before rotation', 'last line of the old file', 'first line of the new file', 'second line of the new file']);
   } finally {
     await reader.stop();
@@ -76,10 +82,9 @@ test('rotation by copy-truncate: the lines after the truncation are read', async
     await until(lines, 1);
     await copyFile(file, `${file}.1`);
     await truncate(file, 0);
-    await settle();
-    await appendFile(file, 'after\n');
+    await appendFile(file, 'after\n'); // shorter than what was read: seen as the truncation it is, whenever the reader looks
     await until(lines, 2);
-    await settle();
+    await drained(file, lines);
     assert.deepEqual(lines, ['a long line before the copy and truncate', 'after']);
   } finally {
     await reader.stop();
@@ -120,7 +125,7 @@ test('a restart resumes where the last run stopped: lines written meanwhile are 
   try {
     await appendFile(file, 'written after the restart\n');
     await until(second.lines, 2);
-    await settle();
+    await drained(file, second.lines);
     assert.deepEqual(first.lines, ['seen by the first run']);
     assert.deepEqual(second.lines, ['written while the agent was down', 'written after the restart']);
   } finally {

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
 import { IS_ROOT } from '../helpers/needs.js';
+import { waitFor } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 
@@ -76,13 +77,9 @@ export async function importImage(node: Pick<TestNode, 'containerdSocket'>, tarb
   await run('ctr', ['--address', node.containerdSocket, '-n', 'k8s.io', 'images', 'import', tarball], { maxBuffer: 16 * 1024 * 1024 });
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+/** Until `check` says yes; a check that fails (the daemon not listening yet) is a no. */
+const until = (what: string, check: () => Promise<boolean>, timeoutMs: number) =>
+  waitFor(what, async () => (await check().catch(() => false)) || undefined, timeoutMs);
 
 /**
  * Whether the suite runs on its own test cluster (test/run.ts started it). Only then may a kubelet join

@@ -7,6 +7,7 @@ import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
 import type { LineReader } from '../../agent/node/line-reader.js';
 import { LogSource } from '../../agent/sources/log-source.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
+import { waitFor } from '../helpers/wait.js';
 import type { Symptom } from '../../agent/sources/source.js';
 
 async function source() {
@@ -30,7 +31,7 @@ test('a hung-task report ends where the next report begins, or after a second of
   const { push, emitted, stop } = await source();
   push('INFO: task a:1 blocked for more than 120 seconds.', 'Call Trace:', 'INFO: task b:2 blocked for more than 120 seconds.');
   assert.deepEqual(entries(emitted), [['TaskHung', 'INFO: task a:1 blocked for more than 120 seconds.\nCall Trace:']]);
-  await new Promise((r) => setTimeout(r, 1200));
+  await waitFor('the second report, after its second of quiet', async () => emitted.length >= 2 || undefined, 10_000);
   assert.deepEqual(entries(emitted)[1], ['TaskHung', 'INFO: task b:2 blocked for more than 120 seconds.']);
   await stop();
 });
