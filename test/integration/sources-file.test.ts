@@ -169,3 +169,35 @@ rules:
     assert.equal(await agent.exited, 0);
   }
 });
+
+test('a rule that would backtrack without bound does not hang the agent on a line that almost matches', async () => {
+  // On a2117e0 this rule and one such line pinned the event loop; as the position had been saved before
+  // the line, the restarted agent hung on it again.
+  const { dir, file } = await setup();
+  const state = path.join(dir, 'nodemedic');
+  await mkdir(path.join(state, 'abnormals'), { recursive: true });
+  await writeFile(file, '');
+  const rules = path.join(dir, 'rules.yaml');
+  await writeFile(rules, `kind: LogRules
+plugin: file
+logPath: ${file}
+source: app
+rules:
+  - {reason: ConnDropped, pattern: 'conn reset: (.|\\s)*dropped', abnormal: {skipRecovery: true}}
+  - {reason: AppPanicked, pattern: 'panic: .*', abnormal: {skipRecovery: true}}
+`);
+  await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${rules}"]}\nsymptoms: {flushSeconds: 0.5}\n`);
+  const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'demo', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
+  try {
+    await waitFor('the agent to watch the file', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('log source started') || undefined);
+    await appendFile(file, `conn reset: ${'x '.repeat(5000)}!\n`); // almost: it never says dropped
+    await appendFile(file, 'panic: after the hostile line\n');
+    // Lines are matched in order: the panic's Abnormal means the hostile line was done with.
+    await waitFor('the panic after it to become an Abnormal', async () =>
+      (await readdir(path.join(state, 'abnormals'))).some((f) => f.startsWith('demo-apppanicked-')) || undefined);
+    assert.deepEqual((await readdir(path.join(state, 'abnormals'))).filter((f) => f.startsWith('demo-conndropped-')), []);
+  } finally {
+    agent.kill('SIGTERM');
+    assert.equal(await agent.exited, 0);
+  }
+});
