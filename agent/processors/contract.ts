@@ -60,6 +60,9 @@ export function interpretReply(kind: ProcessorKind, sent: Abnormal, reply: unkno
   for (const field of ['apiVersion', 'kind'] as const) {
     if (field in r && r[field] !== sent[field]) return failure(Reason.ReplyRewritesMetadata, `the reply changes ${field}`);
   }
+  if (r.status !== undefined && (typeof r.status !== 'object' || r.status === null || Array.isArray(r.status))) {
+    return failure(Reason.InvalidReply, `the reply's status must be an object, got ${Array.isArray(r.status) ? 'an array' : r.status === null ? 'null' : typeof r.status}`);
+  }
   const status = (r.status ?? {}) as AbnormalStatus;
   for (const field of AGENT_OWNED_STATUS) {
     if (field in status && !isDeepStrictEqual(status[field], sent.status?.[field])) {

@@ -57,3 +57,11 @@ test('renderReply is what interpretReply reads back', () => {
   const reply = renderReply('Recoverer', withStatus({ phase: 'Recovering' }), outcome);
   assert.deepEqual(interpretReply('Recoverer', withStatus({ phase: 'Recovering' }), reply), outcome);
 });
+
+test('a reply whose status is not an object is refused with a reason, not thrown on (found by fuzzing)', () => {
+  const sent = { apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { name: 'a', namespace: 'default' }, spec: { source: 'Custom' as const, nodeName: 'n' } };
+  for (const status of [true, 'identified', 7, null, ['x']]) {
+    const outcome = interpretReply('Diagnoser', sent, { status });
+    assert.ok(!outcome.ok && outcome.reason === 'InvalidReply', JSON.stringify(outcome));
+  }
+});

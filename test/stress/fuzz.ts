@@ -1,0 +1,163 @@
+// Property-based fuzzing (fast-check) of everything that takes input from outside: rule patterns ×
+// log lines, Alertmanager payloads, Abnormal files, processor replies (what HTTP and script processors
+// send), kernel log records. Each property: no crash (nothing throws but the typed refusal), and for
+// rules, how long the worst single evaluation took. Part of `npm run stress`, not `npm test`.
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import { PROCESSOR_KINDS } from '../../agent/api/kinds.js';
+import type { Abnormal } from '../../agent/api/types.generated.js';
+import { parseKmsgRecord } from '../../agent/node/kmsg.js';
+import { interpretReply } from '../../agent/processors/contract.js';
+import { AlertSource } from '../../agent/sources/alerts.js';
+import { LogMatcher, RuleError, compileRuleSet } from '../../agent/sources/rules.js';
+import { FileStore } from '../../agent/store/file.js';
+
+export type FuzzResult = { target: string; cases: number; crashes: number; note: string };
+
+const log = pino({ level: 'silent' });
+
+/** Pieces of patterns, chosen to combine into the overlapping and nested repetitions that backtrack. */
+const piece = fc.oneof(
+  fc.constantFrom('a', 'b', 'x', ' ', '.', '\\s', '\\d', '\\w', '[ab]', '[^a]', 'conn reset: ', 'dropped'),
+  fc.constantFrom('(a|a)', '(a|ab)', '(.|\\s)', '(a+)', '(?:a?)', '(\\w+\\s?)'),
+);
+const quantifier = fc.constantFrom('', '', '*', '+', '?', '{2,5}', '{25}');
+const pattern = fc.array(fc.tuple(piece, quantifier).map(([p, q]) => p + q), { minLength: 1, maxLength: 8 }).map((parts) => parts.join(''));
+const line = fc.oneof(
+  fc.string({ maxLength: 200 }),
+  fc.tuple(fc.constantFrom('a', 'ab', 'x ', ' '), fc.integer({ min: 1, max: 2000 }), fc.constantFrom('', 'c', '!', 'dropped')).map(([unit, n, end]) => unit.repeat(n) + end),
+);
+
+function fuzzRules(runs: number): FuzzResult {
+  let crashes = 0;
+  let refused = 0;
+  let evaluations = 0;
+  let worstMs = 0;
+  let over10 = 0;
+  fc.assert(fc.property(pattern, fc.array(line, { minLength: 1, maxLength: 5 }), (source, lines) => {
+    let matcher: LogMatcher;
+    try {
+      matcher = new LogMatcher(compileRuleSet({ plugin: 'kmsg', logPath: '/dev/kmsg', source: 'fuzz', bufferSize: 10, rules: [{ reason: 'Fuzz', pattern: source }] }, 'fuzz'));
+    } catch (err) {
+      if (err instanceof RuleError) refused++;
+      else crashes++;
+      return true;
+    }
+    for (const text of lines) {
+      const started = performance.now();
+      try {
+        matcher.push(text);
+      } catch {
+        crashes++;
+      }
+      const ms = performance.now() - started;
+      evaluations++;
+      worstMs = Math.max(worstMs, ms);
+      if (ms > 10) over10++;
+    }
+    return true;
+  }), { numRuns: runs });
+  return { target: 'rule patterns × lines', cases: runs, crashes, note: `${evaluations} evaluations, ${refused} patterns refused; worst ${worstMs.toFixed(2)} ms, ${over10} over 10 ms` };
+}
+
+function fuzzAlerts(runs: number): FuzzResult {
+  let crashes = 0;
+  const statuses = new Map<number, number>();
+  const receiver = new AlertSource({ nodeLabels: ['node', 'instance'] });
+  void receiver.start(() => {});
+  const alert = fc.record({
+    status: fc.oneof(fc.constantFrom('firing', 'resolved'), fc.string()),
+    labels: fc.dictionary(fc.constantFrom('alertname', 'node', 'instance', 'x'), fc.oneof(fc.string(), fc.constant('node-a'), fc.string({ minLength: 33 * 1024, maxLength: 33 * 1024 }))),
+    startsAt: fc.oneof(fc.constant('yesterday'), fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.string()),
+  }, { requiredKeys: [] });
+  const payload = fc.oneof(fc.record({ version: fc.constantFrom('4', '3'), alerts: fc.array(alert, { maxLength: 5 }) }), fc.anything());
+  fc.assert(fc.property(payload, (body) => {
+    try {
+      const reply = receiver.receive(JSON.stringify(body) ?? 'null');
+      statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+    } catch {
+      crashes++;
+    }
+    return true;
+  }), { numRuns: runs });
+  return { target: 'Alertmanager payloads', cases: runs, crashes, note: [...statuses].map(([s, n]) => `${n}× ${s}`).join(', ') };
+}
+
+function fuzzReplies(runs: number): FuzzResult {
+  let crashes = 0;
+  let accepted = 0;
+  const sent: Abnormal = { apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { name: 'a', namespace: 'default' }, spec: { source: 'Custom', nodeName: 'n' } };
+  const reply = fc.oneof(fc.anything(), fc.record({ status: fc.anything() }), fc.record({ status: fc.dictionary(fc.constantFrom('identifiable', 'message', 'context', 'phase', 'output', 'reason'), fc.anything()) }));
+  fc.assert(fc.property(fc.constantFrom(...PROCESSOR_KINDS), reply, (kind, body) => {
+    try {
+      if (interpretReply(kind, sent, body).ok) accepted++;
+    } catch {
+      crashes++;
+    }
+    return true;
+  }), { numRuns: runs });
+  return { target: 'processor replies (HTTP, script)', cases: runs, crashes, note: `${accepted} taken, the rest refused with a reason` };
+}
+
+function fuzzKmsg(runs: number): FuzzResult {
+  let crashes = 0;
+  let parsed = 0;
+  const record = fc.oneof(fc.string(), fc.tuple(fc.integer(), fc.integer(), fc.integer(), fc.string()).map(([p, s, u, m]) => `${p},${s},${u},-;${m}\n`));
+  fc.assert(fc.property(record, (text) => {
+    try {
+      if (parseKmsgRecord(text)) parsed++;
+    } catch {
+      crashes++;
+    }
+    return true;
+  }), { numRuns: runs });
+  return { target: 'kernel log records', cases: runs, crashes, note: `${parsed} read as records` };
+}
+
+async function fuzzAbnormalFiles(runs: number): Promise<FuzzResult> {
+  let crashes = 0;
+  let valid = 0;
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-fuzz-'));
+  try {
+    await mkdir(path.join(dir, 'abnormals'));
+    const text = fc.oneof(
+      fc.string(),
+      fc.anything().map((v) => JSON.stringify(v) ?? ''),
+      fc.record({ spec: fc.record({ source: fc.constantFrom('Custom', 'Log', 'Gossip'), nodeName: fc.oneof(fc.constant('demo'), fc.string()) }, { requiredKeys: [] }), status: fc.anything() }, { requiredKeys: [] }).map((o) => JSON.stringify(o)),
+    );
+    let n = 0;
+    await fc.assert(fc.asyncProperty(text, async (content) => {
+      const name = `f${++n}`;
+      // A store started afresh on each file reads it as the agent would at start.
+      const store = new FileStore({ dir, log, settleMs: 0, rescanMs: 3_600_000 });
+      try {
+        await writeFile(path.join(dir, 'abnormals', `${name}.json`), content);
+        await store.start(() => {});
+        if (await store.get(`default/${name}`)) valid++;
+      } catch {
+        crashes++;
+      } finally {
+        await store.stop();
+        await rm(path.join(dir, 'abnormals', `${name}.json`), { force: true });
+      }
+      return true;
+    }), { numRuns: runs });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return { target: 'Abnormal files (file store)', cases: runs, crashes, note: `${valid} valid` };
+}
+
+export async function fuzz(scale = 1): Promise<FuzzResult[]> {
+  return [
+    fuzzRules(Math.round(2000 * scale)),
+    fuzzAlerts(Math.round(2000 * scale)),
+    fuzzReplies(Math.round(5000 * scale)),
+    fuzzKmsg(Math.round(5000 * scale)),
+    await fuzzAbnormalFiles(Math.round(300 * scale)),
+  ];
+}
