@@ -32,9 +32,9 @@ export function customResourceInformer(kc: KubeConfig, plural: string, namespace
 /**
  * Start `informer` and keep it running until `stopped()`: a failed start is tried again, and a watch
  * that fails later is restarted, each after a wait from one Backoff (reset once a start succeeds).
- * Resolves once a start has succeeded.
+ * Resolves once a start has succeeded. `onFailure` is told of every failure (for counts).
  */
-export async function keepWatching<T extends KubernetesObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean): Promise<void> {
+export async function keepWatching<T extends KubernetesObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean, onFailure?: () => void): Promise<void> {
   const backoff = new Backoff();
   let starting = false;
   let failed: unknown; // set by a failure while starting, too: a watch that dies as it starts is not running
@@ -54,6 +54,7 @@ export async function keepWatching<T extends KubernetesObject>(informer: Informe
   };
   informer.on('error', (err) => {
     failed = err ?? new Error('the watch failed');
+    onFailure?.();
     if (starting || stopped()) return; // the loop above retries
     log.warn({ err: errorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
     starting = true;

@@ -44,6 +44,8 @@ export class KubeStore implements AbnormalStore {
   synced = false;
   /** API writes this store made, by kind (for the figures in the README). */
   readonly writes = { status: 0, claim: 0, create: 0, spec: 0 };
+  /** Times a watch of this store failed (and was restarted). */
+  watchFailures = 0;
   private readonly api: CustomObjectsApi;
   private readonly informers: CachingInformer[] = [];
   private resync?: NodeJS.Timeout;
@@ -70,8 +72,8 @@ export class KubeStore implements AbnormalStore {
       const where = namespace === '*' ? ABNORMALS : `namespaces/${namespace}/${ABNORMALS}`;
       // Each resolves once its first list is in and its watch is running.
       watches.push(
-        keepWatching(ofThisNode, `${where}?labelSelector=${label}`, this.opts.log, () => this.stopped),
-        keepWatching(unclaimed, `${where}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped),
+        keepWatching(ofThisNode, `${where}?labelSelector=${label}`, this.opts.log, () => this.stopped, () => this.watchFailures++),
+        keepWatching(unclaimed, `${where}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped, () => this.watchFailures++),
       );
     }
     await Promise.all(watches);

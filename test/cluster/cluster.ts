@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
+import { waitFor } from '../helpers/wait.js';
 
 const run = promisify(execFile);
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -29,8 +30,8 @@ export type TestCluster = {
   kubeconfigs: Record<Identity, string>;
   /** Directory with kube-apiserver, kubelet, kubectl, ... */
   binDir: string;
-  /** Stop kube-apiserver, leave it down for `whileDown` ms or until `whileDown()` resolves, start it again on the same port and wait for it. */
-  restartApiserver(whileDown?: number | (() => Promise<void>)): Promise<void>;
+  /** Stop kube-apiserver (it has exited when `whileDown` is called), run `whileDown`, start it again on the same port and wait for it. */
+  restartApiserver(whileDown?: () => Promise<void>): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -124,9 +125,8 @@ export async function startControllers(opts: { clusterDir: string; kubeconfig: s
 
 async function waitUntilReady(server: string, caPem: string, token: string, daemons: Daemon[], logDir: string) {
   const dispatcher = new Agent({ connect: { ca: caPem } });
-  const deadline = Date.now() + 60_000;
   try {
-    while (Date.now() < deadline) {
+    await waitFor(`kube-apiserver to be ready (its log: ${logDir}/kube-apiserver.log)`, async () => {
       const dead = daemons.find((d) => d.child.exitCode !== null);
       if (dead) {
         const log = await readFile(path.join(logDir, `${dead.name}.log`), 'utf8').catch(() => '');
@@ -134,14 +134,11 @@ async function waitUntilReady(server: string, caPem: string, token: string, daem
       }
       try {
         const res = await request(`${server}/readyz`, { dispatcher, headers: { authorization: `Bearer ${token}` } });
-        const body = await res.body.text();
-        if (res.statusCode === 200 && body.trim() === 'ok') return;
+        return res.statusCode === 200 && (await res.body.text()).trim() === 'ok';
       } catch {
-        // not listening yet
+        return false; // not listening yet
       }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`kube-apiserver was not ready within 60 s; see ${logDir}/kube-apiserver.log`);
+    }, 60_000);
   } finally {
     await dispatcher.close();
   }
@@ -211,11 +208,10 @@ export async function startCluster(opts: { dir?: string; keep?: boolean } = {}):
     daemons.push(startApiserver());
     const caPem = await readFile(path.join(dir, 'ca.crt'), 'utf8');
     await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
-    const restartApiserver = async (whileDown: number | (() => Promise<void>) = 1000) => {
+    const restartApiserver = async (whileDown: () => Promise<void> = async () => {}) => {
       const index = daemons.findIndex((d) => d.name === 'kube-apiserver');
       await stopDaemon(daemons[index]!);
-      if (typeof whileDown === 'number') await new Promise((r) => setTimeout(r, whileDown)); // an outage of that length
-      else await whileDown();
+      await whileDown();
       daemons[index] = startApiserver();
       await waitUntilReady(server, caPem, tokens.admin, daemons, dir);
     };

@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
+import type { KubeStore } from '../../agent/store/kube.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { GROUP, VERSION } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
@@ -66,7 +67,9 @@ after(async () => {
 test('Abnormals created after an apiserver restart are handled', async () => {
   await create('before-restart');
   await waitFor('before-restart to succeed', async () => (await phaseOf('before-restart')) === 'Succeeded');
-  await cluster.restartApiserver(3000);
+  const failuresBefore = (agent.store as KubeStore).watchFailures;
+  // Down until the agent's watches have seen it go: the restart then has something to recover from.
+  await cluster.restartApiserver(async () => void (await waitFor('the agent\'s watches to fail', async () => (agent.store as KubeStore).watchFailures > failuresBefore || undefined)));
   await create('after-restart');
   await waitFor('after-restart to succeed', async () => (await phaseOf('after-restart')) === 'Succeeded', 60_000);
   assert.equal(await phaseOf('after-restart'), 'Succeeded');

@@ -179,19 +179,36 @@ test('a hand-made Abnormal without the label is claimed and handled', async () =
 test('200 Abnormals at once all finish, never more than `concurrency` at a time', async (t) => {
   let inFlight = 0;
   let maxInFlight = 0;
+  // Each call is held until every Abnormal being worked on is held here: how many run at once is then
+  // the agent's doing, not the machine's speed.
+  const held: Array<() => void> = [];
+  let allDone = false; // then the collector (which later Abnormals run too) answers at once
   const slowFacts = server.route('/slow-facts', async (a) => {
     maxInFlight = Math.max(maxInFlight, ++inFlight);
-    await new Promise((r) => setTimeout(r, 50));
+    if (!allDone) await new Promise<void>((resolve) => held.push(resolve));
     inFlight--;
     return answer(a, {});
   });
+  const releasing = (async () => {
+    while (!allDone) {
+      await waitFor('the running Abnormals to reach the collector', async () =>
+        allDone || (held.length > 0 && held.length === agent.pipeline.queueSize.running) || undefined, 120_000);
+      held.splice(0).forEach((release) => release());
+    }
+  })();
   await registerProcessor('informationcollectors', ns, 'slow-facts', { url: slowFacts });
   const started = Date.now();
   const names = Array.from({ length: 200 }, (_, i) => `bulk-${i}`);
   for (let i = 0; i < names.length; i += 20) {
     await Promise.all(names.slice(i, i + 20).map((name) => mine(name, assigned(['slow-facts'], ['yes'], ['fix']))));
   }
-  for (const name of names) assert.equal((await finished(ns, name, 120_000)).status?.phase, 'Succeeded', name);
+  try {
+    for (const name of names) assert.equal((await finished(ns, name, 120_000)).status?.phase, 'Succeeded', name);
+  } finally {
+    allDone = true;
+    held.splice(0).forEach((release) => release());
+    await releasing;
+  }
   const seconds = (Date.now() - started) / 1000;
   assert.ok(maxInFlight <= 8, `at most 8 Abnormals collected at once, saw ${maxInFlight}`);
   assert.ok(maxInFlight > 1, `work ran concurrently (saw ${maxInFlight})`);
