@@ -78,33 +78,32 @@ test('the cluster budget: no slot → wait; a budget that cannot be read → wai
 test('two admissions at once behind a slow budget: the hourly limit and the history hold (one decision at a time)', async (t) => {
   const stateDir = await mkdtemp(path.join(tmpdir(), 'nodemedic-rails-'));
   t.after(() => rm(stateDir, { recursive: true, force: true }));
-  // A budget that answers only when told to: both admissions are in flight at once.
-  const answers: Array<() => void> = [];
+  // A budget that answers only when told to (both admissions are in flight at once), until answerAtOnce.
+  const pending: Array<() => void> = [];
+  let asked = () => {};
+  let answerAtOnce = false;
   const slow: RecoveryBudget = {
-    take: () => new Promise<boolean>((resolve) => answers.push(() => resolve(true))),
+    take: () => answerAtOnce ? Promise.resolve(true) : new Promise<boolean>((resolve) => {
+      pending.push(() => resolve(true));
+      asked();
+    }),
     async give() {},
   };
+  const nextAsk = () => pending.length > 0 ? Promise.resolve() : new Promise<void>((resolve) => { asked = resolve; });
   const rails = new RecoveryRails({ stateDir, maxPerHour: 2, cooldownSeconds: 600, log, budget: slow });
   const first = rails.admit(abnormal('m-1', 'fp-m'));
   const second = rails.admit(abnormal('n-1', 'fp-n'));
   const third = rails.admit(abnormal('m-2', 'fp-m'));
   // Answer each budget call as it comes; a decision waits for the one before it.
-  const results = Promise.all([first, second, third]);
-  let answered = 0;
-  while (answered < 2) {
-    await new Promise((r) => setImmediate(r));
-    while (answers.length > 0) {
-      answers.shift()!();
-      answered++;
-    }
+  for (let answered = 0; answered < 2; answered++) {
+    await nextAsk();
+    pending.shift()!();
   }
-  const [a, b, c] = await results;
+  const [a, b, c] = await Promise.all([first, second, third]);
   assert.ok(a.ok && b.ok, 'two different faults within the limit');
   assert.ok(!c.ok && c.reason === 'RecoveryCooldown', `the same fault as the first, admitted at the same moment, is cooled down: ${JSON.stringify(c)}`);
-  // Both recoveries are on record: a third fault in the hour waits.
-  const fourth = rails.admit(abnormal('o-1', 'fp-o'));
-  const answeredFourth = new Promise((r) => setImmediate(r)).then(() => answers.shift()?.());
-  const d = await fourth;
-  await answeredFourth;
+  // Both recoveries are on record: a third fault in the hour waits, whatever the budget would say.
+  answerAtOnce = true;
+  const d = await rails.admit(abnormal('o-1', 'fp-o'));
   assert.ok(!d.ok && d.reason === 'RecoveryRateLimited', `both admissions were recorded: ${JSON.stringify(d)}`);
 });
