@@ -133,71 +133,71 @@ test('a restart resumes where the last run stopped: lines written meanwhile are 
   }
 });
 
-test('end to end: a rule file on a log file makes Abnormals in the file store', async () => {
+/**
+ * The agent on the file store with one rule file over a fresh log file (`rules` is its rules: list),
+ * started and watching the file; `stop` ends it and expects a clean exit.
+ */
+async function agentOnRules(rules: string) {
   const { dir, file } = await setup();
   const state = path.join(dir, 'nodemedic');
-  await mkdir(path.join(state, 'abnormals'), { recursive: true });
+  const abnormals = path.join(state, 'abnormals');
+  await mkdir(abnormals, { recursive: true });
   await writeFile(file, '');
-  const rules = path.join(dir, 'rules.yaml');
-  await writeFile(rules, `kind: LogRules
-plugin: file
-logPath: ${file}
-source: app
-rules:
-  - reason: AppPanicked
+  const ruleFile = path.join(dir, 'rules.yaml');
+  await writeFile(ruleFile, `kind: LogRules\nplugin: file\nlogPath: ${file}\nsource: app\nrules:\n${rules}`);
+  await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${ruleFile}"]}\nsymptoms: {flushSeconds: 0.5}\n`);
+  const agentLog = path.join(dir, 'agent.log');
+  const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'demo', '--config', path.join(dir, 'config.yaml')], agentLog);
+  const stop = async () => {
+    agent.kill('SIGTERM');
+    assert.equal(await agent.exited, 0);
+  };
+  try {
+    // The agent reads a file from its end the first time: wait until it is watching before writing.
+    await waitFor('the agent to watch the file', async () => (await readFile(agentLog, 'utf8').catch(() => '')).includes('log source started') || undefined);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const named = async (prefix: string) => (await readdir(abnormals)).filter((f) => f.startsWith(prefix));
+  return { file, abnormals, named, stop };
+}
+
+test('end to end: a rule file on a log file makes Abnormals in the file store', async () => {
+  const { file, abnormals, named, stop } = await agentOnRules(`  - reason: AppPanicked
     pattern: 'panic: .*'
     abnormal: {skipRecovery: true}
 `);
-  await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${rules}"]}\nsymptoms: {flushSeconds: 0.5}\n`);
-  const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'demo', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
   try {
-    // The agent reads a file from its end the first time: wait until it is watching before writing.
-    await waitFor('the agent to watch the file', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('log source started') || undefined);
     await appendFile(file, 'panic: runtime error: index out of range [3] with length 3\n');
     await appendFile(file, 'panic: runtime error: index out of range [3] with length 3\n');
     const abnormal = await waitFor('an Abnormal file', async () => {
-      const files = (await readdir(path.join(state, 'abnormals'))).filter((f) => f.startsWith('demo-apppanicked-'));
+      const files = await named('demo-apppanicked-');
       if (files.length !== 1) return undefined;
-      const a = parse(await readFile(path.join(state, 'abnormals', files[0]!), 'utf8')) as Abnormal;
+      const a = parse(await readFile(path.join(abnormals, files[0]!), 'utf8')) as Abnormal;
       return a.spec.occurrences?.count === 2 && a.status?.phase ? a : undefined;
     });
     assert.equal(abnormal.spec.log?.filePath, file);
     assert.equal(abnormal.spec.log?.logEntry, 'panic: runtime error: index out of range [3] with length 3');
     assert.equal(abnormal.spec.skipRecovery, true, 'the rule\'s abnormal template is applied');
   } finally {
-    agent.kill('SIGTERM');
-    assert.equal(await agent.exited, 0);
+    await stop();
   }
 });
 
 test('a rule that would backtrack without bound does not hang the agent on a line that almost matches', async () => {
   // On a2117e0 this rule and one such line pinned the event loop; as the position had been saved before
   // the line, the restarted agent hung on it again.
-  const { dir, file } = await setup();
-  const state = path.join(dir, 'nodemedic');
-  await mkdir(path.join(state, 'abnormals'), { recursive: true });
-  await writeFile(file, '');
-  const rules = path.join(dir, 'rules.yaml');
-  await writeFile(rules, `kind: LogRules
-plugin: file
-logPath: ${file}
-source: app
-rules:
-  - {reason: ConnDropped, pattern: 'conn reset: (.|\\s)*dropped', abnormal: {skipRecovery: true}}
+  const { file, named, stop } = await agentOnRules(`  - {reason: ConnDropped, pattern: 'conn reset: (.|\\s)*dropped', abnormal: {skipRecovery: true}}
   - {reason: AppPanicked, pattern: 'panic: .*', abnormal: {skipRecovery: true}}
 `);
-  await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${rules}"]}\nsymptoms: {flushSeconds: 0.5}\n`);
-  const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'demo', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
   try {
-    await waitFor('the agent to watch the file', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('log source started') || undefined);
     await appendFile(file, `conn reset: ${'x '.repeat(5000)}!\n`); // almost: it never says dropped
     await appendFile(file, 'panic: after the hostile line\n');
     // Lines are matched in order: the panic's Abnormal means the hostile line was done with.
-    await waitFor('the panic after it to become an Abnormal', async () =>
-      (await readdir(path.join(state, 'abnormals'))).some((f) => f.startsWith('demo-apppanicked-')) || undefined);
-    assert.deepEqual((await readdir(path.join(state, 'abnormals'))).filter((f) => f.startsWith('demo-conndropped-')), []);
+    await waitFor('the panic after it to become an Abnormal', async () => (await named('demo-apppanicked-')).length > 0 || undefined);
+    assert.deepEqual(await named('demo-conndropped-'), []);
   } finally {
-    agent.kill('SIGTERM');
-    assert.equal(await agent.exited, 0);
+    await stop();
   }
 });
