@@ -16,7 +16,7 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { CriClient } from '../../agent/node/cri.js';
 import { signalProcess } from '../../recoverers/signal-process.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, podRunning, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { isAlive, lookalikeShim } from '../helpers/lookalike.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
@@ -31,8 +31,7 @@ let agent: RunningAgent | undefined;
 
 before(async () => {
   if (!ON_OWN_CLUSTER) return;
-  await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
-  node = await startSuiteNode(nodeName);
+  node = await startSuiteNodeFor(ns, nodeName);
   agent = await startKubeAgent(nodeName, {
     namespace: ns, processorNamespaces: [ns],
     stuckPods: { enabled: true, marginSeconds: 2, checkSeconds: 1 },
@@ -65,7 +64,7 @@ async function runPod(name: string): Promise<{ uid: string; shim: number }> {
       },
     },
   });
-  await waitFor(`${name} to run`, async () => (await core.readNamespacedPod({ namespace: ns, name })).status?.phase === 'Running' || undefined, 60_000);
+  await podRunning(ns, name);
   const shims = shimPids().filter((pid) => !before.has(pid));
   assert.equal(shims.length, 1, 'one new shim: one per pod sandbox');
   return { uid: pod.metadata!.uid!, shim: shims[0]! };

@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { kubeConfig } from '../helpers/kube.js';
 import { IS_ROOT } from '../helpers/needs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -94,6 +96,20 @@ export const skipUnlessOwnCluster = (what: string) =>
 /** A node joined to the suite's own test cluster (only where ON_OWN_CLUSTER). */
 export const startSuiteNode = (name: string) =>
   startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+
+/**
+ * A node joined to the suite's own test cluster, ready for pods in `namespace`: the suite runs no
+ * controller manager to make the namespace's default ServiceAccount, which admission asks of every pod.
+ */
+export async function startSuiteNodeFor(namespace: string, name: string): Promise<TestNode> {
+  await kubeConfig().makeApiClient(CoreV1Api).createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } });
+  return startSuiteNode(name);
+}
+
+/** Waits until pod `namespace/name` runs (the kubelet started its containers). */
+export const podRunning = (namespace: string, name: string) =>
+  waitFor(`pod ${name} to run`, async () =>
+    (await kubeConfig().makeApiClient(CoreV1Api).readNamespacedPod({ namespace, name })).status?.phase === 'Running' || undefined, 60_000);
 
 /** Every process of this node's shims (found by containerd's socket on their command line), children first, killed. */
 async function killShimTrees(socket: string): Promise<void> {

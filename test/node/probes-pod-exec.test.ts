@@ -15,7 +15,7 @@ import type { Abnormal, PodProbe } from '../../agent/api/types.generated.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
+import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, podRunning, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { abnormal, createAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
 
@@ -29,8 +29,7 @@ let fileAgent: RunningAgent | undefined;
 
 before(async () => {
   if (!ON_OWN_CLUSTER) return;
-  await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'default' } } });
-  node = await startSuiteNode(nodeName);
+  node = await startSuiteNodeFor(ns, nodeName);
   const probes = { ...DEFAULTS.probes, allowExec: true, criEndpoint: `unix://${node.containerdSocket}` };
   agent = await startKubeAgent(nodeName, { namespace: ns, processorNamespaces: [ns], probes });
   fileAgent = await startAgent({
@@ -51,7 +50,7 @@ before(async () => {
       },
     },
   });
-  await waitFor('pod two to run', async () => (await core.readNamespacedPod({ namespace: ns, name: 'two' })).status?.phase === 'Running' || undefined, 60_000);
+  await podRunning(ns, 'two');
 });
 after(async () => {
   await agent?.stop();
