@@ -49,7 +49,7 @@ export class SymptomJournal {
   /** Append records and fsync; false (nothing written) when the journal is full. */
   async append(records: readonly JournalRecord[]): Promise<boolean> {
     if (records.length === 0) return true;
-    const text = records.map((r) => `${JSON.stringify(r)}\n`).join('');
+    const text = linesOf(records);
     const bytes = Buffer.byteLength(text);
     if (this.size + bytes > this.opts.maxBytes) return false;
     const handle = await open(this.opts.file, 'a', 0o600);
@@ -65,7 +65,7 @@ export class SymptomJournal {
 
   /** Replace the journal with these records (what is still pending), atomically. */
   async rewrite(records: readonly JournalRecord[]): Promise<void> {
-    const text = records.map((r) => `${JSON.stringify(r)}\n`).join('');
+    const text = linesOf(records);
     await atomicWrite(this.opts.file, text);
     this.size = Buffer.byteLength(text);
   }
@@ -75,3 +75,5 @@ export class SymptomJournal {
     return this.size;
   }
 }
+
+const linesOf = (records: readonly JournalRecord[]): string => records.map((r) => `${JSON.stringify(r)}\n`).join('');

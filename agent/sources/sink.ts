@@ -61,7 +61,7 @@ export class SymptomSink {
   private soon = false;
   /** Fingerprints whose count changed since the journal last took them. */
   private readonly unjournaled = new Set<string>();
-  private journaling: Promise<unknown> = Promise.resolve();
+  private journaling: Promise<void> = Promise.resolve();
   /** For tests, metrics and the benchmark. */
   readonly stats = {
     accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0,
@@ -93,12 +93,11 @@ export class SymptomSink {
 
   /**
    * Journal every count that changed since the last call, fsync'd. A source calls this before it saves
-   * its position: what it read up to there is then on disk. Calls take turns.
+   * its position: what it read up to there is then on disk.
    */
   syncJournal(): Promise<void> {
-    const turn = this.journaling.then(async () => {
-      const journal = this.opts.journal;
-      if (!journal || this.unjournaled.size === 0) return;
+    return this.journalTurn('write the symptom journal', async (journal) => {
+      if (this.unjournaled.size === 0) return;
       const records = [...this.unjournaled].map((fp) => this.entries.get(fp)).filter((e): e is Entry => e !== undefined && e.pending > 0).map(recordOf);
       this.unjournaled.clear();
       if (!(await journal.append(records))) {
@@ -106,20 +105,24 @@ export class SymptomSink {
         this.opts.log.warn({ symptoms: records.length, journalBytes: journal.bytes, full: this.stats.journalFull }, 'the symptom journal is full: these are held in memory only until it is rewritten');
       }
     });
-    this.journaling = turn.catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not write the symptom journal'));
-    return turn.catch(() => {});
   }
 
   /** Rewrite the journal to hold only what is still pending (after a flush wrote the rest). */
   private compactJournal(): Promise<void> {
-    const turn = this.journaling.then(async () => {
-      const journal = this.opts.journal;
-      if (!journal || journal.bytes === 0) return;
+    return this.journalTurn('rewrite the symptom journal', async (journal) => {
+      if (journal.bytes === 0) return;
       this.unjournaled.clear();
       await journal.rewrite([...this.entries.values()].filter((e) => e.pending > 0).map(recordOf));
     });
-    this.journaling = turn.catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not rewrite the symptom journal'));
-    return turn.catch(() => {});
+  }
+
+  /** Work on the journal, one at a time; a failure is logged, and the next turn still runs. */
+  private journalTurn(what: string, work: (journal: SymptomJournal) => Promise<void>): Promise<void> {
+    const journal = this.opts.journal;
+    this.journaling = this.journaling
+      .then(() => journal && work(journal))
+      .catch((err) => this.opts.log.warn({ err: (err as Error).message }, `could not ${what}`));
+    return this.journaling;
   }
 
   /** Take a symptom. Never blocks, never throws: the store is written by flush(). */
