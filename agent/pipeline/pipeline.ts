@@ -113,24 +113,28 @@ export class Pipeline {
   }
 
   private async collect(abnormal: Abnormal): Promise<Abnormal | undefined> {
+    let { status, ran, total, failures } = await this.runCollectors(abnormal, { ...abnormal.status });
+    const [condition, reason] =
+      total === 0 ? (['True', Reason.NoCollectors] as const)
+      : failures.length === 0 ? (['True', Reason.Collected] as const)
+      : failures.length < total ? (['True', Reason.PartiallyCollected] as const)
+      : (['False', Reason.CollectionFailed] as const);
+    const message = failures.length > 0 ? `failed: ${failures.join('; ')}` : `${ran} collector(s) ran`;
+    status = this.condition(status, 'InformationCollected', condition, reason, message);
+    const next: Phase = abnormal.spec.skipDiagnosis ? (abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering') : 'Diagnosing';
+    return this.commit(abnormal, { ...status, phase: next }, { reason, message });
+  }
+
+  /** The Abnormal's collectors, in order, each given the status so far; what they return merged into `status`. */
+  private async runCollectors(abnormal: Abnormal, status: AbnormalStatus): Promise<{ status: AbnormalStatus; ran: number; total: number; failures: string[] }> {
     const { processors, missing } = await this.opts.registry.resolve('InformationCollector', abnormal.spec.assignedInformationCollectors);
-    let status: AbnormalStatus = { ...abnormal.status };
     const failures = missing.map(notRegistered);
     for (const processor of processors) {
       const outcome = await this.run(processor, { ...abnormal, status });
       if (outcome.ok) status = merge(status, outcome);
       else failures.push(`${refName(processor.ref)}: ${failed(outcome)}`);
     }
-    const total = processors.length + missing.length;
-    const [condition, reason] =
-      total === 0 ? (['True', Reason.NoCollectors] as const)
-      : failures.length === 0 ? (['True', Reason.Collected] as const)
-      : failures.length < total ? (['True', Reason.PartiallyCollected] as const)
-      : (['False', Reason.CollectionFailed] as const);
-    const message = failures.length > 0 ? `failed: ${failures.join('; ')}` : `${processors.length} collector(s) ran`;
-    status = this.condition(status, 'InformationCollected', condition, reason, message);
-    const next: Phase = abnormal.spec.skipDiagnosis ? (abnormal.spec.skipRecovery ? 'Succeeded' : 'Recovering') : 'Diagnosing';
-    return this.commit(abnormal, { ...status, phase: next }, { reason, message });
+    return { status, ran: processors.length, total: processors.length + missing.length, failures };
   }
 
   private async diagnose(abnormal: Abnormal): Promise<Abnormal | undefined> {
@@ -212,13 +216,8 @@ export class Pipeline {
    * skips diagnosis gets fresh evidence and no diagnosis.
    */
   private async confirm(abnormal: Abnormal): Promise<{ ok: true; evidence: Record<string, unknown> } | { ok: false; reason: string; message: string }> {
-    let status: AbnormalStatus = { ...abnormal.status, context: agentRecords(abnormal.status?.context) };
-    const { processors: collectors } = await this.opts.registry.resolve('InformationCollector', abnormal.spec.assignedInformationCollectors);
-    for (const collector of collectors) {
-      const outcome = await this.run(collector, { ...abnormal, status });
-      if (outcome.ok) status = merge(status, outcome);
-    }
-    const evidence = () => withoutAgentRecords(status.context);
+    let { status } = await this.runCollectors(abnormal, { ...abnormal.status, context: splitContext(abnormal.status?.context).agent });
+    const evidence = () => splitContext(status.context).evidence;
     if (abnormal.spec.skipDiagnosis) return { ok: true, evidence: evidence() };
     const unconfirmed = (message: string) => ({ ok: false as const, reason: Reason.DiagnosisNotConfirmed, message });
     const ref = abnormal.status?.diagnoser;
@@ -244,7 +243,8 @@ export class Pipeline {
     if (!recorded || !isDeepStrictEqual(recoveryLog(recorded.status), [...log, attempt])) return recorded;
 
     // What the recoverer acts on: the evidence and diagnosis just confirmed, beside the agent's records.
-    const confirmed: Abnormal = { ...recorded, status: { ...recorded.status, context: { ...withoutAgentRecords(recorded.status?.context), ...evidence, ...agentRecords(recorded.status?.context) } } };
+    const stored = splitContext(recorded.status?.context);
+    const confirmed: Abnormal = { ...recorded, status: { ...recorded.status, context: { ...stored.evidence, ...evidence, ...stored.agent } } };
     const outcome: Outcome = dryRun && next.ref.namespace !== BUILTIN_NAMESPACE
       ? { ok: true, recovered: false, reason: Reason.DryRun, message: 'dry run: not called (only built-in recoverers are asked what they would do)' }
       : await this.run(next, confirmed);
@@ -349,10 +349,12 @@ function merge(status: AbnormalStatus, outcome: Outcome & { ok: true }): Abnorma
   return out;
 }
 
-/** status.context's entries the agent itself writes (keys under nodemedic.io/, such as the recovery log). */
-const agentRecords = (context: Record<string, unknown> | undefined) => Object.fromEntries(Object.entries(context ?? {}).filter(([key]) => key.startsWith(AGENT_CONTEXT_PREFIX)));
-/** status.context's entries processors wrote: evidence. */
-const withoutAgentRecords = (context: Record<string, unknown> | undefined) => Object.fromEntries(Object.entries(context ?? {}).filter(([key]) => !key.startsWith(AGENT_CONTEXT_PREFIX)));
+/** status.context split in two: the agent's own records (keys under nodemedic.io/, such as the recovery log), and what processors wrote, the evidence. */
+function splitContext(context: Record<string, unknown> | undefined): { agent: Record<string, unknown>; evidence: Record<string, unknown> } {
+  const split = { agent: {} as Record<string, unknown>, evidence: {} as Record<string, unknown> };
+  for (const [key, value] of Object.entries(context ?? {})) split[key.startsWith(AGENT_CONTEXT_PREFIX) ? 'agent' : 'evidence'][key] = value;
+  return split;
+}
 
 function recoveryLog(status: AbnormalStatus | undefined): RecoveryAttempt[] {
   const log = status?.context?.[RECOVERY_LOG];
