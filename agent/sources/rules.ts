@@ -8,12 +8,13 @@
 // Matching follows NPD: a rule matches when its pattern matches at the end of the newest line, where
 // the "newest line" is the last `bufferSize` lines joined with \n for a rule whose pattern contains \n
 // (a multi-line rule). Go's regexp is linear-time and V8's backtracks, so every pattern is compiled
-// through agent/lib/linear-regexp.ts: one V8's linear engine cannot run is refused, naming the rule,
-// and a match that backtracks too much switches to that engine. A leading `.*` (what makes NPD's rules
+// as a TailPattern (tail-pattern.ts): one V8's linear engine cannot run, or that repeats too much, is
+// refused, naming the rule, and one evaluation costs a few milliseconds at most, whatever the line
+// (a long line is seen through its last 2,048 characters). A leading `.*` (what makes NPD's rules
 // quadratic in V8) is dropped, which changes no match; constructs V8 would read differently from Go
 // are refused; and each rule is prefiltered on a literal it must contain, so most lines never reach a
 // regular expression.
-import { linearRegExp } from '../lib/linear-regexp.js'; // first: it sets V8's flags before any rule is compiled
+import { TailPattern } from './tail-pattern.js'; // first: it sets V8's flags before any rule is compiled
 import { parse } from 'yaml';
 
 export type RuleSpec = {
@@ -51,11 +52,11 @@ export class RuleError extends Error {
 }
 
 export type CompiledRule = RuleSpec & {
-  regex: RegExp;
+  tail: TailPattern;
   multiLine: boolean;
   /** A string every matching line (the newest line) contains; undefined when none could be found. */
   literal?: string;
-  until?: RegExp;
+  until?: TailPattern;
 };
 
 export type RuleSet = Omit<RuleSetSpec, 'rules'> & { rules: CompiledRule[] };
@@ -84,28 +85,28 @@ export function compileRule(rule: RuleSpec, where: string): CompiledRule {
   source = source.replace(/\(\?P</g, '(?<'); // Go's named groups
   // A leading .* or .+ changes no match of a pattern anchored at the end, and is what makes V8 slow.
   source = source.replace(/^(?:\.\*)+/, '').replace(/^\.\+/, '.');
-  let regex: RegExp;
+  let tail: TailPattern;
   try {
     new RegExp(`(?:${source})$`, flags); // plain syntax first, so that a typo is called one
   } catch (err) {
     throw new RuleError(where, `pattern is not a valid regular expression: ${(err as Error).message}`);
   }
   try {
-    regex = linearRegExp(`(?:${source})$`, flags);
+    tail = new TailPattern(source, flags);
   } catch (err) {
-    throw new RuleError(where, `pattern cannot be matched in linear time (back-references, look-arounds and large counted repetitions cannot), so a line could hang the agent: ${(err as Error).message}`);
+    throw new RuleError(where, `pattern cannot be matched in linear time at a bounded cost (back-references, look-arounds, large counted repetitions and too many repetitions cannot), so a line could hang the agent: ${(err as Error).message}`);
   }
   const multiLine = source.includes('\\n');
   const lastLine = multiLine ? source.slice(source.lastIndexOf('\\n') + 2) : source;
-  let until: RegExp | undefined;
+  let until: TailPattern | undefined;
   if (rule.collect) {
     if (!Number.isInteger(rule.collect.maxLines) || rule.collect.maxLines < 1 || rule.collect.maxLines > 1000) {
       throw new RuleError(where, 'collect.maxLines must be an integer from 1 to 1000');
     }
-    if (rule.collect.until !== undefined) until = compileRule({ reason: 'Until', pattern: rule.collect.until }, `${where} collect.until`).regex;
+    if (rule.collect.until !== undefined) until = compileRule({ reason: 'Until', pattern: rule.collect.until }, `${where} collect.until`).tail;
   }
   const literal = flags ? undefined : longestLiteral(lastLine);
-  return { ...rule, regex, multiLine, ...(literal ? { literal } : {}), ...(until ? { until } : {}) };
+  return { ...rule, tail, multiLine, ...(literal ? { literal } : {}), ...(until ? { until } : {}) };
 }
 
 /**
@@ -250,13 +251,13 @@ export class LogMatcher {
     for (const rule of this.ruleSet.rules) {
       if (rule.literal !== undefined && !line.includes(rule.literal)) continue;
       if (!rule.multiLine) {
-        if (rule.regex.test(line)) matches.push({ rule, text: line });
+        if (rule.tail.test(line)) matches.push({ rule, text: line });
         continue;
       }
       joined ??= this.buffer.join('\n');
-      const m = rule.regex.exec(joined);
-      if (m) {
-        const start = joined.lastIndexOf('\n', m.index) + 1; // from the start of the line the match starts in
+      const at = rule.tail.search(joined);
+      if (at >= 0) {
+        const start = joined.lastIndexOf('\n', at) + 1; // from the start of the line the match starts in
         matches.push({ rule, text: joined.slice(start) });
       }
     }

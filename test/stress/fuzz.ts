@@ -32,7 +32,7 @@ const line = fc.oneof(
   fc.tuple(fc.constantFrom('a', 'ab', 'x ', ' '), fc.integer({ min: 1, max: 2000 }), fc.constantFrom('', 'c', '!', 'dropped')).map(([unit, n, end]) => unit.repeat(n) + end),
 );
 
-function fuzzRules(runs: number): FuzzResult {
+export function fuzzRules(runs: number): FuzzResult {
   let crashes = 0;
   let refused = 0;
   let evaluations = 0;

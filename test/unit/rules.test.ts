@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CONTAINERD_RULES, DEFAULT_RULE_SETS, KERNEL_RULES, KUBELET_RULES } from '../../agent/sources/default-rules.js';
 import { LogMatcher, RuleError, compileRule, compileRuleSet, longestLiteral, parseRuleSet, type RuleSetSpec } from '../../agent/sources/rules.js';
+import { MAX_WINDOW, patternWeight } from '../../agent/sources/tail-pattern.js';
 
 const reasonsFor = (spec: RuleSetSpec, line: string) => new LogMatcher(compileRuleSet(spec, 'test')).push(line).map((m) => m.rule.reason);
 
@@ -96,9 +97,9 @@ describe('matching follows node-problem-detector', () => {
 
   test('the leading .* of NPD patterns is dropped, and that changes no match', () => {
     const rule = compileRule({ reason: 'Hw', pattern: '.*\\[Hardware Error\\]: event severity: fatal$' }, 't');
-    assert.equal(rule.regex.source, '(?:\\[Hardware Error\\]: event severity: fatal$)$');
-    assert.ok(rule.regex.test('{1}[Hardware Error]: event severity: fatal'));
-    assert.ok(!rule.regex.test('[Hardware Error]: event severity: fatal and more'));
+    assert.equal(rule.tail.source, '(?:\\[Hardware Error\\]: event severity: fatal$)$');
+    assert.ok(rule.tail.test('{1}[Hardware Error]: event severity: fatal'));
+    assert.ok(!rule.tail.test('[Hardware Error]: event severity: fatal and more'));
   });
 });
 
@@ -169,12 +170,43 @@ test('patterns that backtrack without bound in V8 match in linear time: each lin
   const hostile = 'a'.repeat(35) + 'c';
   for (const pattern of ['(a|a)*$', '((a+))+b', '(?:[a-z]|a)+b', '(\\w+\\s?)*$', '(a+)+b']) {
     const rule = compileRule({ reason: 'Hostile', pattern }, 'hostile');
-    assert.equal(rule.regex.test(hostile), pattern.endsWith('$'), pattern); // those ending in $ match the empty end
+    assert.equal(rule.tail.test(hostile), pattern.endsWith('$'), pattern); // those ending in $ match the empty end
   }
   const set = compileRuleSet({ plugin: 'kmsg', logPath: '/dev/kmsg', source: 's', bufferSize: 10, rules: [{ reason: 'ConnReset', pattern: 'conn reset: (.|\\s)*dropped' }] }, 'set');
   const matcher = new LogMatcher(set);
   assert.deepEqual(matcher.push(`conn reset: ${'x '.repeat(5000)}!`), [], 'a 10,000-character line that almost matches');
   assert.equal(matcher.push('conn reset: peer 10.0.0.1 dropped').length, 1);
+});
+
+test('one evaluation is bounded whatever the line: a long line is seen through its tail, and busy patterns see less or are refused', () => {
+  const rule = compileRule({ reason: 'Registry', pattern: 'failed to register layer: rename (.+) (.+): directory not empty.*' }, 'r');
+  const match = 'failed to register layer: rename /a /b: directory not empty';
+  assert.equal(rule.tail.window, MAX_WINDOW);
+  assert.ok(rule.tail.test(`${'x'.repeat(60_000)} ${match} ${'y'.repeat(MAX_WINDOW - match.length - 2)}`), 'a match inside the last 2,048 characters');
+  assert.ok(!rule.tail.test(`${match} ${'y'.repeat(MAX_WINDOW)}`), 'a match that begins further back is not seen');
+  // The line that took NPD's docker rule 2.4 s on a2117e0's matcher (a search failing at each of
+  // thousands of starts); here it goes to the linear engine, 2,048 characters of it.
+  const lit = 'failed to register layer: rename /var/lib/docker/image/ ';
+  assert.ok(!rule.tail.test(lit.repeat(Math.floor(65_536 / lit.length))));
+
+  assert.equal(patternWeight('a+'), 2);
+  assert.equal(patternWeight('(.|\\s){2,5}'), 13, 'five copies of two threads, three of them optional');
+  assert.equal(patternWeight('(b+c?){3}'), 18);
+  assert.equal(patternWeight('a literal, with \\(brackets\\)'), 0);
+  assert.equal(compileRule({ reason: 'Busy', pattern: '(.|\\s){2,5}' }, 'b').tail.window, Math.floor(16384 / 13));
+  assert.throws(() => compileRule({ reason: 'TooBusy', pattern: '(\\w+\\s?){2,5}(\\w+\\s?){2,5}x' }, 'rules.yaml rules[3] (TooBusy)'),
+    /^RuleError: rules.yaml rules\[3\] \(TooBusy\): pattern cannot be matched .* repeats too much \(weight 66, at most 64/);
+
+  // Every rule of ours and NPD's sees at least a whole kernel record (1,024 characters).
+  for (const spec of DEFAULT_RULE_SETS) for (const r of compileRuleSet(spec, 'default').rules) assert.ok(r.tail.window >= 1024, r.reason);
+});
+
+test('a multi-line match over a long buffer reports the lines from where it starts', () => {
+  const set = compileRuleSet({ plugin: 'kmsg', logPath: '/dev/kmsg', source: 's', bufferSize: 3, rules: [{ reason: 'Pair', pattern: 'first half\\nsecond half' }] }, 'set');
+  const matcher = new LogMatcher(set);
+  matcher.push('x'.repeat(5000));
+  matcher.push('first half');
+  assert.deepEqual(matcher.push('second half').map((m) => m.text), ['first half\nsecond half']);
 });
 
 test('longestLiteral finds what a line must contain, and gives up where unsure', () => {
