@@ -5,6 +5,13 @@
 // collector waiting for a dump in containerd's log), it reads what is written from now on.
 // A line is at most `maxLineBytes` (64 KiB): a longer one is handed on cut, with a note, and the rest
 // of it up to its newline is skipped, so a line that never ends costs bounded memory and work.
+//
+// Rotation loses nothing the follower can still find. By rename: tail-file reads the old file to its
+// end before it opens the new one. By copy-truncate (logrotate's copytruncate): what was written
+// after the follower's last read and before the cut is gone from the file but is in the copy, so the
+// follower finds the copy beside the file (FILE.1, FILE-20261130, …: the newest whose bytes before
+// the follower's position are the ones it read last) and reads it from there to its end first.
+import { closeSync, fstatSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import TailFile from '@logdna/tail-file';
@@ -23,6 +30,10 @@ export type FileReaderOptions = {
 
 /** The longest line handed on (an Abnormal's log entry holds 64 KiB). */
 const MAX_LINE = 64 * 1024;
+/** The most read from a copy after a copy-truncate, at once (a few milliseconds of work). */
+const MAX_COPY_TAIL = 1024 * 1024;
+/** How many of the last characters read identify the place in a copy. */
+const FINGERPRINT = 64;
 
 export class FileReader implements LineReader {
   readonly where: string;
@@ -31,6 +42,8 @@ export class FileReader implements LineReader {
   private inode = 0;
   private readonly lines: LineSplitter;
   private saveTimer?: NodeJS.Timeout;
+  /** The last characters read from the file: where the follower stands, recognisable in a copy. */
+  private lastRead = '';
 
   constructor(private readonly opts: FileReaderOptions) {
     this.where = opts.file;
@@ -60,15 +73,22 @@ export class FileReader implements LineReader {
       this.lines.reset();
       void stat(this.opts.file).then((s) => (this.inode = s.ino), () => {});
     };
-    tail.on('renamed', () => restart('renamed'));
-    tail.on('truncated', () => restart('truncated'));
-    tail.on('tail_error', (err: Error) => this.opts.log.warn({ file: this.opts.file, err: err.message }, 'tailing failed'));
-    tail.on('data', (chunk: string) => {
+    const take = (chunk: string) => {
       this.position += Buffer.byteLength(chunk);
+      this.lastRead = (this.lastRead + chunk.slice(-FINGERPRINT)).slice(-FINGERPRINT);
       const cutBefore = this.lines.cut;
       for (const line of this.lines.push(chunk)) onLine(line);
       if (this.lines.cut > cutBefore) this.opts.log.warn({ file: this.opts.file, cut: this.lines.cut }, 'a log line longer than the limit was cut');
+    };
+    tail.on('renamed', () => restart('renamed'));
+    // Emitted before tail-file reads the cut file again, so the copy's end comes first, in order.
+    tail.on('truncated', () => {
+      const rest = this.readCopiedRest();
+      if (rest) take(rest);
+      restart('truncated');
     });
+    tail.on('tail_error', (err: Error) => this.opts.log.warn({ file: this.opts.file, err: err.message }, 'tailing failed'));
+    tail.on('data', take);
     await tail.start();
     this.tail = tail;
     if (this.stateFile) this.saveTimer = setInterval(() => void this.save(), 1000);
@@ -78,6 +98,52 @@ export class FileReader implements LineReader {
     clearInterval(this.saveTimer);
     await this.tail?.quit();
     await this.save();
+  }
+
+  /**
+   * After a copy-truncate: what the copy holds beyond the follower's position, or undefined when no
+   * copy beside the file has the bytes it read last just before that position. Synchronous and
+   * bounded (MAX_COPY_TAIL), so that it is handed on before anything of the cut file.
+   */
+  private readCopiedRest(): string | undefined {
+    const { file, log } = this.opts;
+    const fingerprint = Buffer.from(this.lastRead);
+    const position = this.position;
+    if (position === 0 || fingerprint.length === 0) return undefined;
+    const base = path.basename(file);
+    let copies: Array<{ name: string; mtime: number }> = [];
+    try {
+      copies = readdirSync(path.dirname(file))
+        .filter((name) => name.length > base.length && name.startsWith(base) && /^[.-]/.test(name.slice(base.length)) && !/\.(gz|bz2|xz|zst)$/.test(name))
+        .map((name) => ({ name, mtime: statSync(path.join(path.dirname(file), name), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
+        .sort((a, b) => b.mtime - a.mtime)
+        .slice(0, 3);
+    } catch {
+      // the directory cannot be read: nothing to recover from
+    }
+    for (const { name } of copies) {
+      let fd: number | undefined;
+      try {
+        fd = openSync(path.join(path.dirname(file), name), 'r');
+        const { size } = fstatSync(fd);
+        if (size < position) continue;
+        const there = Buffer.alloc(fingerprint.length);
+        readSync(fd, there, 0, there.length, position - fingerprint.length);
+        if (!there.equals(fingerprint)) continue;
+        const length = Math.min(size - position, MAX_COPY_TAIL);
+        const rest = Buffer.alloc(length);
+        readSync(fd, rest, 0, length, position);
+        if (size - position > length) log.warn({ file, copy: name, skipped: size - position - length }, 'the copy holds more unread bytes than are read at once; the rest is lost');
+        log.info({ file, copy: name, bytes: length }, 'file truncated after being copied; read the copy\'s unread end first');
+        return rest.toString('utf8');
+      } catch {
+        // gone or unreadable: try the next
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+    }
+    log.warn({ file, position }, 'file truncated and no copy of it found: what was written since the last read is lost');
+    return undefined;
   }
 
   private async save(): Promise<void> {

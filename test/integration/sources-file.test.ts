@@ -3,6 +3,7 @@
 // The reader is tested on its own (every line it hands on is checked), then once end to end through
 // a rule file into the file store.
 import assert from 'node:assert/strict';
+import { appendFileSync, copyFileSync, truncateSync } from 'node:fs';
 import { appendFile, copyFile, mkdir, mkdtemp, readFile, readdir, rename, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -86,6 +87,27 @@ test('rotation by copy-truncate: the lines after the truncation are read', async
     await until(lines, 2);
     await drained(file, lines);
     assert.deepEqual(lines, ['a long line before the copy and truncate', 'after']);
+  } finally {
+    await reader.stop();
+  }
+});
+
+test('rotation by copy-truncate: lines written after the last read and before the cut are read from the copy, before the new ones', async () => {
+  // On d54f835 these two lines were lost: the follower started the cut file over from its start.
+  const { file, stateDir } = await setup();
+  await writeFile(file, '');
+  const { reader, lines } = await reading(file, stateDir);
+  try {
+    await appendFile(file, 'read before the rotation\n');
+    await until(lines, 1);
+    // One turn of the event loop: the follower cannot look in between, as with a busy writer.
+    appendFileSync(file, 'written after the last read\nand one more\n');
+    copyFileSync(file, `${file}-20261130`);
+    truncateSync(file, 0);
+    appendFileSync(file, 'after\n');
+    await until(lines, 4);
+    await drained(file, lines);
+    assert.deepEqual(lines, ['read before the rotation', 'written after the last read', 'and one more', 'after']);
   } finally {
     await reader.stop();
   }
