@@ -3,6 +3,7 @@
 // to when this runs, at most the last MAX_LINES. Read with a descriptor of its own (agent/node/kmsg.ts),
 // so the kernel-log source's position is not touched. Writes the kernelLog evidence.
 import os from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Reason } from '../agent/api/reasons.js';
 import { KmsgDevice } from '../agent/node/kmsg.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
@@ -11,6 +12,8 @@ import { evidence } from '../agent/processors/evidence.js';
 const MAX_LINES = 200;
 /** Records read at most: the kernel's buffer holds far fewer, unless it is written as fast as it is read. */
 const MAX_RECORDS = 100_000;
+/** Records read in one turn of the event loop: a few milliseconds, so that a full buffer read for each of many Abnormals at once never holds the agent up. */
+const RECORDS_PER_TURN = 1000;
 
 export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}): Processor {
   const device = opts.device ?? '/dev/kmsg';
@@ -31,11 +34,15 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
       }
       const lines: string[] = [];
       try {
-        kmsg.readAvailable((record) => {
-          if (!(record.usec >= fromUsec)) return;
-          lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
-          if (lines.length > MAX_LINES) lines.shift();
-        }, MAX_RECORDS);
+        for (let read = 0; read < MAX_RECORDS; read += RECORDS_PER_TURN) {
+          const got = kmsg.readAvailable((record) => {
+            if (!(record.usec >= fromUsec)) return;
+            lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
+            if (lines.length > MAX_LINES) lines.shift();
+          }, RECORDS_PER_TURN);
+          if (got < RECORDS_PER_TURN) break;
+          await nextTurn();
+        }
       } finally {
         kmsg.close();
       }

@@ -7,10 +7,23 @@ import { execa } from 'execa';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
 import { evidence } from '../agent/processors/evidence.js';
 
-/** `BINARY --version`'s first line, or undefined where it is not installed. */
-async function versionOf(binary: string): Promise<string | undefined> {
-  const out = await execa(binary, ['--version'], { reject: false, timeout: 3000 }).catch(() => undefined);
-  return out?.exitCode === 0 ? out.stdout.split('\n')[0]?.trim() : undefined;
+/** How long a runtime's version is taken as known: an upgrade shows within this time. */
+const VERSION_TTL_MS = 10 * 60 * 1000;
+const versions = new Map<string, { at: number; version: Promise<string | undefined> }>();
+
+/**
+ * `BINARY --version`'s first line, or undefined where it is not installed. Asked once per
+ * VERSION_TTL_MS, not for every Abnormal: starting a process holds the event loop for milliseconds.
+ */
+function versionOf(binary: string): Promise<string | undefined> {
+  const known = versions.get(binary);
+  if (known && Date.now() - known.at < VERSION_TTL_MS) return known.version;
+  const version = execa(binary, ['--version'], { reject: false, timeout: 3000 }).then(
+    (out) => (out.exitCode === 0 ? out.stdout.split('\n')[0]?.trim() : undefined),
+    () => undefined,
+  );
+  versions.set(binary, { at: Date.now(), version });
+  return version;
 }
 
 export const nodeFacts: Processor = {
