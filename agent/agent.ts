@@ -108,7 +108,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   await pipeline.start();
   await mkdir(config.stateDir, { recursive: true });
   await sink.start(); // replays what the last run journaled before any source reads on
-  for (const source of [...(await symptomSources(config, log, kc, () => sink.syncJournal())), ...(alerts ? [alerts.receiver] : [])]) {
+  for (const source of [...(await symptomSources(config, log, kc, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) })), ...(alerts ? [alerts.receiver] : [])]) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);

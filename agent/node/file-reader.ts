@@ -18,14 +18,15 @@ import TailFile from '@logdna/tail-file';
 import type { Logger } from 'pino';
 import { readState, writeState } from '../lib/files.js';
 import { LineSplitter } from '../lib/line-splitter.js';
-import type { LineReader } from './line-reader.js';
+import { Turns } from '../lib/turns.js';
+import type { LineReader, PositionSync } from './line-reader.js';
 
 type FileState = { inode: number; position: number };
 
 export type FileReaderOptions = {
   file: string; stateDir?: string; pollMs?: number; maxLineBytes?: number; log: Logger;
-  /** Awaited before each position is saved: what was read up to there must be safe first (the symptom journal). */
-  beforeSave?: () => Promise<void>;
+  /** Keeping the position in step with the symptom journal. */
+  sync?: PositionSync;
 };
 
 /** The longest line handed on (an Abnormal's log entry holds 64 KiB). */
@@ -42,6 +43,8 @@ export class FileReader implements LineReader {
   private inode = 0;
   private readonly lines: LineSplitter;
   private saveTimer?: NodeJS.Timeout;
+  private readonly saves = new Turns();
+  private saved?: FileState;
   /** The last characters read from the file: where the follower stands, recognisable in a copy. */
   private lastRead = '';
 
@@ -91,7 +94,10 @@ export class FileReader implements LineReader {
     tail.on('data', take);
     await tail.start();
     this.tail = tail;
-    if (this.stateFile) this.saveTimer = setInterval(() => void this.save(), 1000);
+    if (this.stateFile) {
+      this.saveTimer = setInterval(() => void this.save(), 1000);
+      this.opts.sync?.onJournaled(() => this.save());
+    }
   }
 
   async stop(): Promise<void> {
@@ -146,13 +152,19 @@ export class FileReader implements LineReader {
     return undefined;
   }
 
-  private async save(): Promise<void> {
-    if (!this.stateFile) return;
-    await this.opts.beforeSave?.();
-    // The unfinished line is not handled yet: resume before it.
-    const position = this.position - Buffer.byteLength(this.lines.pending);
-    await writeState(this.stateFile, { inode: this.inode, position } satisfies FileState).catch((err) =>
-      this.opts.log.warn({ err: (err as Error).message }, 'could not save the file position'),
-    );
+  /** Saves the position, if it moved; one save at a time, so an older one never lands last. */
+  private save(): Promise<void> {
+    return this.saves.run(async () => {
+      const stateFile = this.stateFile;
+      if (!stateFile) return;
+      await this.opts.sync?.beforeSave();
+      // The unfinished line is not handled yet: resume before it.
+      const state: FileState = { inode: this.inode, position: this.position - Buffer.byteLength(this.lines.pending) };
+      if (this.saved?.inode === state.inode && this.saved.position === state.position) return;
+      await writeState(stateFile, state).then(
+        () => (this.saved = state),
+        (err) => this.opts.log.warn({ err: (err as Error).message }, 'could not save the file position'),
+      );
+    });
   }
 }

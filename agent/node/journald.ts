@@ -11,7 +11,8 @@ import type { Logger } from 'pino';
 import { Backoff } from '../lib/backoff.js';
 import { readState, writeState } from '../lib/files.js';
 import { LineSplitter } from '../lib/line-splitter.js';
-import type { LineReader } from './line-reader.js';
+import { Turns } from '../lib/turns.js';
+import type { LineReader, PositionSync } from './line-reader.js';
 
 export type JournalSelection = { directory?: string; units: string[]; identifiers: string[] };
 
@@ -21,8 +22,8 @@ export type JournaldOptions = JournalSelection & {
   since?: number;
   log: Logger;
   journalctl?: string;
-  /** Awaited before each cursor is saved: what was read up to there must be safe first (the symptom journal). */
-  beforeSave?: () => Promise<void>;
+  /** Keeping the cursor in step with the symptom journal. */
+  sync?: PositionSync;
 };
 
 type JournalState = { cursor: string };
@@ -40,6 +41,7 @@ export class JournaldReader implements LineReader {
   private readonly stopping = new AbortController();
   private saveTimer?: NodeJS.Timeout;
   private restarts = 0;
+  private readonly saves = new Turns();
   private readonly since: number;
   /** Entries skipped for being larger than MAX_ENTRY. */
   lost = 0;
@@ -59,7 +61,10 @@ export class JournaldReader implements LineReader {
     this.cursor = this.stateFile ? (await readState<JournalState>(this.stateFile))?.cursor : undefined;
     this.savedCursor = this.cursor;
     void this.run(onLine);
-    if (this.stateFile) this.saveTimer = setInterval(() => void this.save(), 1000);
+    if (this.stateFile) {
+      this.saveTimer = setInterval(() => void this.save(), 1000);
+      this.opts.sync?.onJournaled(() => this.save());
+    }
   }
 
   async stop(): Promise<void> {
@@ -119,13 +124,17 @@ export class JournaldReader implements LineReader {
     else if (Array.isArray(message)) onLine(Buffer.from(message as number[]).toString('utf8'));
   }
 
-  private async save(): Promise<void> {
-    if (!this.stateFile || !this.cursor || this.cursor === this.savedCursor) return;
-    const cursor = this.cursor;
-    await this.opts.beforeSave?.();
-    this.savedCursor = cursor;
-    await writeState(this.stateFile, { cursor } satisfies JournalState).catch((err) =>
-      this.opts.log.warn({ err: (err as Error).message }, 'could not save the journal cursor'),
-    );
+  /** Saves the cursor, if it moved; one save at a time, so an older one never lands last. */
+  private save(): Promise<void> {
+    return this.saves.run(async () => {
+      const stateFile = this.stateFile;
+      if (!stateFile || !this.cursor || this.cursor === this.savedCursor) return;
+      await this.opts.sync?.beforeSave();
+      const cursor = this.cursor;
+      await writeState(stateFile, { cursor } satisfies JournalState).then(
+        () => (this.savedCursor = cursor),
+        (err) => this.opts.log.warn({ err: (err as Error).message }, 'could not save the journal cursor'),
+      );
+    });
   }
 }

@@ -14,7 +14,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { readState, writeState } from '../lib/files.js';
-import type { LineReader } from './line-reader.js';
+import { Turns } from '../lib/turns.js';
+import type { LineReader, PositionSync } from './line-reader.js';
 
 /** One record; `usec` is when it was logged, in microseconds since boot. */
 export type KmsgRecord = { seq: number; usec: number; level: number; facility: number; message: string };
@@ -75,8 +76,8 @@ type KmsgState = { bootId: string; seq: number };
 
 export type KmsgOptions = {
   device?: string; stateDir: string; pollMs?: number; log: Logger;
-  /** Awaited before each position is saved: what was read up to there must be safe first (the symptom journal). */
-  beforeSave?: () => Promise<void>;
+  /** Keeping the position in step with the symptom journal. */
+  sync?: PositionSync;
 };
 
 /** Records read per drain at most; a drain that reads this many is followed by another at once. */
@@ -91,6 +92,7 @@ export class KmsgReader implements LineReader {
   private lastSeq = -1;
   private savedSeq = -1;
   private bootId = '';
+  private readonly saves = new Turns();
 
   constructor(private readonly opts: KmsgOptions) {
     this.where = opts.device ?? '/dev/kmsg';
@@ -116,6 +118,7 @@ export class KmsgReader implements LineReader {
     }
     this.drain(onLine);
     await this.save();
+    this.opts.sync?.onJournaled(() => this.save());
     // Drained every pollMs; while records keep coming in bulk (a flood fills the kernel's buffer, 128 KiB
     // here, in milliseconds), drained again at once, so fewer are overwritten before they are read.
     const pollMs = this.opts.pollMs ?? 100;
@@ -148,13 +151,16 @@ export class KmsgReader implements LineReader {
     }, DRAIN_MAX) ?? 0;
   }
 
-  private async save(): Promise<void> {
-    if (this.lastSeq === this.savedSeq) return;
-    const seq = this.lastSeq;
-    this.savedSeq = seq;
-    await this.opts.beforeSave?.();
-    await writeState(this.stateFile, { bootId: this.bootId, seq } satisfies KmsgState).catch((err) =>
-      this.opts.log.warn({ err: (err as Error).message }, 'could not save the kernel log position'),
-    );
+  /** Saves the position, if it moved; one save at a time, so an older one never lands last. */
+  private save(): Promise<void> {
+    return this.saves.run(async () => {
+      await this.opts.sync?.beforeSave();
+      const seq = this.lastSeq;
+      if (seq === this.savedSeq) return;
+      await writeState(this.stateFile, { bootId: this.bootId, seq } satisfies KmsgState).then(
+        () => (this.savedSeq = seq),
+        (err) => this.opts.log.warn({ err: (err as Error).message }, 'could not save the kernel log position'),
+      );
+    });
   }
 }

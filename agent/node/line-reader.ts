@@ -10,3 +10,19 @@ export interface LineReader {
   start(onLine: (line: string) => void): Promise<void>;
   stop(): Promise<void>;
 }
+
+/**
+ * How a reader that keeps its position (in the state directory) keeps it in step with the symptom
+ * journal, so that a restart neither loses nor repeats what was read: the position is saved only
+ * after the journal has what was read up to it, and as soon as it has.
+ */
+export type PositionSync = {
+  /** Awaited before each position is saved: what was read up to there must be on disk first. */
+  beforeSave: () => Promise<void>;
+  /**
+   * Registers the reader's save, called each time the journal has just taken what was read: the
+   * position follows within milliseconds, not at the next periodic save, so an agent killed in
+   * between does not read those lines again (and count their symptoms twice).
+   */
+  onJournaled: (save: () => Promise<void>) => void;
+};

@@ -8,11 +8,11 @@ import type { Config } from '../config.js';
 import { FileReader } from '../node/file-reader.js';
 import { JournaldReader } from '../node/journald.js';
 import { KmsgReader } from '../node/kmsg.js';
-import type { LineReader } from '../node/line-reader.js';
+import type { LineReader, PositionSync } from '../node/line-reader.js';
 import type { RuleSet, RuleSetSpec } from './rules.js';
 
-/** `beforeSave`: what every reader awaits before it saves its position (the sink's journal). */
-export type ReaderContext = { config: Config; log: Logger; beforeSave?: () => Promise<void> };
+/** `sync`: how every reader keeps its position in step with the sink's symptom journal. */
+export type ReaderContext = { config: Config; log: Logger; sync?: PositionSync };
 
 /** Makes the reader for a rule set; undefined (after saying why in the log) when it cannot read here. */
 type ReaderFactory = (set: RuleSet, context: ReaderContext) => Promise<LineReader | undefined>;
@@ -21,28 +21,28 @@ const readable = (file: string) => access(file, constants.R_OK).then(() => true,
 
 export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
   /** The kernel log device; where it cannot be read, the kernel log file (sources.kernelLogFallback). */
-  async kmsg(set, { config, log, beforeSave }) {
+  async kmsg(set, { config, log, sync }) {
     const device = set.logPath || '/dev/kmsg';
-    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log, beforeSave });
+    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log, sync });
     const fallback = config.sources.kernelLogFallback;
     if (fallback && (await readable(fallback))) {
       log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
-      return new FileReader({ file: fallback, stateDir: config.stateDir, log, beforeSave });
+      return new FileReader({ file: fallback, stateDir: config.stateDir, log, sync });
     }
     log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
     return undefined;
   },
-  async file(set, { config, log, beforeSave }) {
-    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log, beforeSave });
+  async file(set, { config, log, sync }) {
+    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log, sync });
   },
-  async journald(set, { config, log, beforeSave }) {
+  async journald(set, { config, log, sync }) {
     return new JournaldReader({
       directory: set.journalDirectory ?? (config.sources.journalDirectory || undefined),
       units: set.units ?? [],
       identifiers: set.identifiers ?? [],
       stateDir: config.stateDir,
       log,
-      beforeSave,
+      sync,
     });
   },
 };

@@ -62,6 +62,7 @@ export class SymptomSink {
   /** Fingerprints whose count changed since the journal last took them. */
   private readonly unjournaled = new Set<string>();
   private journaling: Promise<void> = Promise.resolve();
+  private readonly journaledListeners: Array<() => Promise<void>> = [];
   /** For tests, metrics and the benchmark. */
   readonly stats = {
     accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0,
@@ -100,7 +101,8 @@ export class SymptomSink {
       if (this.unjournaled.size === 0) return;
       const records = [...this.unjournaled].map((fp) => this.entries.get(fp)).filter((e): e is Entry => e !== undefined && e.pending > 0).map(recordOf);
       this.unjournaled.clear();
-      if (!(await journal.append(records))) {
+      if (await journal.append(records)) this.journaled();
+      else {
         this.stats.journalFull += records.reduce((sum, r) => sum + r.pending, 0);
         this.opts.log.warn({ symptoms: records.length, journalBytes: journal.bytes, full: this.stats.journalFull }, 'the symptom journal is full: these are held in memory only until it is rewritten');
       }
@@ -113,7 +115,20 @@ export class SymptomSink {
       if (journal.bytes === 0) return;
       this.unjournaled.clear();
       await journal.rewrite([...this.entries.values()].filter((e) => e.pending > 0).map(recordOf));
+      this.journaled();
     });
+  }
+
+  /**
+   * `listener` is called each time the journal has just taken everything the sources handed so far:
+   * their positions may move past it now (PositionSync.onJournaled).
+   */
+  onJournaled(listener: () => Promise<void>): void {
+    this.journaledListeners.push(listener);
+  }
+
+  private journaled(): void {
+    for (const listener of this.journaledListeners) void listener();
   }
 
   /** Work on the journal, one at a time; a failure is logged, and the next turn still runs. */

@@ -14,13 +14,14 @@ import { LogSource } from './log-source.js';
 import { READERS } from './readers.js';
 import { compileRuleSet, parseRuleSet, type RuleSet } from './rules.js';
 import type { SymptomSource } from './source.js';
+import type { PositionSync } from '../node/line-reader.js';
 
 /**
  * Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events.
- * `beforeSave` is what each log reader awaits before saving its position (the sink's journal).
+ * `sync` keeps each log reader's position in step with the sink's symptom journal.
  */
-export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig, beforeSave?: () => Promise<void>): Promise<SymptomSource[]> {
-  const sources = await logSources(config, log, beforeSave);
+export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig, sync?: PositionSync): Promise<SymptomSource[]> {
+  const sources = await logSources(config, log, sync);
   // Loaded only with the kube store, like the client they use.
   if (kc && config.stuckPods.enabled) {
     const { StuckPodSource } = await import('./stuck-pods.js');
@@ -33,7 +34,7 @@ export async function symptomSources(config: Config, log: Logger, kc?: KubeConfi
   return sources;
 }
 
-async function logSources(config: Config, log: Logger, beforeSave?: () => Promise<void>): Promise<SymptomSource[]> {
+async function logSources(config: Config, log: Logger, sync?: PositionSync): Promise<SymptomSource[]> {
   const sets: RuleSet[] = [];
   if (config.sources.defaultRules) {
     sets.push(compileRuleSet(KERNEL_RULES, 'default kernel rules'));
@@ -52,7 +53,7 @@ async function logSources(config: Config, log: Logger, beforeSave?: () => Promis
   }
   const sources: SymptomSource[] = [];
   for (const set of sets) {
-    const reader = await READERS[set.plugin](set, { config, log, beforeSave });
+    const reader = await READERS[set.plugin](set, { config, log, sync });
     if (reader) sources.push(new LogSource(reader, set, log));
   }
   return sources;

@@ -113,6 +113,29 @@ test('rotation by copy-truncate: lines written after the last read and before th
   }
 });
 
+test('the position is saved as soon as the symptom journal has taken what was read, not at the next periodic save', async () => {
+  // On e47c798 the journal took a symptom at once but the position followed up to a second later: an
+  // agent killed in between read the line again after its restart and counted its symptom twice.
+  const { file, stateDir } = await setup();
+  await writeFile(file, '');
+  let journaled: (() => Promise<void>) | undefined;
+  const lines: string[] = [];
+  const reader = new FileReader({ file, stateDir, pollMs: POLL_MS, log, sync: { beforeSave: async () => {}, onJournaled: (save) => (journaled = save) } });
+  await reader.start((line) => lines.push(line));
+  try {
+    const stateFile = path.join(stateDir, 'files', `${encodeURIComponent(file)}.json`);
+    const before = JSON.parse(await readFile(stateFile, 'utf8').catch(() => '{"position":0}')).position;
+    await appendFile(file, 'a line whose symptom the journal has\n');
+    await until(lines, 1);
+    assert.ok(journaled, 'the reader registered its save with the journal');
+    await journaled();
+    const after = JSON.parse(await readFile(stateFile, 'utf8')).position;
+    assert.equal(after - before, Buffer.byteLength('a line whose symptom the journal has\n'));
+  } finally {
+    await reader.stop();
+  }
+});
+
 test('a file behind a symlink is read, and re-pointing the link is a rotation', async () => {
   const { dir, stateDir } = await setup();
   await mkdir(path.join(dir, 'real'));
