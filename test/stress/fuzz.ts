@@ -2,7 +2,7 @@
 // log lines, Alertmanager payloads, Abnormal files, processor replies (what HTTP and script processors
 // send), kernel log records. Each property: no crash (nothing throws but the typed refusal), and for
 // rules, how long the worst single evaluation took. Part of `npm run stress`, not `npm test`.
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,7 +13,9 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { parseKmsgRecord } from '../../agent/node/kmsg.js';
 import { interpretReply } from '../../agent/processors/contract.js';
 import { AlertSource } from '../../agent/sources/alerts.js';
-import { LogMatcher, RuleError, compileRuleSet } from '../../agent/sources/rules.js';
+import { DEFAULT_RULE_SETS } from '../../agent/sources/default-rules.js';
+import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } from '../../agent/sources/rules.js';
+import { REPO_ROOT } from '../cluster/cluster.js';
 import { FileStore } from '../../agent/store/file.js';
 
 export type FuzzResult = { target: string; cases: number; crashes: number; note: string };
@@ -30,38 +32,78 @@ const pattern = fc.array(fc.tuple(piece, quantifier).map(([p, q]) => p + q), { m
 const line = fc.oneof(
   fc.string({ maxLength: 200 }),
   fc.tuple(fc.constantFrom('a', 'ab', 'x ', ' '), fc.integer({ min: 1, max: 2000 }), fc.constantFrom('', 'c', '!', 'dropped')).map(([unit, n, end]) => unit.repeat(n) + end),
+  // Longer than a rule ever sees (the last 2,048 characters), up to the longest line read (64 KiB).
+  fc.tuple(fc.constantFrom('a', 'ab', 'x ', ' '), fc.integer({ min: 2048, max: 32_768 }), fc.constantFrom('', 'c', '!')).map(([unit, n, end]) => unit.repeat(n) + end),
 );
 
+/** Lines timed one by one through matchers: the worst, how many over 10 ms, and crashes (a throw). */
+class MatchTimes {
+  evaluations = 0;
+  crashes = 0;
+  worstMs = 0;
+  over10 = 0;
+
+  push(matcher: LogMatcher, text: string): void {
+    const started = performance.now();
+    try {
+      matcher.push(text);
+    } catch {
+      this.crashes++;
+    }
+    const ms = performance.now() - started;
+    this.evaluations++;
+    this.worstMs = Math.max(this.worstMs, ms);
+    if (ms > 10) this.over10++;
+  }
+
+  get note(): string {
+    return `worst ${this.worstMs.toFixed(2)} ms, ${this.over10} over 10 ms`;
+  }
+}
+
 export function fuzzRules(runs: number): FuzzResult {
-  let crashes = 0;
+  const times = new MatchTimes();
   let refused = 0;
-  let evaluations = 0;
-  let worstMs = 0;
-  let over10 = 0;
   fc.assert(fc.property(pattern, fc.array(line, { minLength: 1, maxLength: 5 }), (source, lines) => {
     let matcher: LogMatcher;
     try {
       matcher = new LogMatcher(compileRuleSet({ plugin: 'kmsg', logPath: '/dev/kmsg', source: 'fuzz', bufferSize: 10, rules: [{ reason: 'Fuzz', pattern: source }] }, 'fuzz'));
     } catch (err) {
       if (err instanceof RuleError) refused++;
-      else crashes++;
+      else times.crashes++;
       return true;
     }
-    for (const text of lines) {
-      const started = performance.now();
-      try {
-        matcher.push(text);
-      } catch {
-        crashes++;
-      }
-      const ms = performance.now() - started;
-      evaluations++;
-      worstMs = Math.max(worstMs, ms);
-      if (ms > 10) over10++;
-    }
+    for (const text of lines) times.push(matcher, text);
     return true;
   }), { numRuns: runs });
-  return { target: 'rule patterns × lines', cases: runs, crashes, note: `${evaluations} evaluations, ${refused} patterns refused; worst ${worstMs.toFixed(2)} ms, ${over10} over 10 ms` };
+  return { target: 'rule patterns × lines', cases: runs, crashes: times.crashes, note: `${times.evaluations} evaluations, ${refused} patterns refused; ${times.note}` };
+}
+
+/**
+ * The rule sets the agent ships and node-problem-detector's own (../shared/npd/config, where present),
+ * each against hostile lines of up to 64 KiB built from its rules' own literals: a line is timed
+ * through every rule of its set, as the agent matches it.
+ */
+async function fuzzRealRules(runs: number): Promise<FuzzResult> {
+  const sets = DEFAULT_RULE_SETS.map((spec, i) => compileRuleSet(spec, `default ${i}`));
+  const npd = path.join(REPO_ROOT, '../shared/npd/config');
+  for (const file of await readdir(npd).catch(() => [] as string[])) {
+    try {
+      sets.push(parseRuleSet(await readFile(path.join(npd, file), 'utf8'), file));
+    } catch {
+      // not a log monitor (custom plugins, system stats): not rules
+    }
+  }
+  const times = new MatchTimes();
+  const fragments = (set: RuleSet) => [...set.rules.flatMap((r) => (r.literal ? [r.literal] : [])), ' ', 'a', '1', ':', '(', ')', '[', ']', '\n'];
+  fc.assert(fc.property(fc.nat(sets.length - 1), fc.array(fc.nat(), { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 65_536 }), (which, picks, length) => {
+    const set = sets[which]!;
+    const pieces = fragments(set);
+    const unit = picks.map((p) => pieces[p % pieces.length]).join('');
+    times.push(new LogMatcher(set), unit.repeat(Math.ceil(length / unit.length)).slice(0, length));
+    return true;
+  }), { numRuns: runs });
+  return { target: `our and NPD's rule sets × hostile lines up to 64 KiB (${sets.length} sets)`, cases: runs, crashes: times.crashes, note: `each line through its whole set: ${times.note}` };
 }
 
 function fuzzAlerts(runs: number): FuzzResult {
@@ -155,6 +197,7 @@ async function fuzzAbnormalFiles(runs: number): Promise<FuzzResult> {
 export async function fuzz(scale = 1): Promise<FuzzResult[]> {
   return [
     fuzzRules(Math.round(2000 * scale)),
+    await fuzzRealRules(Math.round(1000 * scale)),
     fuzzAlerts(Math.round(2000 * scale)),
     fuzzReplies(Math.round(5000 * scale)),
     fuzzKmsg(Math.round(5000 * scale)),
