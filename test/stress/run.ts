@@ -67,8 +67,9 @@ Last run: ${new Date().toISOString().slice(0, 10)}, commit ${commit}, ${machine}
 
 Each scenario runs the real \`nodemedic agent\` process (the rotation one, the agent's file follower in
 this process) against real parts: its own etcd + kube-apiserver, a tmpfs that fills up, a file rotated
-under load. The worst event-loop delay is prom-client's \`monitorEventLoopDelay\` as the agent's
-/metrics reports it, read every half second.
+under load. The worst event-loop delay is Node's \`monitorEventLoopDelay\` as the agent's /metrics
+reports it (prom-client's \`nodejs_eventloop_lag_max_seconds\`, read every half second), less the
+100 ms between its samples, which the monitor counts in.
 
 ${scenarioTable}
 
