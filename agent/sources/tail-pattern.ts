@@ -8,18 +8,22 @@
 //     backtracking) cost little on so short a text;
 //   - longer texts go straight to the linear engine, on their last `window` characters only.
 // The linear engine's cost per character grows with the threads it may follow at once, which come
-// from the pattern's repetitions (patternWeight): measured here, up to about 0.7 µs per unit of
-// weight per character. So the window is the cost budget divided by the pattern's weight: 2,048
-// characters for a pattern of weight up to 8 (the heaviest of NPD's rules and ours weighs 6), fewer
-// for a busier one, and a pattern heavier than MAX_WEIGHT is refused.
+// from the pattern's repetitions (patternWeight): measured here, 0.27–0.5 µs per unit of weight per
+// character. So the window is the cost budget divided by the pattern's weight: 2,048 characters for
+// a pattern of weight up to 4, 1,365 for the heaviest of our rules (6), fewer for a busier one, and a
+// pattern heavier than MAX_WEIGHT is refused.
 import { linearRegExp } from '../lib/linear-regexp.js'; // first: it sets V8's flags before any pattern is compiled
 
 export const SHORT_TEXT = 256;
 /** The most a rule ever sees of a line: the kernel's records are at most 1,024 characters. */
 export const MAX_WINDOW = 2048;
-/** Weight × characters per evaluation: a few milliseconds in the linear engine at the measured worst. */
-const BUDGET = 16384;
-export const MAX_WEIGHT = BUDGET / SHORT_TEXT;
+/**
+ * Weight × characters per evaluation. Measured, the linear engine costs 0.27–0.5 µs per unit of
+ * weight per character, so about 4 ms at the worst: room for a busy machine under the 10 ms a line
+ * may cost.
+ */
+export const MATCH_BUDGET = 8192;
+export const MAX_WEIGHT = MATCH_BUDGET / SHORT_TEXT;
 
 export class TailPattern {
   /** How many of a text's last characters this pattern sees. */
@@ -33,7 +37,7 @@ export class TailPattern {
     if (weight > MAX_WEIGHT) {
       throw new SyntaxError(`it repeats too much (weight ${weight}, at most ${MAX_WEIGHT}; x{2,5} counts as five copies of x): each repetition costs the linear-time matcher at every character`);
     }
-    this.window = Math.min(MAX_WINDOW, Math.floor(BUDGET / Math.max(1, weight)));
+    this.window = Math.min(MAX_WINDOW, Math.floor(MATCH_BUDGET / Math.max(1, weight)));
     this.fast = linearRegExp(`(?:${source})$`, flags);
     this.linear = new RegExp(`(?:${source})$`, `${flags}l`);
   }
