@@ -236,9 +236,21 @@ export type LogMatch = {
 export class LogMatcher {
   private readonly buffer: string[] = [];
   private readonly hasMultiLine: boolean;
+  /**
+   * When every rule has a literal: one search for any of them, so that the ordinary line (which holds
+   * none) costs one pass instead of one per rule.
+   */
+  private readonly anyLiteral?: RegExp;
 
   constructor(readonly ruleSet: RuleSet) {
     this.hasMultiLine = ruleSet.rules.some((r) => r.multiLine);
+    const literals = ruleSet.rules.map((r) => r.literal);
+    if (literals.every((l): l is string => l !== undefined)) {
+      // A literal that holds another is found by that one ("BUG: soft lockup" by "BUG: "): left out.
+      const unique = [...new Set(literals)];
+      const needed = unique.filter((l) => !unique.some((other) => other !== l && l.includes(other)));
+      this.anyLiteral = new RegExp(needed.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+    }
   }
 
   push(line: string): LogMatch[] {
@@ -246,6 +258,7 @@ export class LogMatcher {
       this.buffer.push(line);
       if (this.buffer.length > this.ruleSet.bufferSize) this.buffer.shift();
     }
+    if (this.anyLiteral && !this.anyLiteral.test(line)) return [];
     const matches: LogMatch[] = [];
     let joined: string | undefined;
     for (const rule of this.ruleSet.rules) {
