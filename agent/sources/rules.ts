@@ -14,7 +14,7 @@
 // quadratic in V8) is dropped, which changes no match; constructs V8 would read differently from Go
 // are refused; and each rule is prefiltered on a literal it must contain, so most lines never reach a
 // regular expression.
-import { TailPattern } from './tail-pattern.js'; // first: it sets V8's flags before any rule is compiled
+import { SHORT_TEXT, TailPattern } from './tail-pattern.js'; // first: it sets V8's flags before any rule is compiled
 import { parse } from 'yaml';
 
 export type RuleSpec = {
@@ -237,10 +237,11 @@ export class LogMatcher {
   private readonly buffer: string[] = [];
   private readonly hasMultiLine: boolean;
   /**
-   * When every rule has a literal: one search for any of them, so that the ordinary line (which holds
-   * none) costs one pass instead of one per rule.
+   * When every rule has a literal: the ordinary line, which holds none, is passed over at once. On a
+   * short line one regular expression finds any of them in one pass (2.6 times faster than a search
+   * per literal on a 46-character line); on a long one, V8's search for a plain string is faster.
    */
-  private readonly anyLiteral?: RegExp;
+  private readonly anyLiteral?: { short: RegExp; literals: string[] };
 
   constructor(readonly ruleSet: RuleSet) {
     this.hasMultiLine = ruleSet.rules.some((r) => r.multiLine);
@@ -249,8 +250,12 @@ export class LogMatcher {
       // A literal that holds another is found by that one ("BUG: soft lockup" by "BUG: "): left out.
       const unique = [...new Set(literals)];
       const needed = unique.filter((l) => !unique.some((other) => other !== l && l.includes(other)));
-      this.anyLiteral = new RegExp(needed.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+      this.anyLiteral = { short: new RegExp(needed.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')), literals: needed };
     }
+  }
+
+  private holdsAnyLiteral(line: string, any: { short: RegExp; literals: string[] }): boolean {
+    return line.length <= SHORT_TEXT ? any.short.test(line) : any.literals.some((literal) => line.includes(literal));
   }
 
   push(line: string): LogMatch[] {
@@ -258,7 +263,7 @@ export class LogMatcher {
       this.buffer.push(line);
       if (this.buffer.length > this.ruleSet.bufferSize) this.buffer.shift();
     }
-    if (this.anyLiteral && !this.anyLiteral.test(line)) return [];
+    if (this.anyLiteral && !this.holdsAnyLiteral(line, this.anyLiteral)) return [];
     const matches: LogMatch[] = [];
     let joined: string | undefined;
     for (const rule of this.ruleSet.rules) {
