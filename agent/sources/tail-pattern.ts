@@ -93,7 +93,8 @@ export function patternWeight(source: string): number {
       i += text.length;
     } else if (c === '(') {
       open.push({ atoms: 0, weight: 0 });
-      i++;
+      // (?:  (?<name>  and look-arounds open a group too: their marks are no characters
+      i += 1 + (/^\?(?::|<[A-Za-z_]\w*>|<?[=!])/.exec(source.slice(i + 1, i + 64))?.[0].length ?? 0);
     } else if (c === ')' && open.length > 1) {
       add(open.pop()!);
       i++;

@@ -195,6 +195,8 @@ test('one evaluation is bounded whatever the line: a long line is seen through i
   assert.equal(patternWeight('(.|\\s){2,5}'), 13, 'five copies of two threads, three of them optional');
   assert.equal(patternWeight('(b+c?){3}'), 18);
   assert.equal(patternWeight('a literal, with \\(brackets\\)'), 0);
+  assert.equal(patternWeight('(?:a)*'), patternWeight('a*'), 'a group that captures nothing weighs what its content does');
+  assert.equal(patternWeight('(?<n>a)*'), 2);
   assert.equal(compileRule({ reason: 'Busy', pattern: '(.|\\s){2,5}' }, 'b').tail.window, Math.floor(MATCH_BUDGET / 13));
   assert.throws(() => compileRule({ reason: 'TooBusy', pattern: '(\\w+\\s?){2,5}(\\w+\\s?){2,5}x' }, 'rules.yaml rules[3] (TooBusy)'),
     /^RuleError: rules.yaml rules\[3\] \(TooBusy\): pattern cannot be matched .* repeats too much \(weight 66, at most 32/);
