@@ -15,7 +15,7 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { validateAbnormal } from '../../agent/api/validate.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 import { waitFor } from '../helpers/wait.js';
-import { WatchedAgent, faultLine, writeFaultRules, type ScenarioResult } from './scenario.js';
+import { WatchedAgent, faultLine, withTeardown, writeFaultRules, type ScenarioResult } from './scenario.js';
 
 const run = promisify(execFile);
 const HAND_MADE = 10;
@@ -29,7 +29,12 @@ export async function fullStateDirectory(): Promise<ScenarioResult> {
   await run('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'nodemedic-stress', dir]);
   const server = await new ProcessorServer().start();
   let agent: WatchedAgent | undefined;
-  try {
+  return withTeardown(async () => {
+    await agent?.kill('SIGTERM');
+    await server.stop();
+    await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
+    await rm(base, { recursive: true, force: true });
+  }, async () => {
     await mkdir(path.join(dir, 'abnormals'));
     await mkdir(path.join(dir, 'processors'));
     let release!: () => void;
@@ -92,12 +97,7 @@ export async function fullStateDirectory(): Promise<ScenarioResult> {
         `${finished} of ${total} finished ${seconds} s after freeing; worst event-loop delay ${agent.worstDelayMs.toFixed(1)} ms`,
       ok: Boolean(errorLine) && corrupt === 0 && leftovers.length === 0 && finished === total,
     };
-  } finally {
-    await agent?.kill('SIGTERM');
-    await server.stop();
-    await run('umount', [dir]).catch(() => run('umount', ['-l', dir]));
-    await rm(base, { recursive: true, force: true });
-  }
+  });
 }
 
 /** Every Abnormal file: those that parse and validate, and how many do not. */

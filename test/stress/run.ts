@@ -13,7 +13,7 @@ import { apiserverOutage } from './apiserver-outage.js';
 import { fullStateDirectory } from './full-disk.js';
 import { fuzz, type FuzzResult } from './fuzz.js';
 import { rotation } from './rotation.js';
-import type { ScenarioResult } from './scenario.js';
+import { teardowns, type ScenarioResult } from './scenario.js';
 import { sigkills } from './sigkills.js';
 
 const scale = Number(process.env.NODEMEDIC_STRESS_SCALE ?? '1');
@@ -23,6 +23,13 @@ const SCENARIOS: Record<string, () => Promise<ScenarioResult>> = {
   rotation: () => rotation(120, 5000),
   full: () => fullStateDirectory(),
 };
+// Ctrl-C or a timeout: undo what the scenarios running now have set up (clusters, mounts) first.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping what the scenarios started`);
+    void Promise.allSettled([...teardowns].map((teardown) => teardown())).finally(() => process.exit(130));
+  });
+}
 const asked = process.argv.slice(2);
 const wanted = (part: string) => asked.length === 0 || asked.includes(part);
 

@@ -85,6 +85,23 @@ export class WatchedAgent {
   }
 }
 
+/**
+ * What the scenarios running now must undo (a cluster to stop, a tmpfs to unmount): run by `npm run
+ * stress` when it is interrupted, so that nothing is left behind then either.
+ */
+export const teardowns = new Set<() => Promise<void>>();
+
+/** Runs `work`, then `teardown` — also when the run is interrupted meanwhile (teardowns). */
+export async function withTeardown<T>(teardown: () => Promise<void>, work: () => Promise<T>): Promise<T> {
+  teardowns.add(teardown);
+  try {
+    return await work();
+  } finally {
+    teardowns.delete(teardown);
+    await teardown();
+  }
+}
+
 /** What a scenario on a cluster of its own works with; `start` runs the agent on BASE/config.yaml. */
 export type OnCluster = {
   base: string;
@@ -104,8 +121,12 @@ export async function onStressCluster<T>(name: string, scenario: (on: OnCluster)
   const cluster = await stressCluster();
   const server = await new ProcessorServer().start();
   const agents: WatchedAgent[] = [];
-  try {
-    return await scenario({
+  return withTeardown(async () => {
+    for (const agent of agents) await agent.kill('SIGKILL');
+    await server.stop();
+    await cluster.stop();
+    await rm(base, { recursive: true, force: true });
+  }, () => scenario({
       base, cluster, server,
       start() {
         const agent = new WatchedAgent(['--config', path.join(base, 'config.yaml')], path.join(base, 'agent.log'));
@@ -113,13 +134,7 @@ export async function onStressCluster<T>(name: string, scenario: (on: OnCluster)
         return agent;
       },
       worstDelayMs: () => Math.max(0, ...agents.map((a) => a.worstDelayMs)),
-    });
-  } finally {
-    for (const agent of agents) await agent.kill('SIGKILL');
-    await server.stop();
-    await cluster.stop();
-    await rm(base, { recursive: true, force: true });
-  }
+    }));
 }
 
 /**
