@@ -11,6 +11,7 @@ import { runOne } from './run-one.js';
 import { isProcessorKind } from './api/kinds.js';
 import { ValidationError, validateAbnormal, validateProcessor } from './api/validate.js';
 import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
+import { StartupError } from './startup.js';
 import { DEFAULT_RULE_SETS } from './sources/default-rules.js';
 import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } from './sources/rules.js';
 
@@ -85,7 +86,14 @@ async function runAgent(args: string[]): Promise<number> {
     return 2;
   }
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } });
-  const agent = await startAgent(config, log);
+  let agent;
+  try {
+    agent = await startAgent(config, log);
+  } catch (err) {
+    if (!(err instanceof StartupError)) throw err;
+    console.error(`nodemedic agent: ${err.message}`);
+    return 1;
+  }
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {

@@ -14,6 +14,17 @@ import type { BearerToken } from './lib/bearer-token.js';
 import { TooLarge, readCapped } from './lib/capped-read.js';
 import { renderReply, type Processor } from './processors/contract.js';
 import type { AlertSource } from './sources/alerts.js';
+import { StartupError } from './startup.js';
+
+/** Why the server cannot listen, as an operator would want to read it. */
+function listenError(listen: string, err: NodeJS.ErrnoException): Error {
+  const why: Record<string, string> = {
+    EADDRINUSE: 'the address is in use (another agent on this node, or another program: set listen / --listen to a free one)',
+    EACCES: 'not allowed (a port below 1024 needs the right to bind it)',
+    EADDRNOTAVAIL: 'no such address on this machine',
+  };
+  return err.code && why[err.code] ? new StartupError(`cannot listen on ${listen}: ${why[err.code]}`) : err;
+}
 
 const MAX_REQUEST_BYTES = 2 * 1024 * 1024;
 const MAX_ALERT_BYTES = 1024 * 1024;
@@ -40,7 +51,7 @@ export async function startServer(opts: ServerOptions): Promise<{ server: Server
   const separator = opts.listen.lastIndexOf(':');
   const host = opts.listen.slice(0, separator).replace(/^\[|\]$/g, '');
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(opts.listen, err)));
     server.listen(Number(opts.listen.slice(separator + 1)), host, resolve);
   });
   const { port } = server.address() as { port: number };

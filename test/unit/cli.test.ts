@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -89,4 +90,19 @@ test('run refuses an invalid Abnormal, naming the field', () => {
   const r = nodemedic(['run', file]);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /spec\.nodeName: is required/);
+});
+
+test('an agent whose port is taken says so in one line and exits 1', async () => {
+  // On 9a3c76b this was a raw EADDRINUSE stack trace.
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = taken.address() as { port: number };
+    const state = mkdtempSync(path.join(tmpdir(), 'nodemedic-port-'));
+    const r = nodemedic(['agent', '--listen', `127.0.0.1:${port}`, '--store', 'file', '--state-dir', state, '--node-name', 'n', '--no-default-rules']);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr.trim(), `nodemedic agent: cannot listen on 127.0.0.1:${port}: the address is in use (another agent on this node, or another program: set listen / --listen to a free one)`);
+  } finally {
+    taken.close();
+  }
 });
