@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { FileReader } from '../node/file-reader.js';
 import { JournaldReader } from '../node/journald.js';
-import { KmsgReader } from '../node/kmsg.js';
+import { KmsgDevice, KmsgReader } from '../node/kmsg.js';
 import type { LineReader, PositionSync } from '../node/line-reader.js';
 import type { RuleSet, RuleSetSpec } from './rules.js';
 
@@ -19,17 +19,31 @@ type ReaderFactory = (set: RuleSet, context: ReaderContext) => Promise<LineReade
 
 const readable = (file: string) => access(file, constants.R_OK).then(() => true, () => false);
 
+/**
+ * Why the kernel log device cannot be opened, or undefined if it can. Only opening it tells: with
+ * kernel.dmesg_restrict=1 a reader without CAP_SYSLOG is refused (EPERM) though the mode says readable.
+ */
+function cannotOpen(device: string): string | undefined {
+  try {
+    new KmsgDevice(device).close();
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
-  /** The kernel log device; where it cannot be read, the kernel log file (sources.kernelLogFallback). */
+  /** The kernel log device; where it cannot be opened, the kernel log file (sources.kernelLogFallback). */
   async kmsg(set, { config, log, sync }) {
     const device = set.logPath || '/dev/kmsg';
-    if (await readable(device)) return new KmsgReader({ device, stateDir: config.stateDir, log, sync });
+    const why = cannotOpen(device);
+    if (!why) return new KmsgReader({ device, stateDir: config.stateDir, log, sync });
     const fallback = config.sources.kernelLogFallback;
     if (fallback && (await readable(fallback))) {
-      log.warn({ device, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
+      log.warn({ device, why, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
       return new FileReader({ file: fallback, stateDir: config.stateDir, log, sync });
     }
-    log.error({ device, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
+    log.error({ device, why, fallback }, 'cannot read the kernel log: neither the device nor the fallback file is readable');
     return undefined;
   },
   async file(set, { config, log, sync }) {
