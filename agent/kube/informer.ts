@@ -46,7 +46,7 @@ export async function keepWatching<T extends KubernetesObject>(informer: Informe
       // Stopped while starting: the watch that just began must not outlive its owner (it would hold the process open).
       if (stopped()) return void (await informer.stop().catch(() => {}));
       if (!failure && !failed) break;
-      log.warn({ err: errorText(failure ?? failed), watch: what, retryInMs: backoff.peek }, 'could not start watching');
+      log.warn({ err: watchErrorText(failure ?? failed), watch: what, retryInMs: backoff.peek }, 'could not start watching');
       await backoff.wait();
     }
     starting = false;
@@ -56,17 +56,27 @@ export async function keepWatching<T extends KubernetesObject>(informer: Informe
     failed = err ?? new Error('the watch failed');
     onFailure?.();
     if (starting || stopped()) return; // the loop above retries
-    log.warn({ err: errorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
+    log.warn({ err: watchErrorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
     starting = true;
     setTimeout(() => void start(), backoff.next());
   });
   await start();
 }
 
-/** An informer's error as one line: the apiserver's own message where there is one (403 says which permission). */
-function errorText(err: unknown): string {
+/**
+ * An informer's error as one line: the apiserver's own message where there is one (403 says which
+ * permission); a bare 404 — an API the apiserver does not serve — says what is most likely missing.
+ */
+export function watchErrorText(err: unknown): string {
   const e = err as { code?: number; body?: unknown; message?: string } | undefined;
   const body = typeof e?.body === 'string' ? e.body : JSON.stringify(e?.body ?? '');
-  const apiMessage = /"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1];
-  return [e?.code && `HTTP ${e.code}`, apiMessage ?? e?.message ?? String(err)].filter(Boolean).join(': ');
+  let apiMessage: string | undefined;
+  try {
+    const status = JSON.parse(body) as { message?: unknown };
+    if (typeof status?.message === 'string') apiMessage = status.message;
+  } catch {
+    // not the apiserver's Status
+  }
+  if (e?.code === 404 && !apiMessage) return "HTTP 404: this apiserver does not serve it — are nodemedic's CRDs installed? (kubectl apply -f manifests/crds/)";
+  return [e?.code && `HTTP ${e.code}`, (apiMessage ?? e?.message ?? String(err)).split('\n')[0]].filter(Boolean).join(': ');
 }
