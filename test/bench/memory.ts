@@ -66,7 +66,7 @@ export async function benchMemory(): Promise<MemoryResult> {
     busyMaxMiB = Math.max(busyMaxMiB, rssMiB(agent.pid!));
     // Proof that the lines were read: the 1 in 100 that match are counted on their Abnormal.
     const matchesCounted = await waitFor('the matches to be counted', async () => {
-      for (const file of await readdir(path.join(state, 'abnormals'))) {
+      for (const file of (await readdir(path.join(state, 'abnormals'))).filter((f) => !f.startsWith('.'))) {
         const count = (parse(await readFile(path.join(state, 'abnormals', file), 'utf8')) as Abnormal).spec.occurrences?.count ?? 0;
         if (file.startsWith('bench-boom-') && count >= written / 100) return count;
       }

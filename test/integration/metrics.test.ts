@@ -68,7 +68,8 @@ rules:
       },
     }));
     await waitFor('both Abnormals to finish', async () => {
-      const files = await readdir(path.join(state, 'abnormals'));
+      // The store's temporary files (".NAME.tmp") come and go while it writes: only Abnormals count.
+      const files = (await readdir(path.join(state, 'abnormals'))).filter((f) => !f.startsWith('.'));
       const done = await Promise.all(files.map(async (f) => parse(await readFile(path.join(state, 'abnormals', f), 'utf8')) as Abnormal));
       return files.length === 2 && done.every((a) => isTerminal(a.status?.phase)) && done.some((a) => a.spec.occurrences?.count === 2);
     });

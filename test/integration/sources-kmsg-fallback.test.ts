@@ -51,7 +51,7 @@ test('with kernel.dmesg_restrict=1 and no CAP_SYSLOG, the kernel rules read the 
     assert.match(fellBack, /Operation not permitted|EPERM/, 'it says why');
     await appendFile(kernLog, 'Nov 30 20:00:01 node kernel: [  120.000000] INFO: task kworker/u16:3:2811 blocked for more than 122 seconds.\n');
     const abnormal = await waitFor('the hung task\'s Abnormal', async () => {
-      for (const file of await readdir(path.join(state, 'abnormals')).catch(() => [] as string[])) {
+      for (const file of (await readdir(path.join(state, 'abnormals')).catch(() => [] as string[])).filter((f) => !f.startsWith('.'))) {
         const a = parse(await readFile(path.join(state, 'abnormals', file), 'utf8')) as Abnormal;
         if ((a.spec.context?.rule as { reason?: string } | undefined)?.reason === 'TaskHung') return a;
       }
