@@ -96,7 +96,9 @@ if (survivors.length > 0) {
     }
   }
 }
-rmSync(runDir, { recursive: true, force: true, maxRetries: 3 });
+// Kept after a failure: the logs the failed tests point to (a test node's kubelet, an agent) are there.
+if (counts.failed === 0) rmSync(runDir, { recursive: true, force: true, maxRetries: 3 });
+else console.log(`kept for the failures (their logs): ${runDir}`);
 for (const [layer, c] of byLayer) console.log(`${layer}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped`);
 console.log(`${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
 process.exitCode = counts.failed > 0 || counts.passed === 0 ? 1 : 0;
