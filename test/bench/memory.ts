@@ -46,7 +46,7 @@ export async function benchMemory(): Promise<MemoryResult> {
   const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'bench', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
   try {
     await waitFor('the agent to start', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('agent started') || undefined);
-    await new Promise((r) => setTimeout(r, 5000));
+    await new Promise((r) => setTimeout(r, 5000)); // the definition of idle here: 5 s after its start, nothing written
     const idleMiB = rssMiB(agent.pid!);
     const before = cpuAndSwitches(agent.pid!);
     await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000)); // the idle period measured
