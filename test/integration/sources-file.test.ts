@@ -30,6 +30,16 @@ async function reading(file: string, stateDir: string) {
   return { reader, lines };
 }
 
+/** A reader on `file` while `body` runs, stopped afterwards whatever happens; `body` gets every line it has handed on. */
+async function whileReading(file: string, stateDir: string, body: (lines: string[]) => Promise<void>): Promise<void> {
+  const { reader, lines } = await reading(file, stateDir);
+  try {
+    await body(lines);
+  } finally {
+    await reader.stop();
+  }
+}
+
 const until = (lines: string[], count: number) => waitFor(`${count} lines (have ${lines.length})`, async () => lines.length >= count || undefined, 10_000);
 /** Every line written to `file` so far has been read: a last line is written and waited for (lines arrive in order), then taken off again. */
 async function drained(file: string, lines: string[]) {
@@ -42,24 +52,20 @@ async function drained(file: string, lines: string[]) {
 test('a file read for the first time is read from its end; appended lines arrive whole and in order', async () => {
   const { file, stateDir } = await setup();
   await writeFile(file, 'old line, before the agent\n');
-  const { reader, lines } = await reading(file, stateDir);
-  try {
+  await whileReading(file, stateDir, async (lines) => {
     await appendFile(file, 'one\ntw');
     await until(lines, 1); // 'tw' has been read too, and waits for the rest of its line
     await appendFile(file, 'o\nthree\n'); // a line written in two parts is one line
     await until(lines, 3);
     await drained(file, lines);
     assert.deepEqual(lines, ['one', 'two', 'three']);
-  } finally {
-    await reader.stop();
-  }
+  });
 });
 
 test('rotation by rename: the old file is read to its end, then the new one from its start', async () => {
   const { file, stateDir } = await setup();
   await writeFile(file, '');
-  const { reader, lines } = await reading(file, stateDir);
-  try {
+  await whileReading(file, stateDir, async (lines) => {
     await appendFile(file, 'before rotation\n');
     await until(lines, 1);
     await appendFile(file, 'last line of the old file\n');
@@ -69,16 +75,13 @@ test('rotation by rename: the old file is read to its end, then the new one from
     await until(lines, 4);
     await drained(file, lines);
     assert.deepEqual(lines, ['before rotation', 'last line of the old file', 'first line of the new file', 'second line of the new file']);
-  } finally {
-    await reader.stop();
-  }
+  });
 });
 
 test('rotation by copy-truncate: the lines after the truncation are read', async () => {
   const { file, stateDir } = await setup();
   await writeFile(file, '');
-  const { reader, lines } = await reading(file, stateDir);
-  try {
+  await whileReading(file, stateDir, async (lines) => {
     await appendFile(file, 'a long line before the copy and truncate\n');
     await until(lines, 1);
     await copyFile(file, `${file}.1`);
@@ -87,17 +90,14 @@ test('rotation by copy-truncate: the lines after the truncation are read', async
     await until(lines, 2);
     await drained(file, lines);
     assert.deepEqual(lines, ['a long line before the copy and truncate', 'after']);
-  } finally {
-    await reader.stop();
-  }
+  });
 });
 
 test('rotation by copy-truncate: lines written after the last read and before the cut are read from the copy, before the new ones', async () => {
   // On d54f835 these two lines were lost: the follower started the cut file over from its start.
   const { file, stateDir } = await setup();
   await writeFile(file, '');
-  const { reader, lines } = await reading(file, stateDir);
-  try {
+  await whileReading(file, stateDir, async (lines) => {
     await appendFile(file, 'read before the rotation\n');
     await until(lines, 1);
     // One turn of the event loop: the follower cannot look in between, as with a busy writer.
@@ -108,9 +108,7 @@ test('rotation by copy-truncate: lines written after the last read and before th
     await until(lines, 4);
     await drained(file, lines);
     assert.deepEqual(lines, ['read before the rotation', 'written after the last read', 'and one more', 'after']);
-  } finally {
-    await reader.stop();
-  }
+  });
 });
 
 test('the position is saved as soon as the symptom journal has taken what was read, not at the next periodic save', async () => {
@@ -144,8 +142,7 @@ test('a file behind a symlink is read, and re-pointing the link is a rotation', 
   const link = path.join(dir, 'current.log');
   await writeFile(target1, '');
   await symlink(target1, link);
-  const { reader, lines } = await reading(link, stateDir);
-  try {
+  await whileReading(link, stateDir, async (lines) => {
     await appendFile(target1, 'through the link\n');
     await until(lines, 1);
     await writeFile(target2, 'in the new target\n');
@@ -153,9 +150,7 @@ test('a file behind a symlink is read, and re-pointing the link is a rotation', 
     await symlink(target2, link);
     await until(lines, 2);
     assert.deepEqual(lines, ['through the link', 'in the new target']);
-  } finally {
-    await reader.stop();
-  }
+  });
 });
 
 test('a restart resumes where the last run stopped: lines written meanwhile are read once', async () => {
