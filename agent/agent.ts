@@ -2,7 +2,7 @@
 // registry → pipeline; the symptom sources and their sink; the HTTP server.
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeClient } from './kube/client.js';
 import type { Logger } from 'pino';
 import { builtinProcessors } from './builtins.js';
 import type { Config } from './config.js';
@@ -40,15 +40,13 @@ export type RunningAgent = {
 
 export type AgentOptions = {
   builtins?: readonly Processor[];
-  /** Overrides config.kubeconfig (tests, and embedding the agent in another program). */
-  kubeConfig?: KubeConfig;
 };
 
 export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
-  const backend = await makeBackend(config, log, options.kubeConfig);
-  const { store, kc } = backend;
+  const backend = await makeBackend(config, log);
+  const { store, client } = backend;
   const { recovery, shims } = config;
-  const readPod = kc ? (await import('./kube/client.js')).podReader(kc) : undefined;
+  const readPod = client ? (await import('./kube/client.js')).podReader(client) : undefined;
   const runtime = new CriClient(config.probes.criEndpoint); // connects on first use
   const builtins = options.builtins ?? builtinProcessors({
     log,
@@ -83,7 +81,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   const rails = new RecoveryRails({
     stateDir: config.stateDir, maxPerHour: recovery.maxPerHour, cooldownSeconds: recovery.cooldownSeconds, log,
-    budget: kc ? await clusterBudget(kc, config) : undefined,
+    budget: client ? await clusterBudget(client, config) : undefined,
   });
   const metrics = new AgentMetrics();
   const pipeline = new Pipeline({
@@ -108,7 +106,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   await pipeline.start();
   await mkdir(config.stateDir, { recursive: true });
   await sink.start(); // replays what the last run journaled before any source reads on
-  for (const source of [...(await symptomSources(config, log, kc, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) })), ...(alerts ? [alerts.receiver] : [])]) {
+  for (const source of [...(await symptomSources(config, log, client, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) })), ...(alerts ? [alerts.receiver] : [])]) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);
@@ -134,26 +132,29 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   };
 }
 
-type RunningBackend = Backend & { kc?: KubeConfig; start(): Promise<void>; stop(): Promise<void> };
+type RunningBackend = Backend & { client?: KubeClient; start(): Promise<void>; stop(): Promise<void> };
 
-async function makeBackend(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<RunningBackend> {
+async function makeBackend(config: Config, log: Logger): Promise<RunningBackend> {
   if (config.store === 'file') {
     const store = new FileStore({ dir: config.stateDir, log, resyncMs: config.resyncSeconds * 1000 });
     const catalog = new FileCatalog({ dir: config.stateDir, log });
     return { store, catalog, secrets: catalog, events: new FileEventLog({ dir: config.stateDir, log }), start: async () => {}, stop: () => store.stop() };
   }
-  // Loaded only for the kube store: @kubernetes/client-node alone adds about 70 MiB of resident memory.
-  const [{ loadKubeConfig }, { KubeStore }, { KubeCatalog }, { KubeEventRecorder }] = await Promise.all([
+  // Loaded only for the kube store: a file-store agent never pays for the client's TLS and HTTP.
+  const [{ loadKubeClient }, { KubeStore }, { KubeCatalog }, { KubeEventRecorder }] = await Promise.all([
     import('./kube/client.js'), import('./store/kube.js'), import('./store/kube-catalog.js'), import('./store/kube-events.js'),
   ]);
-  const kc = kubeConfig ?? loadKubeConfig(config.kubeconfig);
-  const store = new KubeStore({ kc, nodeName: config.nodeName, namespace: config.namespace, namespaces: config.abnormalNamespaces, log, resyncSeconds: config.resyncSeconds });
-  const catalog = new KubeCatalog({ kc, processorNamespaces: config.processorNamespaces, log });
+  const client = loadKubeClient(config.kubeconfig);
+  const store = new KubeStore({ client, nodeName: config.nodeName, namespace: config.namespace, namespaces: config.abnormalNamespaces, log, resyncSeconds: config.resyncSeconds });
+  const catalog = new KubeCatalog({ client, processorNamespaces: config.processorNamespaces, log });
   return {
-    store, catalog, secrets: catalog, kc,
-    events: new KubeEventRecorder({ kc, nodeName: config.nodeName, log }),
+    store, catalog, secrets: catalog, client,
+    events: new KubeEventRecorder({ client, nodeName: config.nodeName, log }),
     start: () => catalog.start(),
-    stop: async () => void (await Promise.all([store.stop(), catalog.stop()])),
+    stop: async () => {
+      await Promise.all([store.stop(), catalog.stop()]);
+      client.close();
+    },
   };
 }
 
@@ -179,8 +180,8 @@ function bearerToken(config: Config, backend: Backend, from: { tokenFile: string
   return undefined;
 }
 
-async function clusterBudget(kc: KubeConfig, config: Config) {
+async function clusterBudget(client: KubeClient, config: Config) {
   const { ClusterBudget } = await import('./pipeline/cluster-budget.js');
   const { maxNodesAtOnce, budgetLockName, budgetNamespace, budgetTTLSeconds } = config.recovery;
-  return new ClusterBudget({ kc, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
+  return new ClusterBudget({ client, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
 }

@@ -1,32 +1,121 @@
-// Watching objects with client-node's informers, kept running. An informer relists by itself after
-// 410 Gone and rewatches after a clean close; after any other failure (an apiserver restart, the
-// network) it stops. `keepWatching` starts one and restarts it with backoff whenever it fails, so every
+// Watching objects, kept running. An Informer lists what matches, then watches from the list's
+// resourceVersion and keeps a cache; it relists by itself after 410 Gone and rewatches after the
+// server's timeout closes a watch; after any other failure (an apiserver restart, the network) it
+// stops and says so. `keepWatching` starts one and restarts it with backoff whenever it fails, so every
 // watch of the agent survives an outage the same way.
-import {
-  CustomObjectsApi,
-  makeInformer,
-  type Informer,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type ObjectCache,
-} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds.js';
 import { Backoff } from '../lib/backoff.js';
+import { KubeApiError, seg, type KubeClient, type KubeObject, type WatchStream } from './client.js';
 
-export type CachingInformer<T extends KubernetesObject = KubernetesObject> = Informer<T> & ObjectCache<T>;
+type Handler<T> = (object: T) => void;
+
+export class Informer<T extends KubeObject = KubeObject> {
+  private readonly cache = new Map<string, T>();
+  private readonly handlers = { add: [] as Array<Handler<T>>, update: [] as Array<Handler<T>>, delete: [] as Array<Handler<T>>, error: [] as Array<(err: unknown) => void> };
+  private stream?: WatchStream;
+  private running = false;
+  /** Watch requests made (each list is followed by one, and each close by the server's timeout). */
+  watches = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    readonly path: string,
+    private readonly selectors: { labelSelector?: string; fieldSelector?: string } = {},
+    /** How long the server keeps each watch open; random by default, so a fleet's watches do not all reopen at once. */
+    private readonly watchSeconds = () => 300 + Math.floor(Math.random() * 300),
+  ) {}
+
+  on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void;
+  on(event: 'error', handler: (err: unknown) => void): void;
+  on(event: keyof Informer['handlers'], handler: (arg: never) => void): void {
+    (this.handlers[event] as Array<(arg: never) => void>).push(handler);
+  }
+
+  /** The objects as last seen. */
+  list(): T[] {
+    return [...this.cache.values()];
+  }
+
+  /** List, then watch. Resolves once the list is in and the watch runs; a later failure is an 'error'. */
+  async start(): Promise<void> {
+    this.running = true;
+    const resourceVersion = await this.relist();
+    await this.watchFrom(resourceVersion);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stream?.stop();
+  }
+
+  private async watchFrom(resourceVersion: string): Promise<void> {
+    let version = resourceVersion;
+    this.watches++;
+    const stream = await this.client.watch<T>(this.path, { ...this.selectors, resourceVersion, timeoutSeconds: this.watchSeconds() }, (type, object) => {
+      version = object.metadata?.resourceVersion ?? version;
+      if (type === 'BOOKMARK') return;
+      const key = keyOf(object);
+      if (type === 'DELETED') {
+        this.cache.delete(key);
+        this.emit('delete', object);
+      } else {
+        const known = this.cache.has(key);
+        this.cache.set(key, object);
+        this.emit(known ? 'update' : 'add', object);
+      }
+    });
+    if (!this.running) return stream.stop();
+    this.stream = stream;
+    void stream.done.then(
+      () => this.again(() => this.watchFrom(version)), // the server's timeout: carry on from where it was
+      (err) => this.again(async () => {
+        if (!(err instanceof KubeApiError && err.status === 410)) throw err;
+        await this.watchFrom(await this.relist()); // too old to resume: list again
+      }),
+    );
+  }
+
+  private again(next: () => Promise<void>): void {
+    if (!this.running) return;
+    next().catch((err) => {
+      if (!this.running) return;
+      this.running = false;
+      for (const handler of this.handlers.error) handler(err);
+    });
+  }
+
+  /** List afresh; what is gone since is deleted, what changed updated. Returns the list's resourceVersion. */
+  private async relist(): Promise<string> {
+    const list = await this.client.list<T>(this.path, this.selectors);
+    const seen = new Set<string>();
+    for (const object of list.items) {
+      const key = keyOf(object);
+      seen.add(key);
+      const before = this.cache.get(key);
+      this.cache.set(key, object);
+      if (!before) this.emit('add', object);
+      else if (before.metadata?.resourceVersion !== object.metadata?.resourceVersion) this.emit('update', object);
+    }
+    for (const [key, object] of this.cache) {
+      if (seen.has(key)) continue;
+      this.cache.delete(key);
+      this.emit('delete', object);
+    }
+    return list.metadata?.resourceVersion ?? '';
+  }
+
+  private emit(event: 'add' | 'update' | 'delete', object: T): void {
+    for (const handler of this.handlers[event]) handler(object);
+  }
+}
+
+const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 
 /** An informer over one of nodemedic's custom resources, in one namespace or ("*") all, optionally by label. */
-export function customResourceInformer(kc: KubeConfig, plural: string, namespace: string, labelSelector?: string): CachingInformer {
-  const api = kc.makeApiClient(CustomObjectsApi);
-  const selector = labelSelector ? { labelSelector } : {};
-  const list = () =>
-    (namespace === '*'
-      ? api.listClusterCustomObject({ group: GROUP, version: VERSION, plural, ...selector })
-      : api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural, ...selector })) as Promise<KubernetesListObject<KubernetesObject>>;
-  const path = namespace === '*' ? `/apis/${GROUP}/${VERSION}/${plural}` : `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${plural}`;
-  return makeInformer(kc, path, list, labelSelector);
+export function customResourceInformer<T extends KubeObject = KubeObject>(client: KubeClient, plural: string, namespace: string, labelSelector?: string): Informer<T> {
+  const path = namespace === '*' ? `/apis/${GROUP}/${VERSION}/${plural}` : `/apis/${GROUP}/${VERSION}/namespaces/${seg(namespace)}/${plural}`;
+  return new Informer<T>(client, path, labelSelector ? { labelSelector } : {});
 }
 
 /**
@@ -34,49 +123,37 @@ export function customResourceInformer(kc: KubeConfig, plural: string, namespace
  * that fails later is restarted, each after a wait from one Backoff (reset once a start succeeds).
  * Resolves once a start has succeeded. `onFailure` is told of every failure (for counts).
  */
-export async function keepWatching<T extends KubernetesObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean, onFailure?: () => void): Promise<void> {
+export async function keepWatching<T extends KubeObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean, onFailure?: () => void): Promise<void> {
   const backoff = new Backoff();
-  let starting = false;
-  let failed: unknown; // set by a failure while starting, too: a watch that dies as it starts is not running
   const start = async () => {
-    starting = true;
     while (!stopped()) {
-      failed = undefined;
-      const failure = await informer.start().then(() => undefined, (err: Error) => err);
+      const failure = await informer.start().then(() => undefined, (err: unknown) => err ?? new Error('the watch failed'));
       // Stopped while starting: the watch that just began must not outlive its owner (it would hold the process open).
-      if (stopped()) return void (await informer.stop().catch(() => {}));
-      if (!failure && !failed) break;
-      log.warn({ err: watchErrorText(failure ?? failed), watch: what, retryInMs: backoff.peek }, 'could not start watching');
+      if (stopped()) return void (await informer.stop());
+      if (!failure) return backoff.reset();
+      onFailure?.();
+      log.warn({ err: watchErrorText(failure), watch: what, retryInMs: backoff.peek }, 'could not start watching');
       await backoff.wait();
     }
-    starting = false;
-    backoff.reset();
   };
   informer.on('error', (err) => {
-    failed = err ?? new Error('the watch failed');
     onFailure?.();
-    if (starting || stopped()) return; // the loop above retries
+    if (stopped()) return;
     log.warn({ err: watchErrorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
-    starting = true;
     setTimeout(() => void start(), backoff.next());
   });
   await start();
 }
 
 /**
- * An informer's error as one line: the apiserver's own message where there is one (403 says which
- * permission); a bare 404 — an API the apiserver does not serve — says what is most likely missing.
+ * A watch's error as one line: the apiserver's own message where there is one (403 says which
+ * permission); a 404 that is not the apiserver's Status — an API it does not serve — says what is most
+ * likely missing.
  */
 export function watchErrorText(err: unknown): string {
-  const e = err as { code?: number; body?: unknown; message?: string } | undefined;
-  const body = typeof e?.body === 'string' ? e.body : JSON.stringify(e?.body ?? '');
-  let apiMessage: string | undefined;
-  try {
-    const status = JSON.parse(body) as { message?: unknown };
-    if (typeof status?.message === 'string') apiMessage = status.message;
-  } catch {
-    // not the apiserver's Status
+  if (err instanceof KubeApiError) {
+    if (err.status === 404 && !err.reason) return "HTTP 404: this apiserver does not serve it — are nodemedic's CRDs installed? (kubectl apply -f manifests/crds/)";
+    return `HTTP ${err.status}: ${err.message.split('\n')[0]}`;
   }
-  if (e?.code === 404 && !apiMessage) return "HTTP 404: this apiserver does not serve it — are nodemedic's CRDs installed? (kubectl apply -f manifests/crds/)";
-  return [e?.code && `HTTP ${e.code}`, (apiMessage ?? e?.message ?? String(err)).split('\n')[0]].filter(Boolean).join(': ');
+  return ((err as Error)?.message ?? String(err)).split('\n')[0]!;
 }

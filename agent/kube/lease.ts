@@ -5,18 +5,21 @@
 // and renew time) and the cluster-wide recovery budget (its holders, in an annotation) are such records.
 // The agent may get and update only the Leases its Role names (resourceNames): they are shipped in
 // manifests/rbac/agent.yaml; one that is missing is created where that is allowed.
-import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import { apiStatus } from './client.js';
+import type { V1Lease } from '@kubernetes/client-node';
+import { apiStatus, seg, type KubeClient } from './client.js';
+
+/** A Lease's time (metav1.MicroTime: RFC 3339 with exactly six fractional digits). */
+export const microTime = (ms: number): string => new Date(ms).toISOString().replace(/Z$/, '000Z');
 
 export class LeaseRecord {
-  private readonly api: CoordinationV1Api;
-
   constructor(
-    kc: KubeConfig,
+    private readonly client: KubeClient,
     readonly namespace: string,
     readonly name: string,
-  ) {
-    this.api = kc.makeApiClient(CoordinationV1Api);
+  ) {}
+
+  private get path(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${seg(this.namespace)}/leases`;
   }
 
   /** The Lease as stored now (an empty one when it does not exist). */
@@ -35,8 +38,8 @@ export class LeaseRecord {
       const next = decide(stored ?? { metadata: { name: this.name, namespace: this.namespace }, spec: {} });
       if (!next) return false;
       try {
-        if (stored) await this.api.replaceNamespacedLease({ namespace: this.namespace, name: this.name, body: next });
-        else await this.api.createNamespacedLease({ namespace: this.namespace, body: { ...next, metadata: { name: this.name, namespace: this.namespace, annotations: next.metadata?.annotations } } });
+        if (stored) await this.client.request('PUT', `${this.path}/${seg(this.name)}`, { body: next });
+        else await this.client.request('POST', this.path, { body: { ...next, metadata: { name: this.name, namespace: this.namespace, annotations: next.metadata?.annotations } } });
         return true;
       } catch (err) {
         // Another writer came first (409), or the object went or changed meanwhile (404, 422): again.
@@ -46,12 +49,7 @@ export class LeaseRecord {
     return false;
   }
 
-  private async get(): Promise<V1Lease | undefined> {
-    try {
-      return await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name });
-    } catch (err) {
-      if (apiStatus(err) === 404) return undefined;
-      throw err;
-    }
+  private get(): Promise<V1Lease | undefined> {
+    return this.client.get<V1Lease>(`${this.path}/${seg(this.name)}`);
   }
 }

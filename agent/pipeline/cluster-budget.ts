@@ -2,13 +2,13 @@
 // are an annotation {node: expiry} on a Lease in the agent's namespace, changed by compare-and-swap
 // (agent/kube/lease.ts), so two nodes never take the last slot together, and a holder that vanishes
 // loses its slot when its TTL runs out.
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.js';
 import { LeaseRecord } from '../kube/lease.js';
 import type { RecoveryBudget } from './rails.js';
 
 const HOLDERS = 'nodemedic.io/recovering-nodes';
 
-export type ClusterBudgetOptions = { kc: KubeConfig; namespace: string; name: string; nodeName: string; maxNodes: number; ttlSeconds: number; now?: () => number };
+export type ClusterBudgetOptions = { client: KubeClient; namespace: string; name: string; nodeName: string; maxNodes: number; ttlSeconds: number; now?: () => number };
 
 export class ClusterBudget implements RecoveryBudget {
   private readonly record: LeaseRecord;
@@ -17,7 +17,7 @@ export class ClusterBudget implements RecoveryBudget {
   private held = 0;
 
   constructor(private readonly opts: ClusterBudgetOptions) {
-    this.record = new LeaseRecord(opts.kc, opts.namespace, opts.name);
+    this.record = new LeaseRecord(opts.client, opts.namespace, opts.name);
     this.now = opts.now ?? Date.now;
   }
 

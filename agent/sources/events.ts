@@ -10,13 +10,14 @@
 // compare-and-swap through agent/kube/lease.ts and renewed every third of its duration: if its holder
 // vanishes, the lease expires and another agent takes over — a lock held forever by a dead node cannot
 // happen.
-import { CoreV1Api, KubeConfig, V1MicroTime, Watch, type CoreV1Event, type V1Lease } from '@kubernetes/client-node';
+import type { CoreV1Event, V1Lease, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { LeaseRecord } from '../kube/lease.js';
+import { seg, type KubeClient, type KubeList, type WatchStream } from '../kube/client.js';
+import { LeaseRecord, microTime } from '../kube/lease.js';
 import type { Symptom, SymptomSource } from './source.js';
 
 export type EventSourceOptions = {
-  kc: KubeConfig;
+  client: KubeClient;
   nodeName: string;
   /** The lock: a Lease in the agent's namespace. */
   lockNamespace: string;
@@ -38,10 +39,9 @@ function heldAt(lease: V1Lease, now: number): string | undefined {
 
 export class EventSource implements SymptomSource {
   readonly name = 'kubernetes events';
-  private readonly core: CoreV1Api;
   private readonly lock: LeaseRecord;
   private timer?: NodeJS.Timeout;
-  private watching?: AbortController;
+  private watching?: WatchStream;
   /** True from the moment the watch runs (its list's resourceVersion taken) until it stops: every Warning event made since reaches it. */
   streaming = false;
   private stopped = false;
@@ -51,8 +51,7 @@ export class EventSource implements SymptomSource {
   isLeader = false;
 
   constructor(private readonly opts: EventSourceOptions) {
-    this.core = opts.kc.makeApiClient(CoreV1Api);
-    this.lock = new LeaseRecord(opts.kc, opts.lockNamespace, opts.lockName);
+    this.lock = new LeaseRecord(opts.client, opts.lockNamespace, opts.lockName);
   }
 
   async start(emit: (symptom: Symptom) => void): Promise<void> {
@@ -66,7 +65,7 @@ export class EventSource implements SymptomSource {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    this.watching?.abort();
+    this.watching?.stop();
     if (this.isLeader) await this.release().catch(() => {});
   }
 
@@ -82,8 +81,8 @@ export class EventSource implements SymptomSource {
       return {
         ...lease,
         spec: {
-          ...lease.spec, holderIdentity: this.opts.nodeName, leaseDurationSeconds: this.opts.lockTTLSeconds, renewTime: new V1MicroTime(now.getTime()),
-          ...(taking ? { acquireTime: new V1MicroTime(now.getTime()), leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1 } : {}),
+          ...lease.spec, holderIdentity: this.opts.nodeName, leaseDurationSeconds: this.opts.lockTTLSeconds, renewTime: microTime(now.getTime()) as unknown as Date,
+          ...(taking ? { acquireTime: microTime(now.getTime()) as unknown as Date, leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1 } : {}),
         },
       };
     }, 1);
@@ -99,7 +98,7 @@ export class EventSource implements SymptomSource {
     if (!this.isLeader) return;
     this.isLeader = false;
     this.streaming = false;
-    this.watching?.abort();
+    this.watching?.stop();
     this.opts.log.info('another agent now watches the cluster\'s Warning events');
   }
 
@@ -112,19 +111,20 @@ export class EventSource implements SymptomSource {
 
   /** Watch Warning events from now on (what happened before is history, as for the logs). */
   private async watch(): Promise<void> {
-    const list = await this.core.listEventForAllNamespaces({ fieldSelector: 'type=Warning', limit: 1 });
+    const list = await this.opts.client.request<KubeList<CoreV1Event>>('GET', '/api/v1/events', { query: { fieldSelector: 'type=Warning', limit: 1 } });
     const resourceVersion = list.metadata?.resourceVersion;
-    this.watching = await new Watch(this.opts.kc).watch('/api/v1/events', { fieldSelector: 'type=Warning', resourceVersion },
-      (type, event: CoreV1Event) => {
-        if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
-      },
-      (err) => {
-        if (this.stopped || !this.isLeader) return;
-        this.streaming = false;
-        this.opts.log.warn({ err: (err as Error | null)?.message }, 'event watch ended; watching again');
-        this.isLeader = false; // the next lock check starts a new watch
-      });
+    const watching = await this.opts.client.watch<CoreV1Event>('/api/v1/events', { fieldSelector: 'type=Warning', resourceVersion }, (type, event) => {
+      if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
+    });
+    this.watching = watching;
     this.streaming = true;
+    const ended = (err?: unknown) => {
+      if (this.stopped || !this.isLeader || this.watching !== watching) return;
+      this.streaming = false;
+      this.opts.log.warn({ err: (err as Error | undefined)?.message ?? 'closed by the apiserver' }, 'event watch ended; watching again');
+      this.isLeader = false; // the next lock check starts a new watch
+    };
+    void watching.done.then(() => ended(), ended);
   }
 
   private async onEvent(event: CoreV1Event): Promise<void> {
@@ -153,7 +153,7 @@ export class EventSource implements SymptomSource {
 
   private async nodeOfPod(namespace: string, name: string, uid: string | undefined): Promise<string | undefined> {
     if (uid && this.podNodes.has(uid)) return this.podNodes.get(uid);
-    const node = await this.core.readNamespacedPod({ namespace, name }).then((pod) => pod.spec?.nodeName, () => undefined);
+    const node = await this.opts.client.get<V1Pod>(`/api/v1/namespaces/${seg(namespace)}/pods/${seg(name)}`).then((pod) => pod?.spec?.nodeName, () => undefined);
     if (uid && node) {
       // Bound pods do not move; a pod not yet scheduled is asked about again at its next event.
       if (this.podNodes.size > 50_000) this.podNodes.clear();

@@ -6,7 +6,7 @@
 // reported and the agent runs without it.
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeClient } from '../kube/client.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { CONTAINERD_RULES, KERNEL_RULES, KUBELET_RULES } from './default-rules.js';
@@ -17,19 +17,19 @@ import type { SymptomSource } from './source.js';
 import type { PositionSync } from '../node/line-reader.js';
 
 /**
- * Every source the configuration asks for; `kc` (the kube store's) adds stuck pods and events.
+ * Every source the configuration asks for; `client` (the kube store's) adds stuck pods and events.
  * `sync` keeps each log reader's position in step with the sink's symptom journal.
  */
-export async function symptomSources(config: Config, log: Logger, kc?: KubeConfig, sync?: PositionSync): Promise<SymptomSource[]> {
+export async function symptomSources(config: Config, log: Logger, client?: KubeClient, sync?: PositionSync): Promise<SymptomSource[]> {
   const sources = await logSources(config, log, sync);
   // Loaded only with the kube store, like the client they use.
-  if (kc && config.stuckPods.enabled) {
+  if (client && config.stuckPods.enabled) {
     const { StuckPodSource } = await import('./stuck-pods.js');
-    sources.push(new StuckPodSource({ kc, nodeName: config.nodeName, ...config.stuckPods, log }));
+    sources.push(new StuckPodSource({ client, nodeName: config.nodeName, ...config.stuckPods, log }));
   }
-  if (kc && config.events.enabled) {
+  if (client && config.events.enabled) {
     const { EventSource } = await import('./events.js');
-    sources.push(new EventSource({ kc, nodeName: config.nodeName, lockNamespace: config.namespace, ...config.events, log }));
+    sources.push(new EventSource({ client, nodeName: config.nodeName, lockNamespace: config.namespace, ...config.events, log }));
   }
   return sources;
 }

@@ -3,17 +3,18 @@
 // deletionTimestamp, which the apiserver sets to the moment its grace period ends. The agent watches
 // only the pods of its own node (a field selector on spec.nodeName), so its traffic stays flat as the
 // cluster grows.
-import { CoreV1Api, KubeConfig, ListWatch, Watch, type KubernetesListObject, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Reason } from '../api/reasons.js';
-import { keepWatching } from '../kube/informer.js';
+import type { KubeClient } from '../kube/client.js';
+import { Informer, keepWatching } from '../kube/informer.js';
 import type { Symptom, SymptomSource } from './source.js';
 
-export type StuckPodOptions = { kc: KubeConfig; nodeName: string; marginSeconds: number; checkSeconds: number; log: Logger };
+export type StuckPodOptions = { client: KubeClient; nodeName: string; marginSeconds: number; checkSeconds: number; log: Logger };
 
 export class StuckPodSource implements SymptomSource {
   readonly name = 'stuck pods';
-  private informer?: ListWatch<V1Pod>;
+  private informer?: Informer<V1Pod>;
   private timer?: NodeJS.Timeout;
   private stopped = false;
   /** Pods already reported (by uid), so a stuck pod is one symptom, not one per check. */
@@ -22,14 +23,13 @@ export class StuckPodSource implements SymptomSource {
   constructor(private readonly opts: StuckPodOptions) {}
 
   async start(emit: (symptom: Symptom) => void): Promise<void> {
-    const core = this.opts.kc.makeApiClient(CoreV1Api);
     const fieldSelector = `spec.nodeName=${this.opts.nodeName}`;
-    const list = () => core.listPodForAllNamespaces({ fieldSelector }) as Promise<KubernetesListObject<V1Pod>>;
-    this.informer = new ListWatch<V1Pod>('/api/v1/pods', new Watch(this.opts.kc), list, false, undefined, fieldSelector);
-    this.informer.on('delete', (pod) => this.reported.delete(pod.metadata?.uid ?? ''));
+    const informer = new Informer<V1Pod>(this.opts.client, '/api/v1/pods', { fieldSelector });
+    this.informer = informer;
+    informer.on('delete', (pod) => this.reported.delete(pod.metadata?.uid ?? ''));
     // Not awaited: a watch that cannot start yet (the apiserver away, a permission missing) is retried
     // with backoff and logged, and must not hold up the agent's other sources.
-    void keepWatching(this.informer, `pods?fieldSelector=${fieldSelector}`, this.opts.log, () => this.stopped);
+    void keepWatching(informer, `pods?fieldSelector=${fieldSelector}`, this.opts.log, () => this.stopped);
     this.timer = setInterval(() => this.check(emit), this.opts.checkSeconds * 1000);
     this.opts.log.info({ node: this.opts.nodeName, marginSeconds: this.opts.marginSeconds }, 'watching this node\'s pods for ones stuck terminating');
   }

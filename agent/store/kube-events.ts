@@ -1,27 +1,22 @@
 // The kube backend's Events: core/v1 Events about the Abnormal, so `kubectl describe ab` tells its story.
-import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds.js';
 import { keyOf } from '../api/kinds.js';
 import type { Abnormal } from '../api/types.generated.js';
+import { seg, type KubeClient } from '../kube/client.js';
 import type { EventRecorder, EventType } from './store.js';
 
 export class KubeEventRecorder implements EventRecorder {
   /** Events written (for the figures in the README). */
   written = 0;
-  private readonly core: CoreV1Api;
-
-  constructor(private readonly opts: { kc: KubeConfig; nodeName: string; log: Logger }) {
-    this.core = opts.kc.makeApiClient(CoreV1Api);
-  }
+  constructor(private readonly opts: { client: KubeClient; nodeName: string; log: Logger }) {}
 
   async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
     const { namespace, name, uid, resourceVersion } = abnormal.metadata ?? {};
     const now = new Date();
     this.written++;
     try {
-      await this.core.createNamespacedEvent({
-        namespace: namespace!,
+      await this.opts.client.request('POST', `/api/v1/namespaces/${seg(namespace!)}/events`, {
         body: {
           metadata: { generateName: `${name}.`, namespace },
           involvedObject: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', namespace, name, uid, resourceVersion },

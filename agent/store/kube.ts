@@ -10,14 +10,13 @@
 // swap). Watches are kept running through outages (agent/kube/informer.ts). Every unfinished Abnormal
 // is looked at again each resync period.
 import { createHash } from 'node:crypto';
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, VERSION } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { isTerminal } from '../api/phase.js';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
-import { apiMessage, apiStatus } from '../kube/client.js';
-import { customResourceInformer, keepWatching, type CachingInformer } from '../kube/informer.js';
+import { apiMessage, apiStatus, seg, type KubeClient, type KubeObject } from '../kube/client.js';
+import { customResourceInformer, keepWatching, type Informer } from '../kube/informer.js';
 import { ConflictError, InvalidObjectError, type AbnormalStore } from './store.js';
 
 /** The label value for a node: its name, or for names longer than a label value may be, a stable digest. */
@@ -28,7 +27,7 @@ export function nodeLabelValue(nodeName: string): string {
 }
 
 export type KubeStoreOptions = {
-  kc: KubeConfig;
+  client: KubeClient;
   nodeName: string;
   /** Where Abnormals made by the symptom sources are created. */
   namespace: string;
@@ -46,25 +45,28 @@ export class KubeStore implements AbnormalStore {
   readonly writes = { status: 0, claim: 0, create: 0, spec: 0 };
   /** Times a watch of this store failed (and was restarted). */
   watchFailures = 0;
-  private readonly api: CustomObjectsApi;
-  private readonly informers: CachingInformer[] = [];
+  private readonly informers: Array<Informer<Abnormal>> = [];
   private resync?: NodeJS.Timeout;
   private stopped = false;
 
-  constructor(private readonly opts: KubeStoreOptions) {
-    this.api = opts.kc.makeApiClient(CustomObjectsApi);
+  constructor(private readonly opts: KubeStoreOptions) {}
+
+  /** The path of the Abnormals in `namespace` ("*": all), or of one of them. */
+  private path(namespace: string, name?: string): string {
+    const all = `/apis/${GROUP}/${VERSION}${namespace === '*' ? '' : `/namespaces/${seg(namespace)}`}/${ABNORMALS}`;
+    return name === undefined ? all : `${all}/${seg(name)}`;
   }
 
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
-    const mine: CachingInformer[] = [];
+    const mine: Array<Informer<Abnormal>> = [];
     const watches: Array<Promise<void>> = [];
     for (const namespace of this.watchedNamespaces) {
-      const ofThisNode = customResourceInformer(this.opts.kc, ABNORMALS, namespace, label);
+      const ofThisNode = customResourceInformer<Abnormal>(this.opts.client, ABNORMALS, namespace, label);
       ofThisNode.on('add', (o) => onChange(keyOf(o as Abnormal)));
       ofThisNode.on('update', (o) => onChange(keyOf(o as Abnormal)));
-      const unclaimed = customResourceInformer(this.opts.kc, ABNORMALS, namespace, `!${NODE_LABEL}`);
-      const claim = (o: KubernetesObject) => void this.claim(o as Abnormal);
+      const unclaimed = customResourceInformer<Abnormal>(this.opts.client, ABNORMALS, namespace, `!${NODE_LABEL}`);
+      const claim = (o: Abnormal) => void this.claim(o);
       unclaimed.on('add', claim);
       unclaimed.on('update', claim);
       mine.push(ofThisNode);
@@ -95,21 +97,14 @@ export class KubeStore implements AbnormalStore {
   async get(key: AbnormalKey): Promise<Abnormal | undefined> {
     const [namespace, name] = key.split('/') as [string, string];
     if (!this.trusts(namespace)) return undefined; // not an Abnormal this agent may work on
-    try {
-      return (await this.api.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, name })) as Abnormal;
-    } catch (err) {
-      if (apiStatus(err) === 404) return undefined;
-      throw err;
-    }
+    return this.opts.client.get<Abnormal>(this.path(namespace, name));
   }
 
   async writeStatus(abnormal: Abnormal, status: AbnormalStatus): Promise<Abnormal> {
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
     this.writes.status++;
     try {
-      return (await this.api.replaceNamespacedCustomObjectStatus({
-        group: GROUP, version: VERSION, namespace, plural: ABNORMALS, name, body: { ...abnormal, status },
-      })) as Abnormal;
+      return await this.opts.client.request<Abnormal>('PUT', `${this.path(namespace, name)}/status`, { body: { ...abnormal, status } });
     } catch (err) {
       // 409: changed since read; 404: deleted meanwhile. Either way: read again and decide again.
       if (apiStatus(err) === 409 || apiStatus(err) === 404) throw new ConflictError(keyOf(abnormal));
@@ -126,7 +121,7 @@ export class KubeStore implements AbnormalStore {
     };
     this.writes.create++;
     try {
-      return (await this.api.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, body })) as Abnormal;
+      return await this.opts.client.request<Abnormal>('POST', this.path(namespace), { body });
     } catch (err) {
       if (apiStatus(err) === 400 || apiStatus(err) === 422) throw new InvalidObjectError(`the apiserver refused it: ${apiMessage(err)}`);
       throw err;
@@ -136,10 +131,7 @@ export class KubeStore implements AbnormalStore {
   /** A list by label in the trusted namespaces; rare (once per fingerprint the sink has not seen since it started). */
   async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
     const labelSelector = `${FINGERPRINT_LABEL}=${fingerprint}`;
-    const lists = await Promise.all(this.watchedNamespaces.map((namespace) =>
-      (namespace === '*'
-        ? this.api.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector })
-        : this.api.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, labelSelector })) as Promise<{ items: Abnormal[] }>));
+    const lists = await Promise.all(this.watchedNamespaces.map((namespace) => this.opts.client.list<Abnormal>(this.path(namespace), { labelSelector })));
     return lists.flatMap((list) => list.items);
   }
 
@@ -147,7 +139,7 @@ export class KubeStore implements AbnormalStore {
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
     this.writes.spec++;
     try {
-      return (await this.api.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural: ABNORMALS, name, body: { ...abnormal, spec } })) as Abnormal;
+      return await this.opts.client.request<Abnormal>('PUT', this.path(namespace, name), { body: { ...abnormal, spec } });
     } catch (err) {
       if (apiStatus(err) === 409 || apiStatus(err) === 404) throw new ConflictError(keyOf(abnormal));
       throw err;
@@ -166,8 +158,7 @@ export class KubeStore implements AbnormalStore {
     const { namespace, name } = abnormal.metadata as { namespace: string; name: string };
     this.writes.claim++;
     try {
-      await this.api.replaceNamespacedCustomObject({
-        group: GROUP, version: VERSION, namespace, plural: ABNORMALS, name,
+      await this.opts.client.request('PUT', this.path(namespace, name), {
         body: { ...abnormal, metadata: { ...abnormal.metadata, labels: { ...abnormal.metadata?.labels, [NODE_LABEL]: nodeLabelValue(this.opts.nodeName) } } },
       });
       this.opts.log.info({ abnormal: keyOf(abnormal) }, 'claimed a hand-made Abnormal for this node');

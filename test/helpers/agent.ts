@@ -11,7 +11,7 @@ import { kindOfPlural, type ProcessorPlural } from '../../agent/api/kinds.js';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT } from '../cluster/cluster.js';
-import { GROUP, VERSION, customObjects, getAbnormal, kubeConfig } from './kube.js';
+import { GROUP, VERSION, customObjects, getAbnormal, kubeconfigFile } from './kube.js';
 import { waitFor } from './wait.js';
 
 export { waitFor };
@@ -32,9 +32,10 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     // Each agent its own state (the recovery history is kept there); the rails are tested on their own.
     stateDir: mkdtempSync(path.join(tmpdir(), 'nodemedic-agent-')),
     recovery: { ...DEFAULTS.recovery, maxPerHour: 1000, cooldownSeconds: 0, maxNodesAtOnce: 1000, budgetNamespace: AGENT_NAMESPACE },
+    kubeconfig: kubeconfigFile('agent'),
     ...overrides,
   };
-  return startAgent(config, pino({ level: config.logLevel }), { kubeConfig: kubeConfig('agent') });
+  return startAgent(config, pino({ level: config.logLevel }));
 }
 
 /**

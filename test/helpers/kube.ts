@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { after } from 'node:test';
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -41,6 +41,22 @@ export function kubeConfig(identity: Identity = 'admin'): KubeConfig {
   const impersonateUser = identity === 'agent' ? AGENT_USER : UNPRIVILEGED_USER;
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, impersonateUser } : u));
   return kc;
+}
+
+/**
+ * A kubeconfig file for `identity`, for an agent to read (config.kubeconfig): the suite's own for it,
+ * or against a user's cluster a copy of the admin's that impersonates it (kubeconfig's `as`).
+ */
+export function kubeconfigFile(identity: Identity): string {
+  const kc = kubeConfig(identity);
+  const own = { admin: process.env.NODEMEDIC_TEST_KUBECONFIG, agent: process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG, unprivileged: process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG }[identity];
+  if (own) return own;
+  const file = path.join(tmpdir(), `nodemedic-test-${identity}-${randomBytes(4).toString('hex')}.kubeconfig`);
+  const config = JSON.parse(kc.exportConfig()) as { users: Array<Record<string, unknown> & { user: Record<string, unknown> }> };
+  for (const u of config.users) u.user.as = identity === 'agent' ? AGENT_USER : UNPRIVILEGED_USER;
+  writeFileSync(file, JSON.stringify(config));
+  after(() => rmSync(file, { force: true }));
+  return file;
 }
 
 export const customObjects = (identity: Identity = 'admin') => kubeConfig(identity).makeApiClient(CustomObjectsApi);

@@ -53,9 +53,7 @@ before(async () => {
     group: GROUP, version: VERSION, namespace: 'default', plural: 'diagnosers',
     body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Diagnoser', metadata: { name: 'yes' }, spec: { url: server.route('/yes', (a) => answer(a, { identifiable: true })) } },
   });
-  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', stateDir: await mkdtemp(path.join(tmpdir(), 'nodemedic-restart-')), listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false } }, pino({ level: 'warn' }), {
-    kubeConfig: client('agent'),
-  });
+  agent = await startAgent({ ...DEFAULTS, nodeName: node, store: 'kube', stateDir: await mkdtemp(path.join(tmpdir(), 'nodemedic-restart-')), listen: '127.0.0.1:0', logLevel: 'warn', sources: { ...DEFAULTS.sources, defaultRules: false }, processorNamespaces: ['default'], events: { ...DEFAULTS.events, enabled: false }, kubeconfig: cluster.kubeconfigs.agent }, pino({ level: 'warn' }));
 });
 
 after(async () => {
@@ -91,14 +89,15 @@ test('symptoms seen while the apiserver is down survive an agent restart meanwhi
     ...DEFAULTS, nodeName: journalNode, store: 'kube' as const, stateDir: dir, listen: '127.0.0.1:0', logLevel: 'warn' as const,
     sources: { ...DEFAULTS.sources, defaultRules: false, ruleFiles: [rules], kernelLogFallback: '' },
     events: { ...DEFAULTS.events, enabled: false }, stuckPods: { ...DEFAULTS.stuckPods, enabled: false },
+    kubeconfig: cluster.kubeconfigs.agent,
   };
-  const first = await startAgent(config, pino({ level: 'silent' }), { kubeConfig: client('agent') });
+  const first = await startAgent(config, pino({ level: 'silent' }));
   let second: Promise<RunningAgent> | undefined;
   await cluster.restartApiserver(async () => {
     await appendFile(logFile, 'app crashed: segfault in worker 3\napp hung: no progress for 300 s\n');
     await waitFor('the two lines to be read', async () => first.sink.stats.accepted >= 2 || undefined);
     await first.stop(); // it cannot write them: the apiserver is down
-    second = startAgent(config, pino({ level: 'silent' }), { kubeConfig: client('agent') }); // starts once the apiserver is back
+    second = startAgent(config, pino({ level: 'silent' })); // starts once the apiserver is back
   });
   const restarted = await second!;
   t.after(() => restarted.stop());

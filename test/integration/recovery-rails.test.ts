@@ -10,16 +10,17 @@ import path from 'node:path';
 import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
+import { loadKubeClient } from '../../agent/kube/client.js';
 import { ClusterBudget } from '../../agent/pipeline/cluster-budget.js';
 import { AGENT_NAMESPACE } from '../cluster/cluster.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
-import { ABNORMALS, GROUP, VERSION, agentLease, customObjects, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { ABNORMALS, GROUP, VERSION, agentLease, customObjects, getAbnormal, kubeconfigFile, testNamespace } from '../helpers/kube.js';
 import { needsRoot } from '../helpers/needs.js';
 
 const name = `budget-${randomBytes(4).toString('hex')}`;
 await agentLease(name);
 const budgetFor = (nodeName: string, now?: () => number) =>
-  new ClusterBudget({ kc: kubeConfig('agent'), namespace: AGENT_NAMESPACE, name, nodeName, maxNodes: 2, ttlSeconds: 60, now });
+  new ClusterBudget({ client: loadKubeClient(kubeconfigFile('agent')), namespace: AGENT_NAMESPACE, name, nodeName, maxNodes: 2, ttlSeconds: 60, now });
 
 test('at most maxNodes nodes hold a slot; a node holds one however many recoveries it runs', async () => {
   const [a, b, c] = ['node-a', 'node-b', 'node-c'].map((n) => budgetFor(n));
