@@ -5,7 +5,8 @@
 // token of their own unless the server listens on loopback only. A caller of a built-in can make the
 // node fetch a URL, read its processes or signal a shim, so they are off by default; recoverers need a
 // second switch. docs/security.md has the whole trust model.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import http from './lib/node-http.js';
 import type { Logger } from 'pino';
 import { kindOfPlural } from './api/kinds.js';
 import { Reason } from './api/reasons.js';
@@ -42,7 +43,7 @@ export type ServerOptions = {
 };
 
 export async function startServer(opts: ServerOptions): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     handle(req, res, opts).catch((err) => {
       opts.log.error({ err }, 'request failed');
       if (!res.headersSent) reply(res, 500, { reason: Reason.InternalError, message: (err as Error).message });

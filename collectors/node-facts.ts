@@ -3,7 +3,6 @@
 // read is left out; the collector never fails.
 import { statfs } from 'node:fs/promises';
 import os from 'node:os';
-import { execa } from 'execa';
 import { BUILTIN_NAMESPACE, type Processor } from '../agent/processors/contract.js';
 import { evidence } from '../agent/processors/evidence.js';
 
@@ -18,7 +17,8 @@ const versions = new Map<string, { at: number; version: Promise<string | undefin
 function versionOf(binary: string): Promise<string | undefined> {
   const known = versions.get(binary);
   if (known && Date.now() - known.at < VERSION_TTL_MS) return known.version;
-  const version = execa(binary, ['--version'], { reject: false, timeout: 3000 }).then(
+  // execa is loaded at the first Abnormal, not at every agent's start.
+  const version = import('execa').then(({ execa }) => execa(binary, ['--version'], { reject: false, timeout: 3000 })).then(
     (out) => (out.exitCode === 0 ? out.stdout.split('\n')[0]?.trim() : undefined),
     () => undefined,
   );

@@ -13,8 +13,6 @@
 // read up to OUTPUT_LIMIT within the timeout.
 import { lookup } from 'node:dns/promises';
 import { connect, isIP, type BlockList } from 'node:net';
-import { execa } from 'execa';
-import { request } from 'undici';
 import { Reason } from '../agent/api/reasons.js';
 import type { HTTPGetAction, NodeProbe, PodProbe } from '../agent/api/types.generated.js';
 import { readCapped } from '../agent/lib/capped-read.js';
@@ -182,6 +180,7 @@ const [DEADLINE_EXCEEDED, UNAVAILABLE] = [4, 14]; // gRPC status codes
 
 async function execProbe(command: string[], timeoutMs: number, signal: AbortSignal): Promise<ProbeResult> {
   const [file, ...args] = command;
+  const { execa } = await import('execa'); // loaded by the agents that probe, not by every agent
   const r = await execa(file!, args, { timeout: timeoutMs, reject: false, all: true, stdin: 'ignore', cancelSignal: signal, maxBuffer: OUTPUT_LIMIT, killSignal: 'SIGKILL' });
   const output = (r.all ?? '').slice(0, OUTPUT_LIMIT);
   if (r.timedOut) return { healthy: false, detail: `${file} did not finish within ${timeoutMs / 1000} s`, output };
@@ -194,6 +193,7 @@ async function httpProbe(action: HTTPGetAction, target: { ip: string; name?: str
   const url = `${(action.scheme ?? 'HTTP').toLowerCase()}://${ip.includes(':') ? `[${ip}]` : ip}:${port}${action.path ?? '/'}`;
   try {
     // undici does not follow redirects: a 3xx is the answer, never a second request elsewhere.
+    const { request } = await import('undici');
     const res = await request(url, {
       method: 'GET',
       headers: { ...(name ? { host: `${name}:${port}` } : {}), ...Object.fromEntries((action.httpHeaders ?? []).map((h) => [h.name, h.value])) },

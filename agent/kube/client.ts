@@ -9,10 +9,11 @@
 // stays silent past its own timeout is closed.
 import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
-import http from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage } from 'node:http';
 import https from 'node:https';
 import type { V1Pod } from '@kubernetes/client-node';
 import { readCapped } from '../lib/capped-read.js';
+import http from '../lib/node-http.js';
 import { LineSplitter } from '../lib/line-splitter.js';
 import { loadKubeConnection, type KubeConnection } from './kubeconfig.js';
 
@@ -54,7 +55,7 @@ type RequestOptions = { query?: Query; body?: unknown; contentType?: string };
 export type WatchStream = { done: Promise<void>; stop(): void };
 
 export class KubeClient {
-  private agent?: https.Agent | http.Agent;
+  private agent?: HttpAgent;
   private agentCert?: string;
   private tokenFromFile?: { token: string; checkedAt: number; mtimeMs: number };
   private execCredential?: { token?: string; cert?: string; key?: string; expiresAt: number };
@@ -158,7 +159,7 @@ export class KubeClient {
   }
 
   /** The response to one request, once its status is known; an error status is thrown as a KubeApiError. */
-  private async send(method: string, path: string, { query, body, contentType }: RequestOptions): Promise<http.IncomingMessage> {
+  private async send(method: string, path: string, { query, body, contentType }: RequestOptions): Promise<IncomingMessage> {
     const res = await this.sendOnce(method, path, query, body, contentType);
     if (res.statusCode === 401 && (this.connection.exec || this.connection.tokenFile)) {
       // A rotated or expired credential: fetch it again, once.
@@ -170,7 +171,7 @@ export class KubeClient {
     return this.checked(method, path, res);
   }
 
-  private async checked(method: string, path: string, res: http.IncomingMessage): Promise<http.IncomingMessage> {
+  private async checked(method: string, path: string, res: IncomingMessage): Promise<IncomingMessage> {
     const status = res.statusCode ?? 0;
     if (status >= 200 && status < 300) return res;
     const { text } = await readCapped(res, 64 * 1024, { cut: true }).catch(() => ({ text: '' }));
@@ -184,7 +185,7 @@ export class KubeClient {
     throw new KubeApiError(status, message, typeof apiStatus?.reason === 'string' ? apiStatus.reason : undefined);
   }
 
-  private async sendOnce(method: string, path: string, query: Query | undefined, body: unknown, contentType = 'application/json'): Promise<http.IncomingMessage> {
+  private async sendOnce(method: string, path: string, query: Query | undefined, body: unknown, contentType = 'application/json'): Promise<IncomingMessage> {
     const headers: Record<string, string | string[]> = { Accept: 'application/json', 'User-Agent': 'nodemedic' };
     const { cert, key } = await this.authenticate(headers);
     const impersonate = this.connection.impersonate;
@@ -214,7 +215,7 @@ export class KubeClient {
   }
 
   /** One keep-alive connection pool, made again only when an exec plugin hands out a new client certificate. */
-  private agentFor(secure: boolean, cert: string | undefined, key: string | undefined): http.Agent {
+  private agentFor(secure: boolean, cert: string | undefined, key: string | undefined): HttpAgent {
     if (this.agent && this.agentCert === cert) return this.agent;
     this.agent?.destroy();
     const { ca, insecureSkipTlsVerify, tlsServerName } = this.connection;

@@ -4,9 +4,9 @@
 // from `since` (default: the moment it was made, to the second, so an entry of that same second may be
 // read). When journalctl exits it is started again with backoff (agent/lib/backoff.ts), from the last
 // cursor or `since`.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import type { Logger } from 'pino';
 import { Backoff } from '../lib/backoff.js';
 import { readState, writeState } from '../lib/files.js';
@@ -35,7 +35,7 @@ const MAX_ENTRY = 1024 * 1024;
 
 export class JournaldReader implements LineReader {
   readonly where: string;
-  private child?: ResultPromise;
+  private child?: { process: ChildProcess; exited: Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }> };
   private cursor?: string;
   private savedCursor?: string;
   private readonly stopping = new AbortController();
@@ -70,8 +70,8 @@ export class JournaldReader implements LineReader {
   async stop(): Promise<void> {
     this.stopping.abort();
     clearInterval(this.saveTimer);
-    this.child?.kill('SIGTERM');
-    await this.child?.catch(() => {});
+    this.child?.process.kill('SIGTERM');
+    await this.child?.exited;
     await this.save();
   }
 
@@ -80,12 +80,21 @@ export class JournaldReader implements LineReader {
     const backoff = new Backoff();
     while (!this.stopping.signal.aborted) {
       const started = Date.now();
+      let stderr = '';
       const args = ['--follow', '--output=json', '--no-pager', this.cursor ? `--after-cursor=${this.cursor}` : `--since=@${this.since}`];
       if (this.opts.directory) args.push(`--directory=${this.opts.directory}`);
       for (const unit of this.opts.units) args.push(`--unit=${unit}`);
       for (const id of this.opts.identifiers) args.push(`--identifier=${id}`);
-      const child = execa(this.opts.journalctl ?? 'journalctl', args, { buffer: false, stdin: 'ignore', reject: false, stderr: 'pipe' });
-      this.child = child;
+      // Node's own spawn: a long-running reader of one stream is all this needs (execa would add ~15 MiB to every agent).
+      const child = spawn(this.opts.journalctl ?? 'journalctl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const exited = new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+        child.once('error', (err) => {
+          stderr = err.message; // not found, not executable: said below as the reason it exited
+          resolve({ exitCode: null, signal: null });
+        });
+        child.once('close', (exitCode, signal) => resolve({ exitCode, signal }));
+      });
+      this.child = { process: child, exited };
       const lines = new LineSplitter(MAX_ENTRY);
       child.stdout!.setEncoding('utf8');
       child.stdout!.on('data', (chunk: string) => {
@@ -98,9 +107,8 @@ export class JournaldReader implements LineReader {
         }
         for (const entry of entries) this.onEntry(entry, onLine);
       });
-      let stderr = '';
-      child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
-      const result = await child;
+      child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+      const result = await exited;
       if (this.stopping.signal.aborted) return;
       if (Date.now() - started > RAN_WELL_MS) backoff.reset();
       this.restarts++;

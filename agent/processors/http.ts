@@ -2,7 +2,7 @@
 // called with undici. POST the Abnormal as JSON; a 2xx reply is the Abnormal as the processor would have
 // it (see contract.ts). Per-processor timeout, a connection pool per processor, TLS verified with the
 // object's CA bundle, an optional bearer token from a Secret, and a cap on the reply's size.
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
 import type { ProcessorKind } from '../api/kinds.js';
 import { Reason } from '../api/reasons.js';
 import type { Abnormal, ProcessorRef, ProcessorSpec } from '../api/types.generated.js';
@@ -18,7 +18,8 @@ export type HttpProcessorOptions = {
 };
 
 export class HttpProcessor implements Processor {
-  private readonly dispatcher: Agent;
+  /** Made at the first call: undici is loaded only by an agent that has an HTTP processor to call. */
+  private dispatcher?: Agent;
   readonly url: string;
 
   constructor(
@@ -28,8 +29,6 @@ export class HttpProcessor implements Processor {
     private readonly opts: HttpProcessorOptions,
   ) {
     this.url = spec.url ?? serviceURL(spec);
-    const ca = spec.caBundle ? Buffer.from(spec.caBundle, 'base64').toString('utf8') : undefined;
-    this.dispatcher = new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 30_000 });
   }
 
   async run(abnormal: Abnormal, signal: AbortSignal): Promise<Outcome> {
@@ -47,6 +46,9 @@ export class HttpProcessor implements Processor {
     let text: string;
     let statusCode: number;
     try {
+      const { Agent, request } = await import('undici');
+      const ca = this.spec.caBundle ? Buffer.from(this.spec.caBundle, 'base64').toString('utf8') : undefined;
+      this.dispatcher ??= new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 30_000 });
       const res = await request(this.url, {
         method: 'POST',
         headers,
@@ -71,8 +73,8 @@ export class HttpProcessor implements Processor {
     return interpretReply(this.kind, abnormal, reply);
   }
 
-  close(): Promise<void> {
-    return this.dispatcher.close();
+  async close(): Promise<void> {
+    await this.dispatcher?.close();
   }
 }
 

@@ -18,7 +18,6 @@
 import { constants } from 'node:fs';
 import { access, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { openTrusted } from '../lib/trusted-file.js';
 import type { ProcessorKind } from '../api/kinds.js';
 import { Reason } from '../api/reasons.js';
@@ -144,6 +143,7 @@ async function runCapped(script: FileHandle, input: string, env: NodeJS.ProcessE
   const tool = await pidNamespaceTool();
   // --kill-child: if unshare is killed, so is the script, and with it the whole namespace.
   const [file, args] = tool ? [tool, ['--pid', '--fork', '--kill-child', self]] : [self, []];
+  const { execa } = await import('execa'); // loaded by the agents that run scripts, at their first
   const child = execa(file, args, {
     input, env, extendEnv: false, detached: true, reject: false, maxBuffer: max, stripFinalNewline: false,
     // execa passes a descriptor number through as fd 3 (its types allow numbers for stdin..stderr only).

@@ -1,0 +1,41 @@
+// What an idle agent has loaded is what it pays for on every node (docs/benchmarks.md, memory): the
+// packages only some configurations need are loaded when first used, not at start.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT } from '../../scripts/gen-api.js';
+
+/** Start the agent (file store, the default sources) in a fresh process; the packages it loaded, and whether Node's bundled undici was. */
+function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
+  const state = mkdtempSync(path.join(tmpdir(), 'nodemedic-lean-'));
+  const program = `
+    import { register } from 'node:module';
+    const seen = new Set();
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (url) => seen.add(url)); port1.unref();
+    register('data:text/javascript,' + encodeURIComponent(\`
+      let port; export function initialize(data) { port = data.port; }
+      export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }\`), { data: { port: port2 }, transferList: [port2] });
+    const { loadConfig } = await import('./dist/agent/config.js');
+    const { startAgent } = await import('./dist/agent/agent.js');
+    const { pino } = await import('pino');
+    const agent = await startAgent(await loadConfig(['--store', 'file', '--state-dir', ${JSON.stringify(state)}, '--listen', '127.0.0.1:0', '--node-name', 'lean']), pino({ level: 'silent' }));
+    await new Promise((r) => setTimeout(r, 200)); // the hook's last messages
+    await agent.stop();
+    const packages = [...new Set([...seen].flatMap((u) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(u)?.[1] ?? []))].sort();
+    console.log(JSON.stringify({ packages, nodeUndici: process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) }));
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { packages: string[]; nodeUndici: boolean };
+}
+
+test('an agent at start loads neither execa, undici nor the Kubernetes client, nor Node\'s bundled undici', () => {
+  const { packages, nodeUndici } = loadedAtStart();
+  for (const lazy of ['execa', 'undici', '@kubernetes/client-node', '@grpc/grpc-js']) assert.ok(!packages.includes(lazy), `${lazy} loaded at start: ${packages.join(', ')}`);
+  assert.ok(packages.includes('pino') && packages.includes('yaml'), packages.join(', ')); // the hook saw the packages it did load
+  assert.equal(nodeUndici, false, "Node's bundled undici was loaded (an ESM import of node:http does that on Node 24: use agent/lib/node-http.ts)");
+});
