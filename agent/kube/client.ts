@@ -72,9 +72,9 @@ export class KubeClient {
   }
 
   /** GET `path`; undefined when there is no such object. */
-  async get<T = unknown>(path: string): Promise<T | undefined> {
+  async get<T = unknown>(path: string, query?: Query): Promise<T | undefined> {
     try {
-      return await this.request<T>('GET', path);
+      return await this.request<T>('GET', path, { query });
     } catch (err) {
       if (apiStatus(err) === 404) return undefined;
       throw err;

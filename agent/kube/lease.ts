@@ -34,7 +34,10 @@ export class LeaseRecord {
    */
   async update(decide: (current: V1Lease) => V1Lease | undefined, attempts = 5): Promise<boolean> {
     for (let attempt = 0; attempt < attempts; attempt++) {
-      const stored = await this.get();
+      // The first read from the apiserver's cache (resourceVersion=0: no etcd read; the event watcher's
+      // followers check every few seconds on every node); a stale copy only makes the write below fail
+      // with a conflict, and the tries after a conflict read the latest.
+      const stored = await this.get(attempt === 0);
       const next = decide(stored ?? { metadata: { name: this.name, namespace: this.namespace }, spec: {} });
       if (!next) return false;
       try {
@@ -49,7 +52,7 @@ export class LeaseRecord {
     return false;
   }
 
-  private get(): Promise<V1Lease | undefined> {
-    return this.client.get<V1Lease>(`${this.path}/${seg(this.name)}`);
+  private get(cached = false): Promise<V1Lease | undefined> {
+    return this.client.get<V1Lease>(`${this.path}/${seg(this.name)}`, cached ? { resourceVersion: '0' } : undefined);
   }
 }

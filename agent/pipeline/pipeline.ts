@@ -264,14 +264,19 @@ export class Pipeline {
     return this.commit(recorded, status); // the next step tries the next recoverer
   }
 
-  /** Look at a held-back Abnormal again later (once per Abnormal, however often it is looked at meanwhile). */
+  /**
+   * Look at a held-back Abnormal again later (once per Abnormal, however often it is looked at
+   * meanwhile), after half to one and a half times railRetryMs: nodes held back by the cluster budget at
+   * the same moment then ask again spread out, so a freed slot is taken within moments instead of all
+   * of them asking together one period later (measured with 100 agents: docs/benchmarks.md, fleet).
+   */
   private retryLater(key: AbnormalKey): void {
     if (this.waiting.has(key)) return;
     this.waiting.add(key);
     setTimeout(() => {
       this.waiting.delete(key);
       this.queue.add(key);
-    }, this.opts.railRetryMs ?? 30_000).unref();
+    }, (this.opts.railRetryMs ?? 30_000) * (0.5 + Math.random())).unref();
   }
 
   /** Runs one processor; a throw (a bug in it) becomes a failed outcome, never a stuck Abnormal. */

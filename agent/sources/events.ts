@@ -73,7 +73,8 @@ export class EventSource implements SymptomSource {
   private async holdLock(): Promise<void> {
     if (this.stopped) return;
     const now = new Date();
-    // One try: a conflict means another agent took or renewed it first.
+    // Two tries: the first decides on the apiserver's cached copy; after a conflict, the second on the latest
+    // (where another agent that took or renewed it first shows).
     const held = await this.lock.update((lease) => {
       const holder = heldAt(lease, now.getTime());
       if (holder && holder !== this.opts.nodeName) return undefined;
@@ -85,7 +86,7 @@ export class EventSource implements SymptomSource {
           ...(taking ? { acquireTime: microTime(now.getTime()) as unknown as Date, leaseTransitions: (lease.spec?.leaseTransitions ?? 0) + 1 } : {}),
         },
       };
-    }, 1);
+    }, 2);
     if (!held) return this.follow();
     if (!this.isLeader) {
       this.isLeader = true;
@@ -106,25 +107,38 @@ export class EventSource implements SymptomSource {
   private async release(): Promise<void> {
     await this.lock.update((lease) => (lease.spec?.holderIdentity === this.opts.nodeName
       ? { ...lease, spec: { ...lease.spec, holderIdentity: undefined, renewTime: undefined } }
-      : undefined), 1);
+      : undefined), 2);
   }
 
   /** Watch Warning events from now on (what happened before is history, as for the logs). */
   private async watch(): Promise<void> {
     const list = await this.opts.client.request<KubeList<CoreV1Event>>('GET', '/api/v1/events', { query: { fieldSelector: 'type=Warning', limit: 1 } });
-    const resourceVersion = list.metadata?.resourceVersion;
+    await this.watchFrom(list.metadata?.resourceVersion ?? '');
+  }
+
+  /**
+   * Watch from `resourceVersion`. When the apiserver closes the watch at its timeout, carry on from the
+   * last event seen, so none made meanwhile is missed; when it fails, the next lock check lists and
+   * watches afresh.
+   */
+  private async watchFrom(resourceVersion: string): Promise<void> {
+    let version = resourceVersion;
     const watching = await this.opts.client.watch<CoreV1Event>('/api/v1/events', { fieldSelector: 'type=Warning', resourceVersion }, (type, event) => {
+      version = event.metadata?.resourceVersion ?? version;
       if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
     });
     this.watching = watching;
     this.streaming = true;
-    const ended = (err?: unknown) => {
-      if (this.stopped || !this.isLeader || this.watching !== watching) return;
+    const current = () => !this.stopped && this.isLeader && this.watching === watching;
+    const failed = (err: unknown) => {
+      if (!current()) return;
       this.streaming = false;
-      this.opts.log.warn({ err: (err as Error | undefined)?.message ?? 'closed by the apiserver' }, 'event watch ended; watching again');
+      this.opts.log.warn({ err: (err as Error).message }, 'event watch failed; watching again');
       this.isLeader = false; // the next lock check starts a new watch
     };
-    void watching.done.then(() => ended(), ended);
+    void watching.done.then(() => {
+      if (current()) void this.watchFrom(version).catch(failed);
+    }, failed);
   }
 
   private async onEvent(event: CoreV1Event): Promise<void> {

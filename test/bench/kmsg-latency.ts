@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { spawnAgent, waitFor } from '../helpers/agent.js';
+import { daemonSetNodeOptions, spawnAgent, waitFor } from '../helpers/agent.js';
 
 export type LatencyResult = { lines: number; p50Ms: number; p99Ms: number; maxMs: number };
 
@@ -32,7 +32,7 @@ export async function benchKmsgLatency(lines = 200): Promise<{ idle: LatencyResu
       `  - {reason: Bench${i}, pattern: 'nodemedic-bench-${i} fired'}`).join('\n')}\n`);
     await writeFile(path.join(dir, 'config.yaml'), `nodeName: bench-node\nstore: kube\nkubeconfig: ${cluster.kubeconfigs.agent}\nstateDir: ${path.join(dir, 'state')}\n` +
       `logLevel: info\nsources: {ruleFiles: [${rules}], kernelLogFallback: ""}\nsymptoms: {createBurst: ${2 * lines}, createPerMinute: 6000}\n`);
-    const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
+    const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: { NODE_OPTIONS: daemonSetNodeOptions() } }); // as the DaemonSet runs it
     try {
       const agentLog = () => readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '');
       await waitFor('the agent to start', async () => (await agentLog()).includes('agent started') || undefined, 60_000).catch(async (err: Error) => {

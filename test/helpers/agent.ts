@@ -1,10 +1,11 @@
 // Running the agent in tests: in-process (startAgent, the same code the binary runs) or as the real
 // `nodemedic agent` process, for the tests that kill it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { parseAllDocuments } from 'yaml';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import { DEFAULTS, type Config } from '../../agent/config.js';
 import { kindOfPlural, type ProcessorPlural } from '../../agent/api/kinds.js';
@@ -17,6 +18,17 @@ import { waitFor } from './wait.js';
 export { waitFor };
 
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
+
+/** The NODE_OPTIONS the DaemonSet gives the agent (manifests/deploy/daemonset.yaml): benchmarks run it as it is shipped. */
+export function daemonSetNodeOptions(): string {
+  for (const doc of parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'manifests/deploy/daemonset.yaml'), 'utf8'))) {
+    const ds = doc.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } };
+    if (ds?.kind !== 'DaemonSet') continue;
+    const value = ds.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+    if (value !== undefined) return value;
+  }
+  throw new Error('manifests/deploy/daemonset.yaml sets no NODE_OPTIONS');
+}
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
@@ -42,9 +54,9 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
  * `nodemedic agent ARGS` as a child process, its output appended to `logFile`. Without the built-in
  * log rules unless asked: other test files write to the kernel log.
  */
-export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv } = {}): ChildProcess & { exited: Promise<number | null> } {
+export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; node?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
   const env = options.env ?? {};
-  const child = spawn(process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
+  const child = spawn(options.node ?? process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
