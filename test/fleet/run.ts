@@ -290,14 +290,18 @@ the agents' /proc. The last column is each figure extrapolated linearly to ${FLE
 | Warning events fed to the event-watching agent (asked: ${EVENTS_PER_SECOND}/s for ${EVENT_SECONDS} s) | ${events.created.toLocaleString('en')} created (${Math.round(events.achievedPerSecond)}/s achieved, ${events.failedCreates} refused); worst backlog ${events.worstBacklog} events; caught up ${round(Math.max(0, events.catchUpS))} s after the feed ended; its memory ${Math.round(events.leaderRssBefore)} → at most ${Math.round(events.leaderRssMax)} MiB | one agent watches all events whatever the fleet's size |
 | the event-watching agent SIGKILLed: another holds the lock after | ${round(takeoverS)} s (${holder} → ${successor}) | the same |
 
-What would break first at ${FLEET.toLocaleString('en')} nodes: the burst. One symptom on every node at once is
-${burst.requests} requests for ${N} Abnormals here (${round(burst.requests / N, 1)} each: create, status writes
-through the pipeline, Events); at ${FLEET.toLocaleString('en')} nodes that is ${Math.round((burst.requests / N) * FLEET).toLocaleString('en')} requests
-arriving within seconds, against a default apiserver's 200 mutating requests in flight — the per-node
-creation limit (symptoms.createBurst) does not help when every node has its first fault at once, and
-the apiserver's priority and fairness is then what orders them. Idle traffic and watches grow linearly
-and stay small (${round(idle.perAgentPerMinute, 2)} requests a minute and ${round(idle.watchesPerAgent, 2)} watches per agent); recovery is held to
-${BUDGET} nodes at a time by design, so a fleet-wide fault takes ${round((FLEET / BUDGET) * (burst.doneS / (N / BUDGET)) / 60)} minutes to heal at this pace.
+What would break first at ${FLEET.toLocaleString('en')} nodes: the burst. One symptom on every node at once cost
+${round(burst.requests / N, 1)} requests per Abnormal here (its create, status writes through the pipeline, Events,
+and the budget Lease read by every node waiting for a slot); at ${FLEET.toLocaleString('en')} nodes the first seconds would
+ask ${Math.round(burst.peakWrites * scale).toLocaleString('en')} writes a second, ${round((burst.peakWrites * scale) / events.achievedPerSecond)} times the ${Math.round(events.achievedPerSecond)} creates a second this machine's apiserver
+accepted while the events were fed. The apiserver's priority and fairness would queue them and refuse
+the rest (429), and each agent's sink keeps what was refused and tries again, so nothing is lost — but
+the last Abnormal would appear minutes late. The next limits are linear and known: ${Math.round(idle.watchesPerAgent * FLEET).toLocaleString('en')}
+watches (one connection each: the agent speaks HTTP/1.1) and about ${Math.round(idle.apiMemBefore + apiMemPerAgent * FLEET).toLocaleString('en')} MiB in the apiserver;
+idle traffic of ${round((idle.perAgentPerMinute * FLEET) / 60)} requests a second, nearly all the event lock's followers checking it
+(read from the apiserver's cache, not etcd). Recovery is held to ${BUDGET} nodes at a time by design: a fault on
+every node takes ${round((FLEET / BUDGET) * (burst.doneS / (N / BUDGET)) / 60)} minutes to heal at this pace — raise recovery.maxNodesAtOnce for faults
+whose fix is safe to run widely.
 `);
   console.log(`wrote the fleet section of docs/benchmarks.md`);
 } finally {
