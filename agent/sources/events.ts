@@ -127,6 +127,7 @@ export class EventSource implements SymptomSource {
       version = event.metadata?.resourceVersion ?? version;
       if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
     });
+    if (this.stopped || !this.isLeader) return watching.stop(); // stopped, or the lock lost, while the watch started
     this.watching = watching;
     this.streaming = true;
     const current = () => !this.stopped && this.isLeader && this.watching === watching;
