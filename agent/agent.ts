@@ -83,7 +83,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     stateDir: config.stateDir, maxPerHour: recovery.maxPerHour, cooldownSeconds: recovery.cooldownSeconds, log,
     budget: client ? await clusterBudget(client, config) : undefined,
   });
-  const metrics = new AgentMetrics();
+  const metrics = new AgentMetrics(config.eventLoopSampleMs);
   const pipeline = new Pipeline({
     store, events: backend.events, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun,
     onStep: (processor, outcome, ms) => metrics.processorRan(processor, outcome, ms),

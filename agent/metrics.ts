@@ -10,12 +10,6 @@ import { AlertSource } from './sources/alerts.js';
 import type { SymptomSink } from './sources/sink.js';
 import type { SymptomSource } from './sources/source.js';
 
-/**
- * How often the event-loop delay is sampled. Node's monitor records the time between samples, so
- * nodejs_eventloop_lag_* include this much: the delay itself is the value less this.
- */
-export const EVENT_LOOP_SAMPLE_MS = 100;
-
 export class AgentMetrics {
   readonly registry = new Registry();
   private readonly processorSeconds = new Histogram({
@@ -32,11 +26,13 @@ export class AgentMetrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    // process_* and nodejs_*: memory, CPU, event-loop delay. The delay is sampled every 100 ms, not every
-    // 10 ms: 10 wakeups a second instead of 100 when idle, and a block as long as the agent's budget for
-    // one input (100 ms) is still always seen.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+  /**
+   * process_* and nodejs_*: memory, CPU, event-loop delay, sampled every `eventLoopSampleMs`
+   * (config.eventLoopSampleMs). Node's monitor records the time between samples, so nodejs_eventloop_lag_*
+   * include that much: the delay itself is the value less it.
+   */
+  constructor(eventLoopSampleMs: number) {
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: eventLoopSampleMs });
   }
 
   /** The pipeline's onStep. */
