@@ -14,8 +14,11 @@ function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
   const program = `
     import { register } from 'node:module';
     const seen = new Set();
+    const MARKER = 'data:text/javascript,export default "lean-imports: the last import"';
+    let markerSeen;
+    const lastSeen = new Promise((resolve) => (markerSeen = resolve));
     const { port1, port2 } = new MessageChannel();
-    port1.on('message', (url) => seen.add(url)); port1.unref();
+    port1.on('message', (url) => { seen.add(url); if (url === MARKER) markerSeen(); }); port1.unref();
     register('data:text/javascript,' + encodeURIComponent(\`
       let port; export function initialize(data) { port = data.port; }
       export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }\`), { data: { port: port2 }, transferList: [port2] });
@@ -23,8 +26,10 @@ function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
     const { startAgent } = await import('./dist/agent/agent.js');
     const { pino } = await import('pino');
     const agent = await startAgent(await loadConfig(['--store', 'file', '--state-dir', ${JSON.stringify(state)}, '--listen', '127.0.0.1:0', '--node-name', 'lean']), pino({ level: 'silent' }));
-    await new Promise((r) => setTimeout(r, 200)); // the hook's last messages
     await agent.stop();
+    // The hook's messages arrive in order: once this last import's has, every earlier one has too.
+    await import(MARKER);
+    await lastSeen;
     const packages = [...new Set([...seen].flatMap((u) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(u)?.[1] ?? []))].sort();
     console.log(JSON.stringify({ packages, nodeUndici: process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) }));
     process.exit(0);`;
