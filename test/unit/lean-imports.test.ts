@@ -18,7 +18,7 @@ function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
     let markerSeen;
     const lastSeen = new Promise((resolve) => (markerSeen = resolve));
     const { port1, port2 } = new MessageChannel();
-    port1.on('message', (url) => { seen.add(url); if (url === MARKER) markerSeen(); }); port1.unref();
+    port1.on('message', (url) => { seen.add(url); if (url === MARKER) markerSeen(); }); // port1 keeps this process alive until the marker's message is in
     register('data:text/javascript,' + encodeURIComponent(\`
       let port; export function initialize(data) { port = data.port; }
       export async function resolve(s, c, next) { const r = await next(s, c); port.postMessage(r.url); return r; }\`), { data: { port: port2 }, transferList: [port2] });
