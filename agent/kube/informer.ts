@@ -1,19 +1,68 @@
-// Watching objects, kept running. An Informer lists what matches, then watches from the list's
-// resourceVersion and keeps a cache; it relists by itself after 410 Gone and rewatches after the
-// server's timeout closes a watch; after any other failure (an apiserver restart, the network) it
-// stops and says so. `keepWatching` starts one and restarts it with backoff whenever it fails, so every
+// Watching objects, kept running. A resumingWatch watches again from the last version seen whenever
+// the server closes a watch at its timeout. An Informer lists what matches, then watches from the
+// list's resourceVersion that way and keeps a cache; it relists by itself after 410 Gone; after any
+// other failure (an apiserver restart, the network) it stops and says so. `keepWatching` starts one and restarts it with backoff whenever it fails, so every
 // watch of the agent survives an outage the same way.
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds.js';
 import { Backoff } from '../lib/backoff.js';
-import { KubeApiError, seg, type KubeClient, type KubeObject, type WatchStream } from './client.js';
+import { KubeApiError, seg, type KubeClient, type KubeObject, type Query, type WatchEventType, type WatchStream } from './client.js';
 
 type Handler<T> = (object: T) => void;
+
+/** How long the server keeps each watch open: random, so that a fleet's watches do not all reopen at once. */
+const watchSecondsDefault = () => 300 + Math.floor(Math.random() * 300);
+
+export type ResumingWatchOptions<T> = {
+  query: Query;
+  resourceVersion: string;
+  onEvent: (type: WatchEventType, object: T) => void;
+  /** Told once of the failure that ends the watch (410 Gone included); never after stop(). */
+  onEnd: (err: unknown) => void;
+  /** Told of each watch request made. */
+  onOpen?: () => void;
+  watchSeconds?: () => number;
+};
+
+/**
+ * Watch `path` from a resourceVersion, and each time the server closes the watch at its timeout, watch
+ * again from the last version seen, so no change made meanwhile is missed. Resolves once the first
+ * watch runs (rejects if it cannot start); a later failure ends it and goes to `onEnd`.
+ */
+export async function resumingWatch<T extends KubeObject>(client: KubeClient, path: string, opts: ResumingWatchOptions<T>): Promise<{ stop(): void }> {
+  let stopped = false;
+  let stream: WatchStream | undefined;
+  let version = opts.resourceVersion;
+  const end = (err: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    opts.onEnd(err);
+  };
+  const open = async () => {
+    opts.onOpen?.();
+    const opened = await client.watch<T>(path, { ...opts.query, resourceVersion: version, timeoutSeconds: (opts.watchSeconds ?? watchSecondsDefault)() }, (type, object) => {
+      version = object.metadata?.resourceVersion ?? version;
+      opts.onEvent(type, object);
+    });
+    if (stopped) return opened.stop();
+    stream = opened;
+    void opened.done.then(() => {
+      if (!stopped) open().catch(end);
+    }, end);
+  };
+  await open();
+  return {
+    stop: () => {
+      stopped = true;
+      stream?.stop();
+    },
+  };
+}
 
 export class Informer<T extends KubeObject = KubeObject> {
   private readonly cache = new Map<string, T>();
   private readonly handlers = { add: [] as Array<Handler<T>>, update: [] as Array<Handler<T>>, delete: [] as Array<Handler<T>>, error: [] as Array<(err: unknown) => void> };
-  private stream?: WatchStream;
+  private watching?: { stop(): void };
   private running = false;
   /** Watch requests made (each list is followed by one, and each close by the server's timeout). */
   watches = 0;
@@ -22,8 +71,8 @@ export class Informer<T extends KubeObject = KubeObject> {
     private readonly client: KubeClient,
     readonly path: string,
     private readonly selectors: { labelSelector?: string; fieldSelector?: string } = {},
-    /** How long the server keeps each watch open; random by default, so a fleet's watches do not all reopen at once. */
-    private readonly watchSeconds = () => 300 + Math.floor(Math.random() * 300),
+    /** How long the server keeps each watch open (tests shorten it). */
+    private readonly watchSeconds = watchSecondsDefault,
   ) {}
 
   on(event: 'add' | 'update' | 'delete', handler: Handler<T>): void;
@@ -46,34 +95,32 @@ export class Informer<T extends KubeObject = KubeObject> {
 
   async stop(): Promise<void> {
     this.running = false;
-    this.stream?.stop();
+    this.watching?.stop();
   }
 
   private async watchFrom(resourceVersion: string): Promise<void> {
-    let version = resourceVersion;
-    this.watches++;
-    const stream = await this.client.watch<T>(this.path, { ...this.selectors, resourceVersion, timeoutSeconds: this.watchSeconds() }, (type, object) => {
-      version = object.metadata?.resourceVersion ?? version;
-      if (type === 'BOOKMARK') return;
-      const key = keyOf(object);
-      if (type === 'DELETED') {
-        this.cache.delete(key);
-        this.emit('delete', object);
-      } else {
-        const known = this.cache.has(key);
-        this.cache.set(key, object);
-        this.emit(known ? 'update' : 'add', object);
-      }
-    });
-    if (!this.running) return stream.stop();
-    this.stream = stream;
-    void stream.done.then(
-      () => this.again(() => this.watchFrom(version)), // the server's timeout: carry on from where it was
-      (err) => this.again(async () => {
+    const watching = await resumingWatch<T>(this.client, this.path, {
+      query: this.selectors, resourceVersion, watchSeconds: this.watchSeconds,
+      onOpen: () => this.watches++,
+      onEvent: (type, object) => {
+        if (type === 'BOOKMARK') return;
+        const key = keyOf(object);
+        if (type === 'DELETED') {
+          this.cache.delete(key);
+          this.emit('delete', object);
+        } else {
+          const known = this.cache.has(key);
+          this.cache.set(key, object);
+          this.emit(known ? 'update' : 'add', object);
+        }
+      },
+      onEnd: (err) => this.again(async () => {
         if (!(err instanceof KubeApiError && err.status === 410)) throw err;
         await this.watchFrom(await this.relist()); // too old to resume: list again
       }),
-    );
+    });
+    if (!this.running) return watching.stop();
+    this.watching = watching;
   }
 
   private again(next: () => Promise<void>): void {

@@ -12,7 +12,8 @@
 // happen.
 import type { CoreV1Event, V1Lease, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { seg, type KubeClient, type KubeList, type WatchStream } from '../kube/client.js';
+import { seg, type KubeClient, type KubeList } from '../kube/client.js';
+import { resumingWatch } from '../kube/informer.js';
 import { LeaseRecord, microTime } from '../kube/lease.js';
 import type { Symptom, SymptomSource } from './source.js';
 
@@ -41,7 +42,7 @@ export class EventSource implements SymptomSource {
   readonly name = 'kubernetes events';
   private readonly lock: LeaseRecord;
   private timer?: NodeJS.Timeout;
-  private watching?: WatchStream;
+  private watching?: { stop(): void };
   /** True from the moment the watch runs (its list's resourceVersion taken) until it stops: every Warning event made since reaches it. */
   streaming = false;
   private stopped = false;
@@ -110,36 +111,27 @@ export class EventSource implements SymptomSource {
       : undefined), 2);
   }
 
-  /** Watch Warning events from now on (what happened before is history, as for the logs). */
+  /**
+   * Watch Warning events from now on (what happened before is history, as for the logs), resumed
+   * across the apiserver's timeouts (resumingWatch); when it fails, the next lock check starts afresh.
+   */
   private async watch(): Promise<void> {
     const list = await this.opts.client.request<KubeList<CoreV1Event>>('GET', '/api/v1/events', { query: { fieldSelector: 'type=Warning', limit: 1 } });
-    await this.watchFrom(list.metadata?.resourceVersion ?? '');
-  }
-
-  /**
-   * Watch from `resourceVersion`. When the apiserver closes the watch at its timeout, carry on from the
-   * last event seen, so none made meanwhile is missed; when it fails, the next lock check lists and
-   * watches afresh.
-   */
-  private async watchFrom(resourceVersion: string): Promise<void> {
-    let version = resourceVersion;
-    const watching = await this.opts.client.watch<CoreV1Event>('/api/v1/events', { fieldSelector: 'type=Warning', resourceVersion }, (type, event) => {
-      version = event.metadata?.resourceVersion ?? version;
-      if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
+    const watching = await resumingWatch<CoreV1Event>(this.opts.client, '/api/v1/events', {
+      query: { fieldSelector: 'type=Warning' }, resourceVersion: list.metadata?.resourceVersion ?? '',
+      onEvent: (type, event) => {
+        if (type === 'ADDED' || type === 'MODIFIED') void this.onEvent(event).catch((err) => this.opts.log.warn({ err: (err as Error).message }, 'could not handle an event'));
+      },
+      onEnd: (err) => {
+        if (this.stopped || !this.isLeader) return;
+        this.streaming = false;
+        this.opts.log.warn({ err: (err as Error).message }, 'event watch failed; watching again');
+        this.isLeader = false; // the next lock check starts a new watch
+      },
     });
     if (this.stopped || !this.isLeader) return watching.stop(); // stopped, or the lock lost, while the watch started
     this.watching = watching;
     this.streaming = true;
-    const current = () => !this.stopped && this.isLeader && this.watching === watching;
-    const failed = (err: unknown) => {
-      if (!current()) return;
-      this.streaming = false;
-      this.opts.log.warn({ err: (err as Error).message }, 'event watch failed; watching again');
-      this.isLeader = false; // the next lock check starts a new watch
-    };
-    void watching.done.then(() => {
-      if (current()) void this.watchFrom(version).catch(failed);
-    }, failed);
   }
 
   private async onEvent(event: CoreV1Event): Promise<void> {
