@@ -47,8 +47,7 @@ export class HttpProcessor implements Processor {
     let statusCode: number;
     try {
       const { Agent, request } = await import('undici');
-      const ca = this.spec.caBundle ? Buffer.from(this.spec.caBundle, 'base64').toString('utf8') : undefined;
-      this.dispatcher ??= new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 30_000 });
+      this.dispatcher ??= new Agent({ connect: this.spec.caBundle ? { ca: Buffer.from(this.spec.caBundle, 'base64').toString('utf8') } : {}, keepAliveTimeout: 30_000 });
       const res = await request(this.url, {
         method: 'POST',
         headers,
