@@ -14,7 +14,7 @@ import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
-import { daemonSetNodeOptions, spawnAgent, waitFor } from '../helpers/agent.js';
+import { daemonSetNodeOptions, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
 
 export type CorpusResult = {
   lines: number; faults: number; limitCpuS: number; limitMatches: number; agentCpuS: number; abnormals: number; ratio: number;
@@ -92,7 +92,7 @@ export async function benchCorpus(lineCount = 1_000_000): Promise<CorpusResult> 
     await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${path.join(dir, 'rules.yaml')}"]}\n`);
     const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'bench', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: { NODE_OPTIONS: daemonSetNodeOptions() } }); // as the DaemonSet runs it
     try {
-      await waitFor('the agent to start', async () => (await readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '')).includes('agent started') || undefined);
+      await startedPort(path.join(dir, 'agent.log'));
       const before = cpuSeconds(agent.pid!);
       await pipeline(createReadStream(source), createWriteStream(log, { flags: 'a' }));
       const size = (await stat(log)).size;

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetNodeOptions, spawnAgent, waitFor } from '../helpers/agent.js';
+import { daemonSetNodeOptions, spawnAgent, startedPort } from '../helpers/agent.js';
 
 export type LatencyResult = { lines: number; p50Ms: number; p99Ms: number; maxMs: number };
 
@@ -35,7 +35,7 @@ export async function benchKmsgLatency(lines = 200): Promise<{ idle: LatencyResu
     const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: { NODE_OPTIONS: daemonSetNodeOptions() } }); // as the DaemonSet runs it
     try {
       const agentLog = () => readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '');
-      await waitFor('the agent to start', async () => (await agentLog()).includes('agent started') || undefined, 60_000).catch(async (err: Error) => {
+      await startedPort(path.join(dir, 'agent.log')).catch(async (err: Error) => {
         throw new Error(`${err.message}; its log ends:\n${(await agentLog()).split('\n').slice(-5).join('\n')}`);
       });
       const kc = new KubeConfig();

@@ -5,11 +5,11 @@
 // anonymous memory and the node binary's pages), and on the kube store reading 50,000 lines/s.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetNodeOptions, spawnAgent, waitFor } from '../helpers/agent.js';
+import { daemonSetNodeOptions, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
@@ -31,6 +31,9 @@ export type NodeMemory = {
 const round = (n: number) => Math.round(n * 10) / 10;
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** A process's resident memory now, MiB. */
+export const rssMiB = (pid: number) => round(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024);
+
 /** Resident memory now: in all, anonymous (heap, malloc), and the node binary's own pages (code, built-in data). */
 function resident(pid: number): Resident {
   let anon = 0;
@@ -45,8 +48,7 @@ function resident(pid: number): Resident {
       if (mapping === '' || mapping === '[heap]') anon += kb;
     }
   }
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return { rssMiB: round(rss / 1024), anonMiB: round(anon / 1024), binaryMiB: round(binary / 1024) };
+  return { rssMiB: rssMiB(pid), anonMiB: round(anon / 1024), binaryMiB: round(binary / 1024) };
 }
 
 /** CPU seconds used so far, and context switches of all threads (each one a wakeup). */
@@ -75,10 +77,7 @@ async function importing(node: string, modules: string[]): Promise<number> {
 async function agentOn(node: string, dir: string) {
   const logFile = path.join(dir, 'agent.log');
   const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], logFile, { node, defaultRules: true, env: { NODE_OPTIONS: daemonSetNodeOptions() } });
-  const port = await waitFor('the agent to start', async () => {
-    const line = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').find((l) => l.includes('"msg":"agent started"'));
-    return line ? /"listen":"[^"]*:(\d+)"/.exec(line)?.[1] : undefined;
-  }, 60_000);
+  const port = await startedPort(logFile);
   const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return { agent, pid: agent.pid!, metrics, stop: async () => (agent.kill('SIGTERM'), await agent.exited) };
 }

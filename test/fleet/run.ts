@@ -9,7 +9,7 @@
 //   3. the event-watching agent fed Warning events at 1,000/s for a minute (lag, memory), then
 //      SIGKILLed: how long until another agent holds its lock.
 // Writes its section of docs/benchmarks.md, with each figure extrapolated to 5,000 nodes.
-import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -20,8 +20,9 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { loadKubeClient } from '../../agent/kube/client.js';
 import { loadKubeConnection } from '../../agent/kube/kubeconfig.js';
 import { writeSection } from '../bench/doc-section.js';
+import { rssMiB } from '../bench/memory.js';
 import { AGENT_NAMESPACE, REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetNodeOptions, registerProcessor, spawnAgent } from '../helpers/agent.js';
+import { daemonSetNodeOptions, registerProcessor, spawnAgent, startedPort } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 import { answer, ProcessorServer } from '../helpers/processor-server.js';
 import { waitFor } from '../helpers/wait.js';
@@ -37,7 +38,6 @@ const IDLE_SECONDS = 60;
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const nodeName = (i: number) => `fleet-${String(i).padStart(4, '0')}`;
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
-const rssMiB = (pid: number) => readFile(`/proc/${pid}/status`, 'utf8').then((s) => Number(/VmRSS:\s+(\d+)/.exec(s)?.[1]) / 1024, () => NaN);
 
 /** One agent of the fleet: a real process, its /metrics port read from its start line. */
 class FleetAgent {
@@ -47,11 +47,7 @@ class FleetAgent {
     this.child = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: { NODE_OPTIONS: daemonSetNodeOptions() } });
   }
   async started(): Promise<this> {
-    const port = await waitFor(`${this.node} to start`, async () => {
-      const started = (await readFile(path.join(this.dir, 'agent.log'), 'utf8').catch(() => '')).split('\n').find((l) => l.includes('"msg":"agent started"'));
-      return started ? /"listen":"[^"]*:(\d+)"/.exec(started)?.[1] : undefined;
-    }, 120_000);
-    this.port = Number(port);
+    this.port = await startedPort(path.join(this.dir, 'agent.log'), 120_000);
     return this;
   }
   async metric(name: string): Promise<number> {
@@ -167,7 +163,7 @@ try {
   const apiCpu = (sumOf(idleTo, 'process_cpu_seconds_total') - sumOf(idleFrom, 'process_cpu_seconds_total')) / IDLE_SECONDS;
   const apiMemBefore = sumOf(before, 'process_resident_memory_bytes') / 2 ** 20;
   const apiMem = sumOf(idleTo, 'process_resident_memory_bytes') / 2 ** 20;
-  const agentRss = await Promise.all(fleet.map((a) => rssMiB(a.child.pid!)));
+  const agentRss = fleet.map((a) => rssMiB(a.child.pid!));
   const idle = {
     perAgentPerMinute: total(idleRequests) / N / (IDLE_SECONDS / 60),
     byVerb: [...idleRequests].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', '),
@@ -217,7 +213,7 @@ try {
   const holder = await waitFor('an agent to hold the event-watcher lock', async () => (await lease())?.spec?.holderIdentity || undefined, 120_000);
   const leader = fleet.find((a) => a.node === holder)!;
   const seenBefore = await leader.metric('nodemedic_symptoms_total');
-  const leaderRssBefore = await rssMiB(leader.child.pid!);
+  const leaderRssBefore = rssMiB(leader.child.pid!);
   let created = 0;
   let failedCreates = 0;
   let leaderRssMax = leaderRssBefore;
@@ -245,7 +241,7 @@ try {
       inFlight = [];
       const seen = (await leader.metric('nodemedic_symptoms_total')) - seenBefore;
       worstBacklog = Math.max(worstBacklog, created - seen);
-      leaderRssMax = Math.max(leaderRssMax, await rssMiB(leader.child.pid!));
+      leaderRssMax = Math.max(leaderRssMax, rssMiB(leader.child.pid!));
     }
   }
   const feedS = (Date.now() - feedStart) / 1000;

@@ -2,6 +2,7 @@
 // `nodemedic agent` process, for the tests that kill it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -48,6 +49,15 @@ export async function startKubeAgent(nodeName: string, overrides: Partial<Config
     ...overrides,
   };
   return startAgent(config, pino({ level: config.logLevel }));
+}
+
+/** The port of the agent logging to `logFile`, from its latest "agent started" line, once there is one. */
+export async function startedPort(logFile: string, timeoutMs = 60_000): Promise<number> {
+  const port = await waitFor('the agent to start', async () => {
+    const lines = (await readFile(logFile, 'utf8').catch(() => '')).split('\n');
+    return lines.filter((l) => l.includes('"msg":"agent started"')).map((l) => /"listen":"[^"]*:(\d+)"/.exec(l)?.[1]).pop();
+  }, timeoutMs);
+  return Number(port);
 }
 
 /**

@@ -24,13 +24,19 @@ function requireEnv(name: string): string {
   return value;
 }
 
+/** The identity's own kubeconfig file, where the suite's cluster gave it one. */
+const ownKubeconfig = (identity: Identity) => ({
+  admin: process.env.NODEMEDIC_TEST_KUBECONFIG,
+  agent: process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG,
+  unprivileged: process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG,
+})[identity];
+
+/** The identity impersonated by the admin where it has no kubeconfig of its own. */
+const impersonated = (identity: Identity) => (identity === 'agent' ? AGENT_USER : UNPRIVILEGED_USER);
+
 export function kubeConfig(identity: Identity = 'admin'): KubeConfig {
   const kc = new KubeConfig();
-  const own = {
-    admin: process.env.NODEMEDIC_TEST_KUBECONFIG,
-    agent: process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG,
-    unprivileged: process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG,
-  }[identity];
+  const own = ownKubeconfig(identity);
   if (own) {
     kc.loadFromFile(own);
     return kc;
@@ -38,7 +44,7 @@ export function kubeConfig(identity: Identity = 'admin'): KubeConfig {
   kc.loadFromFile(requireEnv('NODEMEDIC_TEST_KUBECONFIG'));
   const user = kc.getCurrentUser();
   if (!user) throw new Error('NODEMEDIC_TEST_KUBECONFIG has no current user');
-  const impersonateUser = identity === 'agent' ? AGENT_USER : UNPRIVILEGED_USER;
+  const impersonateUser = impersonated(identity);
   kc.users = kc.users.map((u) => (u.name === user.name ? { ...u, impersonateUser } : u));
   return kc;
 }
@@ -48,12 +54,11 @@ export function kubeConfig(identity: Identity = 'admin'): KubeConfig {
  * or against a user's cluster a copy of the admin's that impersonates it (kubeconfig's `as`).
  */
 export function kubeconfigFile(identity: Identity): string {
-  const kc = kubeConfig(identity);
-  const own = { admin: process.env.NODEMEDIC_TEST_KUBECONFIG, agent: process.env.NODEMEDIC_TEST_AGENT_KUBECONFIG, unprivileged: process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG }[identity];
+  const own = ownKubeconfig(identity);
   if (own) return own;
   const file = path.join(tmpdir(), `nodemedic-test-${identity}-${randomBytes(4).toString('hex')}.kubeconfig`);
-  const config = JSON.parse(kc.exportConfig()) as { users: Array<Record<string, unknown> & { user: Record<string, unknown> }> };
-  for (const u of config.users) u.user.as = identity === 'agent' ? AGENT_USER : UNPRIVILEGED_USER;
+  const config = JSON.parse(kubeConfig('admin').exportConfig()) as { users: Array<Record<string, unknown> & { user: Record<string, unknown> }> };
+  for (const u of config.users) u.user.as = impersonated(identity);
   writeFileSync(file, JSON.stringify(config));
   after(() => rmSync(file, { force: true }));
   return file;

@@ -1,15 +1,14 @@
 // What the stress scenarios share: the row each reports, the rule file of N distinct faults they log,
 // and the agent as a real process watched through its /metrics (its worst event-loop delay included).
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, startCluster, type TestCluster } from '../cluster/cluster.js';
-import { spawnAgent } from '../helpers/agent.js';
+import { spawnAgent, startedPort } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs, customObjects, GROUP, VERSION } from '../helpers/kube.js';
 import { ProcessorServer } from '../helpers/processor-server.js';
-import { waitFor } from '../helpers/wait.js';
 
 /** One row of docs/stress.md's table. */
 export type ScenarioResult = {
@@ -52,11 +51,7 @@ export class WatchedAgent {
 
   /** Resolves once the agent has said it started (its sources are reading). */
   async started(timeoutMs = 60_000): Promise<this> {
-    const logged = await waitFor('the agent to start', async () => {
-      const lines = (await readFile(this.logFile, 'utf8').catch(() => '')).split('\n');
-      return lines.filter((l) => l.includes('"msg":"agent started"')).map((l) => /"listen":"[^"]*:(\d+)"/.exec(l)?.[1]).pop();
-    }, timeoutMs);
-    this.port = Number(logged);
+    this.port = await startedPort(this.logFile, timeoutMs);
     return this;
   }
 
