@@ -2,7 +2,9 @@
 // one record per read(), overwritten records skipped — used by the kernel-log source (KmsgReader) and
 // by the kernel-log collector alike.
 //
-// KmsgReader, the source's follower, drains the device on a timer. Where it starts:
+// KmsgReader, the source's follower, waits on the device with epoll (agent/lib/pollable-fd.ts): a
+// record is handled as soon as the kernel logs it, and an idle agent is not woken at all. Where this
+// Node cannot wait on the device, it drains it every 100 ms instead. Where it starts:
 //   - the first start on this node: at the end (what is already there is history, not news);
 //   - a restart in the same boot: after the last sequence number handled, kept in the state directory,
 //     so nothing is missed or repeated;
@@ -12,7 +14,9 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { pollableStream } from '../lib/pollable-fd.js';
 import { readState, writeState } from '../lib/files.js';
 import { Turns } from '../lib/turns.js';
 import type { LineReader, PositionSync } from './line-reader.js';
@@ -34,10 +38,15 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
   return { seq: sequence, usec: Number(usec), level: priority & 7, facility: priority >> 3, message };
 }
 
+/** Records read at once that mean a flood: read on in batches rather than a wakeup per record. */
+const BULK = 64;
+
 /** An open /dev/kmsg. Each open descriptor has its own position, so readers never disturb each other. */
 export class KmsgDevice {
   private readonly buffer = Buffer.alloc(16 * 1024); // a record is at most 8 KiB with its dictionary
   private fd?: number;
+  /** While following: the stream that waits on `fd`, and owns it. */
+  private stream?: Socket;
 
   /** Opens at the oldest record the kernel still holds; throws what open(2) says (ENOENT, EACCES, EPERM). */
   constructor(readonly path = '/dev/kmsg') {
@@ -66,8 +75,48 @@ export class KmsgDevice {
     }
   }
 
+  /**
+   * Hands each record to `onRecord` as soon as the kernel logs it, waiting on the device with epoll;
+   * each wakeup also drains what else is there (at most `max`). False where this Node cannot wait on
+   * the device: the caller polls readAvailable instead. `onError` gets what ends following.
+   */
+  follow(onRecord: (record: KmsgRecord) => void, onError: (err: Error) => void, max = Infinity): boolean {
+    // In a flood, a wakeup per record costs more than the record: while drains keep finding records in
+    // bulk, waiting stops and the device is drained every millisecond instead, in batches.
+    const drainInBulk = () => {
+      if (this.stream !== stream) return;
+      if (this.readAvailable(onRecord, max) >= BULK) setTimeout(drainInBulk, 1);
+      else stream?.resume();
+    };
+    const stream = this.fd === undefined ? undefined : pollableStream(this.fd, this.buffer, (length) => {
+      const record = parseKmsgRecord(this.buffer.toString('utf8', 0, length));
+      if (record) onRecord(record);
+      if (this.readAvailable(onRecord, max) < BULK) return true;
+      setTimeout(drainInBulk, 1);
+      return false; // paused: nothing read behind the drains' back, so records stay in order
+    });
+    if (!stream) return false;
+    this.stream = stream;
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      // The stream has closed the descriptor. EPIPE: records were overwritten while unread; a new
+      // descriptor starts at the oldest still there, as the old one would have gone on.
+      this.stream = undefined;
+      this.fd = undefined;
+      try {
+        if (err.code !== 'EPIPE') throw err;
+        this.fd = openSync(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
+        if (!this.follow(onRecord, onError, max)) throw new Error('cannot wait on the reopened kernel log device');
+      } catch (failed) {
+        onError(failed as Error);
+      }
+    });
+    return true;
+  }
+
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
+    if (this.stream) this.stream.destroy(); // closes fd
+    else if (this.fd !== undefined) closeSync(this.fd);
+    this.stream = undefined;
     this.fd = undefined;
   }
 }
@@ -75,7 +124,9 @@ export class KmsgDevice {
 type KmsgState = { bootId: string; seq: number };
 
 export type KmsgOptions = {
-  device?: string; stateDir: string; pollMs?: number; log: Logger;
+  device?: string; stateDir: string; log: Logger;
+  /** Drain the device every pollMs instead of waiting on it (as where this Node cannot wait on it). */
+  pollMs?: number;
   /** Keeping the position in step with the symptom journal. */
   sync?: PositionSync;
 };
@@ -89,6 +140,7 @@ export class KmsgReader implements LineReader {
   lost = 0;
   private device?: KmsgDevice;
   private timer?: NodeJS.Timeout;
+  private saveTimer?: NodeJS.Timeout;
   private lastSeq = -1;
   private savedSeq = -1;
   private bootId = '';
@@ -119,19 +171,40 @@ export class KmsgReader implements LineReader {
     this.drain(onLine);
     await this.save();
     this.opts.sync?.onJournaled(() => this.save());
-    // Drained every pollMs; while records keep coming in bulk (a flood fills the kernel's buffer, 128 KiB
-    // here, in milliseconds), drained again at once, so fewer are overwritten before they are read.
+    const device = this.device;
+    if (this.opts.pollMs === undefined && device.follow((record) => this.handle(record, onLine), (err) => this.followFailed(err, onLine), DRAIN_MAX)) return;
+    if (this.opts.pollMs === undefined) this.opts.log.warn({ device: this.where }, 'kernel log: this Node cannot wait on the device; draining it every 100 ms instead');
+    this.poll(onLine);
+  }
+
+  /**
+   * Drained every pollMs; while records keep coming in bulk (a flood fills the kernel's buffer, 128 KiB
+   * here, in milliseconds), drained again at once, so fewer are overwritten before they are read.
+   */
+  private poll(onLine: (line: string) => void): void {
     const pollMs = this.opts.pollMs ?? 100;
     const tick = () => {
       const read = this.drain(onLine);
       void this.save();
-      if (this.device) this.timer = setTimeout(tick, read >= 64 ? 0 : pollMs);
+      if (this.device) this.timer = setTimeout(tick, read >= BULK ? 0 : pollMs);
     };
     this.timer = setTimeout(tick, pollMs);
   }
 
+  private followFailed(err: Error, onLine: (line: string) => void): void {
+    this.opts.log.error({ device: this.where, err: err.message }, 'kernel log: waiting on the device failed; reopening it and draining it every 100 ms');
+    try {
+      this.device = new KmsgDevice(this.where);
+      this.poll(onLine);
+    } catch (reopen) {
+      this.device = undefined;
+      this.opts.log.error({ device: this.where, err: (reopen as Error).message }, 'kernel log: cannot reopen the device; no longer reading it');
+    }
+  }
+
   async stop(): Promise<void> {
     clearTimeout(this.timer);
+    clearTimeout(this.saveTimer);
     this.device?.close();
     this.device = undefined;
     await this.save();
@@ -139,16 +212,24 @@ export class KmsgReader implements LineReader {
 
   /** Hand on every new record there is now (at most DRAIN_MAX); returns how many were read. */
   private drain(onLine: (line: string) => void): number {
-    return this.device?.readAvailable((record) => {
-      if (record.seq <= this.lastSeq) return; // already handled before a restart
-      if (this.lastSeq >= 0 && record.seq > this.lastSeq + 1) {
-        const missed = record.seq - this.lastSeq - 1;
-        this.lost += missed;
-        this.opts.log.warn({ missed, lost: this.lost }, 'kernel log records were overwritten before they could be read');
-      }
-      this.lastSeq = record.seq;
-      onLine(record.message);
-    }, DRAIN_MAX) ?? 0;
+    return this.device?.readAvailable((record) => this.handle(record, onLine), DRAIN_MAX) ?? 0;
+  }
+
+  private handle(record: KmsgRecord, onLine: (line: string) => void): void {
+    if (record.seq <= this.lastSeq) return; // already handled before a restart
+    if (this.lastSeq >= 0 && record.seq > this.lastSeq + 1) {
+      const missed = record.seq - this.lastSeq - 1;
+      this.lost += missed;
+      this.opts.log.warn({ missed, lost: this.lost }, 'kernel log records were overwritten before they could be read');
+    }
+    this.lastSeq = record.seq;
+    onLine(record.message);
+    // The position follows within 100 ms, as it did when drained on a timer (and at once when the
+    // symptom journal takes a line).
+    this.saveTimer ??= setTimeout(() => {
+      this.saveTimer = undefined;
+      void this.save();
+    }, 100);
   }
 
   /** Saves the position, if it moved; one save at a time, so an older one never lands last. */

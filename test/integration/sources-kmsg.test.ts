@@ -1,17 +1,20 @@
 // The kernel log source on the real /dev/kmsg, into a real apiserver: a line written to the kernel log
 // becomes an Abnormal; a stack trace becomes one; a restart neither misses nor repeats lines; a flood of
-// 100,000 identical lines becomes one Abnormal and a small, bounded number of API writes.
+// 100,000 identical lines becomes one Abnormal and a small, bounded number of API writes, and the reader
+// goes on following the device after it; the reader polls the device when told to.
 // Lines are written as real kernel log records ("<3>text" into /dev/kmsg, as root).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { pino } from 'pino';
 import type { RunningAgent } from '../../agent/agent.js';
 import { FINGERPRINT_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
+import { KmsgReader } from '../../agent/node/kmsg.js';
 import { fingerprintOf } from '../../agent/sources/source.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import { DEFAULTS } from '../../agent/config.js';
@@ -141,6 +144,59 @@ test('a burst of 100,000 identical lines: one Abnormal, every line read counted,
   // One create, then at most one count update per flush second of the burst (plus the last flush).
   assert.ok(sinkWrites <= 2 + Math.ceil(burstSeconds) + 2, `${sinkWrites} writes for a ${burstSeconds.toFixed(1)} s burst`);
   t.diagnostic(`100,000 lines in ${burstSeconds.toFixed(1)} s: ${counted} read and counted, ${lostSince()} overwritten by the kernel first; ${sinkWrites} API writes by the sink`);
+
+  // The flood made reads fail with EPIPE (records overwritten while unread): the reader still follows.
+  kmsg(`INFO: task nm-after-flood:4242 blocked for more than 120 seconds.`);
+  await one('TaskHung', (a) => a.spec.occurrences?.count === 2);
+});
+
+test('when the kernel overwrites records while the event loop is held, the reader counts them lost and goes on', { skip }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-kmsg-held-'));
+  const lines: string[] = [];
+  const errors: string[] = [];
+  const log = pino({ level: 'error' }, { write: (entry: string) => void errors.push(entry) });
+  const reader = new KmsgReader({ stateDir: dir, log });
+  await reader.start((line) => lines.push(line));
+  try {
+    // spawnSync holds this event loop while another process floods the kernel log past its buffer:
+    // the first read after it fails with EPIPE, the stream waiting on the device closes it, and the
+    // reader must open it again.
+    const sysctl = '/proc/sys/kernel/printk_devkmsg';
+    const before = readFileSync(sysctl, 'utf8').trim();
+    writeFileSync(sysctl, 'on\n');
+    try {
+      const flood = spawnSync(process.execPath, ['-e', `
+        const fs = require('node:fs');
+        const fd = fs.openSync('/dev/kmsg', 'w');
+        for (let i = 0; i < 20000; i++) fs.writeSync(fd, '<4>nodemedic-held-loop flood line\\n');
+      `], { stdio: 'inherit' });
+      assert.equal(flood.status, 0);
+    } finally {
+      writeFileSync(sysctl, `${before}\n`);
+    }
+    await waitFor('records counted lost', async () => (reader.lost > 0 ? true : undefined));
+    const marker = `nm-after-held-${Date.now()}`;
+    kmsg(marker);
+    await waitFor('a line logged after the loss read', async () => (lines.includes(marker) ? true : undefined));
+    assert.deepEqual(errors, [], 'it went on waiting on the device (no fall back to polling)');
+  } finally {
+    await reader.stop();
+  }
+});
+
+test('told to poll (as where this Node cannot wait on the device), the reader drains it on a timer', { skip }, async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-kmsg-poll-'));
+  const lines: string[] = [];
+  const reader = new KmsgReader({ stateDir: dir, log: pino({ level: 'silent' }), pollMs: 20 });
+  await reader.start((line) => lines.push(line));
+  try {
+    const marker = `nm-poll-${Date.now()}`;
+    kmsg(`${marker} first`, `${marker} second`);
+    await waitFor('both lines read by polling', async () => (lines.filter((l) => l.startsWith(marker)).length === 2 ? true : undefined));
+    assert.deepEqual(lines.filter((l) => l.startsWith(marker)), [`${marker} first`, `${marker} second`]);
+  } finally {
+    await reader.stop();
+  }
 });
 
 /** Kernel log records the agent's readers found overwritten before they could read them. */
