@@ -208,7 +208,7 @@ export class SymptomSink {
    */
   private async recordEnd(fingerprint: string, endsAt: string): Promise<boolean> {
     if ((this.entries.get(fingerprint)?.pending ?? 0) > 0) return false;
-    const [abnormal] = await this.opts.store.findByFingerprint(fingerprint);
+    const [abnormal] = await this.opts.store.findByFingerprint(fingerprint, this.endings.get(fingerprint)?.symptom.nodeName ?? this.opts.nodeName);
     if (!abnormal || abnormal.spec.prometheusAlert?.endsAt === endsAt) return true;
     try {
       await this.opts.store.writeSpec(abnormal, { ...abnormal.spec, prometheusAlert: { ...abnormal.spec.prometheusAlert, endsAt } });
@@ -240,7 +240,7 @@ export class SymptomSink {
     }
     if (!entry.abnormal && !entry.searched) {
       entry.searched = true;
-      const found = await this.opts.store.findByFingerprint(entry.fingerprint);
+      const found = await this.opts.store.findByFingerprint(entry.fingerprint, entry.first.nodeName ?? this.opts.nodeName);
       entry.abnormal = found.find((a) => this.stillCounting(a));
     }
     if (entry.abnormal) {

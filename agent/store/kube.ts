@@ -128,8 +128,16 @@ export class KubeStore implements AbnormalStore {
     }
   }
 
-  /** A list by label in the trusted namespaces; rare (once per fingerprint the sink has not seen since it started). */
-  async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
+  /**
+   * For this node, once the informers are synced: from their memory, which holds every Abnormal of
+   * this node and every unclaimed one in the trusted namespaces (where the sink creates them) — a
+   * list by label would cost the apiserver a read of the whole namespace from etcd per new symptom.
+   * Otherwise a list by label in the trusted namespaces.
+   */
+  async findByFingerprint(fingerprint: string, nodeName?: string): Promise<Abnormal[]> {
+    if (nodeName === this.opts.nodeName && this.synced && this.trusts(this.opts.namespace)) {
+      return this.informers.flatMap((informer) => informer.list()).filter((a) => a.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint);
+    }
     const labelSelector = `${FINGERPRINT_LABEL}=${fingerprint}`;
     const lists = await Promise.all(this.watchedNamespaces.map((namespace) => this.opts.client.list<Abnormal>(this.path(namespace), { labelSelector })));
     return lists.flatMap((list) => list.items);

@@ -44,8 +44,11 @@ export interface AbnormalStore {
    * unique suffix. Resolves to the stored object.
    */
   create(abnormal: Abnormal): Promise<Abnormal>;
-  /** The Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL), whichever node they are for. */
-  findByFingerprint(fingerprint: string): Promise<Abnormal[]>;
+  /**
+   * The Abnormals labelled with `fingerprint` (FINGERPRINT_LABEL). `nodeName`, the node the fingerprint
+   * is for: a store that holds every Abnormal of its own node in memory answers for that node from there.
+   */
+  findByFingerprint(fingerprint: string, nodeName?: string): Promise<Abnormal[]>;
   /** Replace the spec (the sink owns it: occurrences, an alert's end), compare-and-swap like writeStatus. */
   writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal>;
   stop(): Promise<void>;
