@@ -36,10 +36,9 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
       try {
         for (let read = 0; read < MAX_RECORDS; read += RECORDS_PER_TURN) {
           const got = kmsg.readAvailable((record) => {
-            if (!(record.usec >= fromUsec)) return;
             lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
             if (lines.length > MAX_LINES) lines.shift();
-          }, RECORDS_PER_TURN);
+          }, RECORDS_PER_TURN, fromUsec);
           if (got < RECORDS_PER_TURN) break;
           await nextTurn();
         }

@@ -41,6 +41,13 @@ export function parseKmsgRecord(text: string): KmsgRecord | undefined {
 /** Records read at once that mean a flood: read on in batches rather than a wakeup per record. */
 const BULK = 64;
 
+/** When the record in buffer[0, length) was logged (µs since boot), from its header "pri,seq,usec,…;". */
+function loggedAt(buffer: Buffer, length: number): number {
+  const semi = buffer.indexOf(0x3b, 0); // ';'
+  const header = buffer.toString('latin1', 0, semi < 0 || semi > length ? Math.min(length, 64) : semi);
+  return Number(header.split(',')[2]);
+}
+
 /** An open /dev/kmsg. Each open descriptor has its own position, so readers never disturb each other. */
 export class KmsgDevice {
   private readonly buffer = Buffer.alloc(16 * 1024); // a record is at most 8 KiB with its dictionary
@@ -55,10 +62,11 @@ export class KmsgDevice {
 
   /**
    * Every record there is now, at most `max` of them (so a flood cannot starve the event loop), each to
-   * `onRecord`; returns how many were read. Records overwritten before they were read are skipped; the
+   * `onRecord`; returns how many were read. Those logged before `sinceUsec` are read and counted but
+   * not decoded or handed on. Records overwritten before they were read are skipped; the
    * jump in sequence numbers shows how many.
    */
-  readAvailable(onRecord: (record: KmsgRecord) => void, max = Infinity): number {
+  readAvailable(onRecord: (record: KmsgRecord) => void, max = Infinity, sinceUsec = -Infinity): number {
     for (let read = 0; ; read++) {
       if (read >= max || this.fd === undefined) return read;
       let n: number;
@@ -70,6 +78,7 @@ export class KmsgDevice {
         if (code === 'EPIPE') continue; // overwritten while unread: go on with the oldest still there
         throw err;
       }
+      if (sinceUsec > 0 && loggedAt(this.buffer, n) < sinceUsec) continue; // not decoded: only counted
       const record = parseKmsgRecord(this.buffer.toString('utf8', 0, n));
       if (record) onRecord(record);
     }
