@@ -1,33 +1,78 @@
 // The kube backend's Events: core/v1 Events about the Abnormal, so `kubectl describe ab` tells its story.
+// In order: each Event carries eventTime (microseconds) beside the second-precision timestamps, and is
+// named as client-go names them, <object>.<hex nanoseconds>, so the apiserver lists an object's Events
+// in the order they happened (kubectl sorts by lastTimestamp only; Events within one second keep the
+// list's order). The same Event again (same type, reason and message) is counted on the first one, as
+// its series, rather than written anew.
 import type { Logger } from 'pino';
 import { GROUP, VERSION } from '../api/crds.js';
 import { keyOf } from '../api/kinds.js';
 import type { Abnormal } from '../api/types.generated.js';
-import { seg, type KubeClient } from '../kube/client.js';
+import { apiStatus, seg, type KubeClient } from '../kube/client.js';
+import { microTime } from '../kube/lease.js';
 import type { EventRecorder, EventType } from './store.js';
+
+/** Repeats remembered at most (the oldest forgotten first): each is one Event's name and count. */
+const MAX_REMEMBERED = 1000;
+/** An Event name's longest part taken from the Abnormal's name: with "." and 16 hex digits, at most 253. */
+const NAME_PART = 253 - 17;
 
 export class KubeEventRecorder implements EventRecorder {
   /** Events written (for the figures in the README). */
   written = 0;
+  private readonly repeats = new Map<string, { name: string; namespace: string; count: number }>();
+  private lastNanos = 0n;
+
   constructor(private readonly opts: { client: KubeClient; nodeName: string; log: Logger }) {}
 
   async recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void> {
     const { namespace, name, uid, resourceVersion } = abnormal.metadata ?? {};
-    const now = new Date();
+    const now = Date.now();
+    const text = message.slice(0, 1024);
+    const key = `${uid}\n${type}\n${reason}\n${text}`;
     this.written++;
     try {
+      const repeat = this.repeats.get(key);
+      if (repeat && (await this.countAgain(repeat, now))) return;
+      const eventName = `${name!.slice(0, NAME_PART)}.${this.nanos(now).toString(16)}`;
       await this.opts.client.request('POST', `/api/v1/namespaces/${seg(namespace!)}/events`, {
         body: {
-          metadata: { generateName: `${name}.`, namespace },
+          metadata: { name: eventName, namespace },
           involvedObject: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Abnormal', namespace, name, uid, resourceVersion },
-          type, reason, message: message.slice(0, 1024),
+          type, reason, message: text,
           source: { component: 'nodemedic', host: this.opts.nodeName },
-          firstTimestamp: now, lastTimestamp: now, count: 1,
-          reportingComponent: 'nodemedic', reportingInstance: this.opts.nodeName,
+          firstTimestamp: new Date(now), lastTimestamp: new Date(now), count: 1,
+          eventTime: microTime(now), action: reason.slice(0, 128),
+          reportingComponent: 'nodemedic', reportingInstance: this.opts.nodeName.slice(0, 128),
         },
       });
+      this.repeats.delete(key);
+      this.repeats.set(key, { name: eventName, namespace: namespace!, count: 1 });
+      if (this.repeats.size > MAX_REMEMBERED) this.repeats.delete(this.repeats.keys().next().value!);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message, abnormal: keyOf(abnormal), reason }, 'could not record an event');
     }
+  }
+
+  /** Counts a repeat on its first Event; false when that Event is gone (Events expire): write a new one. */
+  private async countAgain(repeat: { name: string; namespace: string; count: number }, now: number): Promise<boolean> {
+    try {
+      await this.opts.client.request('PATCH', `/api/v1/namespaces/${seg(repeat.namespace)}/events/${seg(repeat.name)}`, {
+        contentType: 'application/merge-patch+json',
+        body: { count: repeat.count + 1, lastTimestamp: new Date(now), series: { count: repeat.count + 1, lastObservedTime: microTime(now) } },
+      });
+      repeat.count++;
+      return true;
+    } catch (err) {
+      if (apiStatus(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  /** Nanoseconds since the epoch, strictly increasing: two Events in one millisecond keep their order. */
+  private nanos(nowMs: number): bigint {
+    const nanos = BigInt(nowMs) * 1_000_000n;
+    this.lastNanos = nanos > this.lastNanos ? nanos : this.lastNanos + 1n;
+    return this.lastNanos;
   }
 }

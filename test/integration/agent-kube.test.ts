@@ -16,7 +16,7 @@ import type { KubeEventRecorder } from '../../agent/store/kube-events.js';
 import { makeCertificates } from '../cluster/cluster.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
-import { abnormal, createAbnormal, getAbnormal, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { abnormal, createAbnormal, getAbnormal, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
 const ns = await testNamespace('agent');
@@ -98,13 +98,32 @@ test('the happy path: collected, identified, recovered, with conditions, evidenc
     const list = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=happy' });
     return list.items.length >= 4 ? list : undefined;
   });
-  const story = events.items.sort((a, b) => Number(a.metadata?.resourceVersion) - Number(b.metadata?.resourceVersion));
-  assert.deepEqual(story.map((e) => e.reason), ['Accepted', 'Collected', 'Identified', 'Recovered']);
+  // In order as the apiserver lists them (by name: <abnormal>.<hex nanoseconds>), each with its eventTime.
+  const story = events.items;
+  const reasons = ['Accepted', 'Collected', 'Identified', 'Recovered'];
+  assert.deepEqual(story.map((e) => e.reason), reasons);
   assert.match(story[3]?.message ?? '', /Recovering → Succeeded/);
+  const times = story.map((e) => new Date(e.eventTime as unknown as string).getTime());
+  assert.ok(times.every((time, i) => Number.isFinite(time) && (i === 0 || time >= times[i - 1]!)), `eventTimes in order: ${times.join(', ')}`);
+  // They happen within a second or two, which kubectl (sorting by the second-precision lastTimestamp) cannot tell apart.
+  const described = await kubectl('-n', ns, 'describe', 'abnormal', 'happy');
+  const table = described.slice(described.indexOf('Events:'));
+  const at = reasons.map((reason) => table.search(new RegExp(`\\s${reason}\\s`)));
+  assert.ok(at.every((i, n) => i > 0 && (n === 0 || i > at[n - 1]!)), `kubectl describe lists the Events in order:\n${table}`);
   const writes = (agent.store as KubeStore).writes;
   const eventWrites = (agent.events as KubeEventRecorder).written;
   // For the README: the API writes one Abnormal costs, create to Succeeded.
   t.diagnostic(`API writes for one Abnormal: ${writes.status - writesBefore.status} status writes, ${eventWrites - eventsBefore} events, ${writes.claim - writesBefore.claim} claims`);
+});
+
+test('the same Event again is counted on the first one, as its series', async () => {
+  await mine('repeated', assigned(['facts'], ['no'], []));
+  const done = await finished(ns, 'repeated', 60_000);
+  for (let i = 0; i < 3; i++) await agent.events.recordEvent(done, 'Warning', 'RecoveryHeld', 'the cluster budget is spent; retrying');
+  const events = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=repeated,reason=RecoveryHeld' });
+  assert.equal(events.items.length, 1, 'one Event');
+  assert.equal(events.items[0]!.count, 3);
+  assert.equal(events.items[0]!.series?.count, 3);
 });
 
 test('no diagnoser identifies: Failed, with every diagnoser\'s reason', async () => {
