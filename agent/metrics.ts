@@ -50,6 +50,11 @@ export class AgentMetrics {
     const { pipeline, sink, sources } = parts;
     this.countFrom('nodemedic_symptoms_total', 'Symptoms the sources reported, repeats included, by source', ['source'],
       () => Object.entries(sink.stats.bySource).map(([source, n]) => [{ source }, n]));
+    this.countFrom('nodemedic_problems_total', 'Symptoms by source and reason, repeats included (node-problem-detector\'s problem_counter); reasons come from rules, or beyond 200 pairs are counted as Other', ['source', 'reason'],
+      () => [...sink.stats.byProblem].map(([problem, n]) => {
+        const [source, reason] = problem.split('\t') as [string, string];
+        return [{ source, reason }, n];
+      }));
     this.countFrom('nodemedic_symptom_writes_total', 'API writes by the symptom sink: Abnormals created, repeat counts added to one', ['op'],
       () => [[{ op: 'create' }, sink.stats.created], [{ op: 'update' }, sink.stats.updated]]);
     this.countFrom('nodemedic_symptom_write_failures_total', 'Symptom writes that failed (kept and tried again); rising: the store is unreachable', [],

@@ -50,6 +50,9 @@ type Entry = {
   searched: boolean;
 };
 
+/** Distinct (source, reason) pairs counted by name; more are counted as (source, Other). */
+const MAX_PROBLEMS = 200;
+
 export class SymptomSink {
   private readonly entries = new Map<string, Entry>();
   /** Ends to record, by fingerprint: when each symptom ended. */
@@ -72,6 +75,12 @@ export class SymptomSink {
     replayed: 0,
     /** Symptoms the full journal could not take (still held in memory). */
     journalFull: 0,
+    /**
+     * Symptoms by source and reason ("source\treason"), repeats included: nodemedic_problems_total.
+     * At most MAX_PROBLEMS pairs; a Kubernetes Event's or an alert's reason is chosen by whoever wrote
+     * it, so pairs beyond that are counted under the reason "Other".
+     */
+    byProblem: new Map<string, number>(),
   };
 
   constructor(private readonly opts: SinkOptions) {
@@ -144,6 +153,9 @@ export class SymptomSink {
   accept(symptom: Symptom): void {
     this.stats.accepted++;
     this.stats.bySource[symptom.source] = (this.stats.bySource[symptom.source] ?? 0) + 1;
+    let problem = `${symptom.source}\t${symptom.reason}`;
+    if (!this.stats.byProblem.has(problem) && this.stats.byProblem.size >= MAX_PROBLEMS) problem = `${symptom.source}\tOther`;
+    this.stats.byProblem.set(problem, (this.stats.byProblem.get(problem) ?? 0) + 1);
     const fingerprint = fingerprintOf(symptom, symptom.nodeName ?? this.opts.nodeName);
     if (symptom.endedAt !== undefined) {
       if (!this.endings.has(fingerprint) && this.endings.size >= this.opts.maxTracked) return this.untracked(symptom);

@@ -76,6 +76,7 @@ rules:
 
     const text = await scrape();
     assert.equal(sample(text, 'nodemedic_symptoms_total', { source: 'Log' }), 2);
+    assert.equal(sample(text, 'nodemedic_problems_total', { source: 'Log', reason: 'AppPanicked' }), 2, 'per problem, by its rule\'s reason');
     assert.equal(sample(text, 'nodemedic_symptom_writes_total', { op: 'create' }), 1);
     assert.equal(sample(text, 'nodemedic_symptom_write_failures_total'), 0);
     assert.equal(sample(text, 'nodemedic_abnormal_transitions_total', { phase: 'InformationCollecting', reason: 'Accepted' }), 2);

@@ -145,3 +145,17 @@ test('what could not be written survives a restart in the journal, and is writte
   assert.deepEqual(written.map((a) => [a.spec.log?.logEntry, a.spec.occurrences?.count]).sort(), [['OOMKilling happened', 1], ['TaskHung happened', 2]]);
   assert.equal(await readFile(journalFile, 'utf8'), '', 'compacted: nothing left pending');
 });
+
+test('symptoms are counted by source and reason, at most 200 reasons by name: the rest as Other', async () => {
+  const { sink } = await setup({ maxTracked: 1000 });
+  // An Event's reason is whatever its writer chose: 250 distinct ones.
+  for (let i = 0; i < 250; i++) sink.accept({ ...symptom(`Reason${i}`), source: 'KubernetesEvent' });
+  sink.accept({ ...symptom('Reason0'), source: 'KubernetesEvent' });
+  sink.accept({ ...symptom('Reason249'), source: 'KubernetesEvent' });
+  const counts = sink.stats.byProblem;
+  assert.equal(counts.size, 201);
+  assert.equal(counts.get('KubernetesEvent\tReason0'), 2);
+  assert.equal(counts.get('KubernetesEvent\tReason199'), 1);
+  assert.equal(counts.get('KubernetesEvent\tReason200'), undefined);
+  assert.equal(counts.get('KubernetesEvent\tOther'), 51);
+});
