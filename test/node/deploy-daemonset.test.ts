@@ -1,14 +1,16 @@
-// manifests/deploy/daemonset.yaml: accepted by the apiserver as it is (server-side dry run, schema
-// validated), and deployed for real — the DaemonSet controller and the scheduler place its pod on a
-// real node (containerd + kubelet), the agent runs in it with its service account's token, becomes
-// ready, and turns a line written to the node's /dev/kmsg into an Abnormal in the apiserver.
+// manifests/ as `kubectl apply -k manifests/` installs it: accepted by the apiserver as it is (server-
+// side dry run, schema validated: the CRDs, the RBAC, the ConfigMap, the DaemonSet), and deployed for
+// real — the image set through kustomize's `images:` in an overlay of manifests/, the DaemonSet
+// controller and the scheduler place its pod on a real node (containerd + kubelet), the agent runs in it
+// with its service account's token, becomes ready, and turns a line written to the node's /dev/kmsg into
+// an Abnormal in the apiserver.
 //
-// What the test changes in the manifest, and why: the image (built here from this checkout, as no
-// registry is reachable: the running node binary, its libraries, dist/ and node_modules/), the
-// apiserver's address (loopback here: no kube-proxy makes the kubernetes Service reachable), the port
-// (the suite may run two nodes on one host), the node's directories (temporary ones, not the host's
-// /var/lib/nodemedic), the node it may run on, and Warning events off (one agent of the cluster
-// watches them; the events test owns that part).
+// What the test changes in the rendered ConfigMap and DaemonSet, and why: the apiserver's address
+// (loopback here: no kube-proxy makes the kubernetes Service reachable), the port (the suite may run two
+// nodes on one host), the node's directories (temporary ones, not the host's /var/lib/nodemedic), the
+// node it may run on, the names (this run's own), and Warning events off (one agent of the cluster
+// watches them; the events test owns that part). The image is this checkout's, built here (no registry
+// is reachable: the running node binary, its libraries, dist/ and node_modules/), named by the overlay.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
@@ -28,7 +30,6 @@ import { waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
 
 const run = promisify(execFile);
-const MANIFEST = 'manifests/deploy/daemonset.yaml';
 const skip = skipUnlessOwnCluster('runs a kubelet, a scheduler and a controller manager');
 const ns = await testNamespace('deploy'); // names this run's node and objects; the agent itself lives in its namespace
 const nodeName = `node-${ns}`;
@@ -38,11 +39,28 @@ const apps = kubeConfig().makeApiClient(AppsV1Api);
 let node: TestNode | undefined;
 let controllers: { stop(): Promise<void> } | undefined;
 
-test('the DaemonSet manifest passes the apiserver\'s schema validation as it is', async () => {
-  const out = await kubectl('apply', '--dry-run=server', '--validate=true', '-f', MANIFEST);
-  assert.match(out, /configmap\/nodemedic-config (created|configured|unchanged) \(server dry run\)/);
-  assert.match(out, /daemonset\.apps\/nodemedic (created|configured|unchanged) \(server dry run\)/);
+test('kubectl apply -k manifests/ installs everything, and passes the apiserver\'s schema validation as it is', async () => {
+  const out = await kubectl('apply', '--dry-run=server', '--validate=true', '-k', 'manifests/');
+  for (const object of [
+    'namespace/nodemedic-system', 'customresourcedefinition.apiextensions.k8s.io/abnormals.nodemedic.io',
+    'customresourcedefinition.apiextensions.k8s.io/diagnosers.nodemedic.io', 'customresourcedefinition.apiextensions.k8s.io/recoverers.nodemedic.io',
+    'customresourcedefinition.apiextensions.k8s.io/informationcollectors.nodemedic.io', 'serviceaccount/nodemedic',
+    'clusterrole.rbac.authorization.k8s.io/nodemedic-agent', 'clusterrolebinding.rbac.authorization.k8s.io/nodemedic-agent',
+    'configmap/nodemedic-config', 'daemonset.apps/nodemedic',
+  ]) assert.match(out, new RegExp(`^${object.replace(/\./g, '\\.')} (created|configured|unchanged) \\(server dry run\\)$`, 'm'), `${object} in:\n${out}`);
 });
+
+/** manifests/ rendered by kustomize through an overlay that sets the image, as a user's overlay would. */
+async function renderedWithImage(dir: string, image: { newName: string; newTag: string }): Promise<Array<Record<string, unknown>>> {
+  const overlay = path.join(dir, 'overlay');
+  await mkdir(overlay, { recursive: true });
+  // kubectl 1.20's kustomize takes a base outside the overlay only by a relative path.
+  await writeFile(path.join(overlay, 'kustomization.yaml'), stringify({
+    bases: [path.relative(overlay, path.join(REPO_ROOT, 'manifests'))],
+    images: [{ name: 'nodemedic', ...image }],
+  }));
+  return parseAllDocuments(await kubectl('kustomize', overlay)).map((d) => d.toJS() as Record<string, unknown>);
+}
 
 /** An image of this checkout: the node binary running the tests, its libraries, dist/ and node_modules/. */
 async function buildAgentImage(dir: string): Promise<string> {
@@ -63,9 +81,11 @@ async function buildAgentImage(dir: string): Promise<string> {
   });
 }
 
-/** The manifest's ConfigMap and DaemonSet, changed only as the header says. */
+/** The ConfigMap and DaemonSet kustomize renders with this checkout's image, changed only as the header says. */
 async function testVariant(port: number, hostDir: string): Promise<{ configMap: V1ConfigMap; daemonSet: V1DaemonSet }> {
-  const [configMap, daemonSet] = parseAllDocuments(await readFile(path.join(REPO_ROOT, MANIFEST), 'utf8')).map((d) => d.toJS()) as [V1ConfigMap, V1DaemonSet];
+  const rendered = await renderedWithImage(hostDir, { newName: 'docker.io/library/nodemedic', newTag: 'test' });
+  const configMap = rendered.find((o) => o.kind === 'ConfigMap') as V1ConfigMap;
+  const daemonSet = rendered.find((o) => o.kind === 'DaemonSet') as V1DaemonSet;
   const config = parse(configMap.data!['config.yaml']!) as Record<string, unknown>;
   configMap.metadata!.name = name;
   configMap.data!['config.yaml'] = stringify({ ...config, listen: `0.0.0.0:${port}`, events: { enabled: false }, recovery: { ...(config.recovery as object), dryRun: true } });
@@ -75,7 +95,7 @@ async function testVariant(port: number, hostDir: string): Promise<{ configMap: 
   pod.metadata!.labels = { 'app.kubernetes.io/name': name };
   pod.spec!.nodeSelector = { 'kubernetes.io/hostname': nodeName };
   const agent = pod.spec!.containers[0]!;
-  agent.image = 'docker.io/library/nodemedic:test';
+  assert.equal(agent.image, 'docker.io/library/nodemedic:test', 'the image, as the overlay set it');
   agent.imagePullPolicy = 'Never';
   const apiserver = new URL(kubeConfig().getCurrentCluster()!.server);
   agent.env!.push({ name: 'KUBERNETES_SERVICE_HOST', value: apiserver.hostname }, { name: 'KUBERNETES_SERVICE_PORT', value: apiserver.port });
