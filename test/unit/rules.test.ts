@@ -29,6 +29,20 @@ const EXAMPLES: Array<[RuleSetSpec, string, string]> = [
   [KERNEL_RULES, 'XfsError', 'XFS (dm-2): Corruption detected. Unmount and run xfs_repair'],
   [KERNEL_RULES, 'XfsShutdown', 'XFS (sda1): Log I/O Error (0x2) detected at xlog_ioend_work+0x6b/0x70 [xfs] (fs/xfs/xfs_log.c:1272).  Shutting down filesystem.'],
   [KERNEL_RULES, 'IOError', 'I/O error, dev sda, sector 2048 op 0x1:(WRITE) flags 0x800 phys_seg 1 prio class 2'],
+  [KERNEL_RULES, 'IOError', 'Buffer I/O error on dev sdb1, logical block 0, async page read'],
+  // What node-problem-detector's default kernel rules cover, as the kernels print it.
+  [KERNEL_RULES, 'OOMKilling', 'Killed process 2592 (java) total-vm:4231288kB, anon-rss:2183148kB, file-rss:0kB'], // kernel 4.x, after "Kill process ... or sacrifice child"
+  [KERNEL_RULES, 'OOMKilling', 'Killed process 1187 (java) total-vm:8388608kB, anon-rss:7340032kB, file-rss:0kB, shmem-rss:0kB'], // 4.19
+  [KERNEL_RULES, 'KernelOops', 'divide error: 0000 [#1] SMP NOPTI'],
+  [KERNEL_RULES, 'KernelOops', 'divide error: 0000 [#2] SMP '],
+  [KERNEL_RULES, 'KernelPanic', 'Kernel panic - not syncing: Fatal exception in interrupt'],
+  [KERNEL_RULES, 'KernelPanic', 'Kernel panic - not syncing: Out of memory and no killable processes...'],
+  [KERNEL_RULES, 'UnregisterNetDevice', 'unregister_netdevice: waiting for eth0 to become free. Usage count = 1'],
+  [KERNEL_RULES, 'UnregisterNetDevice', 'unregister_netdevice: waiting for lo to become free. Usage count = 2'],
+  [KERNEL_RULES, 'Ext4Warning', 'EXT4-fs warning (device sda1): ext4_dx_add_entry:2351: Directory (ino: 1704012) index full, reach max htree level :2'],
+  [KERNEL_RULES, 'HardwareErrorRecoverable', '{2}[Hardware Error]: event severity: recoverable'],
+  [KERNEL_RULES, 'HardwareErrorCorrected', '{3}[Hardware Error]: event severity: corrected'],
+  [KERNEL_RULES, 'MemoryReadError', 'CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0 page:0x12345 offset:0x0 grain:32 syndrome:0x0)'],
   [KUBELET_RULES, 'PLEGNotHealthy', 'E1123 07:00:00.000000    1234 kubelet.go:2183] "Skipping pod synchronization" err="PLEG is not healthy: pleg was last seen active 3m5.300154479s ago; threshold is 3m0s"'],
   [KUBELET_RULES, 'PLEGNotHealthy', 'E1123 07:00:00.000000    1234 kubelet.go:1877] skipping pod synchronization - [PLEG is not healthy: pleg was last seen active 3m5.300154479s ago; threshold is 3m0s]'],
   [KUBELET_RULES, 'ContainerRuntimeDown', 'E1123 07:00:00.000000    1234 kubelet.go:2355] "Container runtime not ready" runtimeReady="RuntimeReady=false reason: message:"'],
