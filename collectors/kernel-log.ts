@@ -1,7 +1,9 @@
 // Kernel log lines around the time of the symptom: the records of /dev/kmsg from `beforeSeconds`
 // before the symptom was first seen (spec.occurrences.firstSeen, else when the Abnormal was created)
-// to when this runs, at most the last MAX_LINES. Read with a descriptor of its own (agent/node/kmsg.ts),
-// so the kernel-log source's position is not touched. Writes the kernelLog evidence.
+// to `afterSeconds` after it, at most MAX_LINES — the ones nearest the symptom, so an Abnormal looked at
+// long after its symptom still shows the lines around it, not the latest ones. A message repeated
+// back to back is one line, "(repeated N times)". Read with a descriptor of its own
+// (agent/node/kmsg.ts), so the kernel-log source's position is not touched. Writes the kernelLog evidence.
 import os from 'node:os';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Reason } from '../agent/api/reasons.js';
@@ -15,9 +17,12 @@ const MAX_RECORDS = 100_000;
 /** Records read in one turn of the event loop: a few milliseconds, so that a full buffer read for each of many Abnormals at once never holds the agent up. */
 const RECORDS_PER_TURN = 1000;
 
-export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}): Processor {
+type Line = { usec: number; message: string; repeats: number };
+
+export function kernelLog(opts: { device?: string; beforeSeconds?: number; afterSeconds?: number } = {}): Processor {
   const device = opts.device ?? '/dev/kmsg';
   const beforeSeconds = opts.beforeSeconds ?? 300;
+  const afterSeconds = opts.afterSeconds ?? 60;
   return {
     kind: 'InformationCollector',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'kernel-log' },
@@ -25,19 +30,31 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
       const seen = abnormal.spec.occurrences?.firstSeen ?? abnormal.metadata?.creationTimestamp;
       const symptomAt = seen ? new Date(seen).getTime() : Date.now();
       const bootedAt = Date.now() - os.uptime() * 1000;
-      const fromUsec = (symptomAt - beforeSeconds * 1000 - bootedAt) * 1000;
+      const symptomUsec = (symptomAt - bootedAt) * 1000;
+      const fromUsec = symptomUsec - beforeSeconds * 1e6;
+      const toUsec = symptomUsec + afterSeconds * 1e6;
       let kmsg: KmsgDevice;
       try {
         kmsg = new KmsgDevice(device);
       } catch (err) {
         return failure(Reason.KernelLogUnreadable, `cannot open ${device}: ${(err as Error).message}`);
       }
-      const lines: string[] = [];
+      // Before the symptom, the last MAX_LINES (older ones drop out); after it, the first MAX_LINES.
+      const before: Line[] = [];
+      const after: Line[] = [];
+      const take = (usec: number, message: string) => {
+        const side = usec < symptomUsec ? before : after;
+        const last = side.at(-1) ?? (side === after ? before.at(-1) : undefined);
+        if (last?.message === message) last.repeats++;
+        else if (side === before || after.length < MAX_LINES) side.push({ usec, message, repeats: 1 });
+        if (before.length > MAX_LINES) before.shift();
+      };
       try {
-        for (let read = 0; read < MAX_RECORDS; read += RECORDS_PER_TURN) {
+        let past = false;
+        for (let read = 0; read < MAX_RECORDS && !past; read += RECORDS_PER_TURN) {
           const got = kmsg.readAvailable((record) => {
-            lines.push(`[${new Date(bootedAt + record.usec / 1000).toISOString()}] ${record.message}`);
-            if (lines.length > MAX_LINES) lines.shift();
+            if (record.usec > toUsec || after.length >= MAX_LINES) past = true;
+            else take(record.usec, record.message);
           }, RECORDS_PER_TURN, fromUsec);
           if (got < RECORDS_PER_TURN) break;
           await nextTurn();
@@ -45,7 +62,20 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number } = {}
       } finally {
         kmsg.close();
       }
-      return { ok: true, context: evidence({ kernelLog: { from: new Date(symptomAt - beforeSeconds * 1000).toISOString(), lines } }) };
+      const lines = nearest([...before], [...after], MAX_LINES).map(({ usec, message, repeats }) =>
+        `[${new Date(bootedAt + usec / 1000).toISOString()}] ${message}${repeats > 1 ? ` (repeated ${repeats} times)` : ''}`);
+      return { ok: true, context: evidence({ kernelLog: { from: new Date(fromUsec / 1000 + bootedAt).toISOString(), lines } }) };
     },
   };
+}
+
+/** At most `max` lines, in order: the ones nearest the symptom, taken from both sides alternately. */
+function nearest(before: Line[], after: Line[], max: number): Line[] {
+  let b = before.length;
+  let a = 0;
+  while (b + (after.length - a) > 0 && (before.length - b) + a < max) {
+    if (a < after.length && ((before.length - b) >= a || b === 0)) a++;
+    else b--;
+  }
+  return [...before.slice(b), ...after.slice(0, a)];
 }

@@ -1,5 +1,6 @@
 // The built-in collectors that read the node itself, on this machine's real kernel log and binaries:
-// kernel-log hands on the lines from shortly before the symptom (and not older ones); node-facts
+// kernel-log hands on the lines from shortly before the symptom (and not older ones), the ones nearest
+// it, a repeated line folded into one; node-facts
 // reports the container runtime's version as the installed binary gives it.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -8,12 +9,26 @@ import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { kernelLog } from '../../collectors/kernel-log.js';
 import { nodeFacts } from '../../collectors/node-facts.js';
-import { needsRoot } from '../helpers/needs.js';
+import { holdMachineLock } from '../helpers/machine-lock.js';
+import { IS_ROOT, needsRoot } from '../helpers/needs.js';
+
+// Another file's flood of the kernel log would overwrite the records these tests read back.
+if (IS_ROOT) await holdMachineLock('kmsg');
 
 const abnormalSeenAt = (firstSeen: Date): Abnormal => ({
   apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { namespace: 'default', name: 'collect' },
   spec: { nodeName: 'here', source: 'Custom', occurrences: { count: 1, firstSeen: firstSeen.toISOString(), lastSeen: firstSeen.toISOString() } },
 } as Abnormal);
+
+/** One kernel log record, through an open file of its own (the kernel rate-limits each open file). */
+function kmsgLine(text: string): void {
+  const fd = openSync('/dev/kmsg', 'w');
+  try {
+    writeSync(fd, `<6>${text}\n`);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 const linesOf = async (abnormal: Abnormal, beforeSeconds: number) => {
   const outcome = await kernelLog({ beforeSeconds }).run(abnormal, new AbortController().signal);
@@ -23,18 +38,27 @@ const linesOf = async (abnormal: Abnormal, beforeSeconds: number) => {
 
 test('kernel-log hands on the kernel lines logged from beforeSeconds before the symptom, not older ones', { skip: needsRoot('writes a kernel log record into /dev/kmsg') }, async () => {
   const marker = `nodemedic-collector-${Date.now()}`;
-  const fd = openSync('/dev/kmsg', 'w');
-  try {
-    writeSync(fd, `<6>${marker}\n`);
-  } finally {
-    closeSync(fd);
-  }
+  kmsgLine(marker);
   const now = Date.now();
   const around = await linesOf(abnormalSeenAt(new Date(now)), 60);
   assert.ok(around.some((line) => line.endsWith(`] ${marker}`)), 'the line logged just before the symptom');
   // A symptom an hour from now, with a minute before it: the line is older than that window.
   const later = await linesOf(abnormalSeenAt(new Date(now + 3600_000)), 60);
   assert.ok(!later.some((line) => line.includes(marker)), 'a line older than the window is left out');
+});
+
+test('kernel-log keeps the lines nearest the symptom, not the latest, and folds a repeated line into one', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
+  const marker = `nodemedic-near-${Date.now()}`;
+  // Two seconds before anything below is logged, so every line here is after the symptom whatever the
+  // small drift between the kernel's clock and this one.
+  const symptomAt = new Date(Date.now() - 2000);
+  for (let i = 0; i < 5; i++) kmsgLine(`${marker} repeated`);
+  for (let i = 0; i < 250; i++) kmsgLine(`${marker} later ${i}`);
+  const lines = await linesOf(abnormalSeenAt(symptomAt), 60);
+  assert.ok(lines.length <= 200);
+  assert.deepEqual(lines.filter((line) => line.includes(`${marker} repeated`)).map((line) => line.replace(/^\[[^\]]+\] /, '')), [`${marker} repeated (repeated 5 times)`]);
+  assert.ok(lines.some((line) => line.endsWith(`${marker} later 0`)), 'the first line after the symptom');
+  assert.ok(!lines.some((line) => line.endsWith(`${marker} later 249`)), 'not the latest line');
 });
 
 const containerd = '/usr/bin/containerd';
