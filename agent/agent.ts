@@ -23,7 +23,7 @@ import { symptomSources } from './sources/sources.js';
 import { FileCatalog } from './store/file-catalog.js';
 import { FileEventLog } from './store/file-events.js';
 import { FileStore } from './store/file.js';
-import type { AbnormalStore, Backend, EventRecorder } from './store/store.js';
+import type { AbnormalStore, Backend, EventRecorder, ProcessorCatalog } from './store/store.js';
 
 export type RunningAgent = {
   pipeline: Pipeline;
@@ -98,7 +98,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   metrics.observe({ pipeline, sink, sources: () => sources });
   const alerts = alertSource(config, backend);
   const server = await startServer({
-    listen: config.listen, builtins: servedBuiltins(config, backend, builtins), ready: () => store.synced, log,
+    listen: config.listen, builtins: servedBuiltins(config, backend, builtins), notReady: () => notReady(store, backend.catalog), log,
     metrics: () => metrics.render(),
     alerts,
   });
@@ -184,4 +184,11 @@ async function clusterBudget(client: KubeClient, config: Config) {
   const { ClusterBudget } = await import('./pipeline/cluster-budget.js');
   const { maxNodesAtOnce, budgetLockName, budgetNamespace, budgetTTLSeconds } = config.recovery;
   return new ClusterBudget({ client, namespace: budgetNamespace ?? config.namespace, name: budgetLockName, nodeName: config.nodeName, maxNodes: maxNodesAtOnce, ttlSeconds: budgetTTLSeconds });
+}
+
+/** Why the agent is not ready yet (for /readyz), or undefined once its store has listed its Abnormals. */
+function notReady(store: AbnormalStore, catalog: ProcessorCatalog): string | undefined {
+  if (store.synced) return undefined;
+  const why = catalog.notSyncedBecause ?? store.notSyncedBecause;
+  return `the store has not listed its Abnormals yet${why ? `: ${why}` : ''}`;
 }

@@ -1,4 +1,4 @@
-// The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in) and
+// The agent's HTTP server: /healthz (the process is alive), /readyz (the store's first list is in; until then, why not) and
 // /metrics (Prometheus), open to anyone who reaches the port; /v1/alerts, the Alertmanager receiver,
 // behind its bearer token; and, only when the configuration switches them on, the built-in processors
 // at POST /processors/<kind>/<name>, speaking the same contract as any HTTP processor, behind a bearer
@@ -34,7 +34,8 @@ export type ServerOptions = {
   listen: string;
   /** The built-in processors to serve, and the token callers need (none: loopback only); absent: none served. */
   builtins?: { processors: readonly Processor[]; serveRecoverers: boolean; token?: BearerToken };
-  ready: () => boolean;
+  /** Undefined when ready; else why not, for /readyz to say. */
+  notReady: () => string | undefined;
   /** Prometheus metrics for GET /metrics. */
   metrics?: () => Promise<{ contentType: string; body: string }>;
   /** The Alertmanager receiver and the token it requires; absent: /v1/alerts answers 404. */
@@ -69,7 +70,10 @@ export async function startServer(opts: ServerOptions): Promise<{ server: Server
 async function handle(req: IncomingMessage, res: ServerResponse, opts: ServerOptions): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://agent');
   if (url.pathname === '/healthz') return text(res, 200, 'ok');
-  if (url.pathname === '/readyz') return opts.ready() ? text(res, 200, 'ok') : text(res, 503, 'not ready: the store has not synced yet');
+  if (url.pathname === '/readyz') {
+    const why = opts.notReady();
+    return why === undefined ? text(res, 200, 'ok') : text(res, 503, `not ready: ${why}`);
+  }
   if (url.pathname === '/metrics' && opts.metrics) {
     const { contentType, body } = await opts.metrics();
     res.writeHead(200, { 'content-type': contentType }).end(body);

@@ -170,7 +170,7 @@ export function customResourceInformer<T extends KubeObject = KubeObject>(client
  * that fails later is restarted, each after a wait from one Backoff (reset once a start succeeds).
  * Resolves once a start has succeeded. `onFailure` is told of every failure (for counts).
  */
-export async function keepWatching<T extends KubeObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean, onFailure?: () => void): Promise<void> {
+export async function keepWatching<T extends KubeObject>(informer: Informer<T>, what: string, log: Logger, stopped: () => boolean, onFailure?: (why: string) => void): Promise<void> {
   const backoff = new Backoff();
   const start = async () => {
     while (!stopped()) {
@@ -178,13 +178,13 @@ export async function keepWatching<T extends KubeObject>(informer: Informer<T>, 
       // Stopped while starting: the watch that just began must not outlive its owner (it would hold the process open).
       if (stopped()) return void (await informer.stop());
       if (!failure) return backoff.reset();
-      onFailure?.();
+      onFailure?.(watchErrorText(failure));
       log.warn({ err: watchErrorText(failure), watch: what, retryInMs: backoff.peek }, 'could not start watching');
       await backoff.wait();
     }
   };
   informer.on('error', (err) => {
-    onFailure?.();
+    onFailure?.(watchErrorText(err));
     if (stopped()) return;
     log.warn({ err: watchErrorText(err), watch: what, retryInMs: backoff.peek }, 'watch failed; restarting');
     setTimeout(() => void start(), backoff.next());

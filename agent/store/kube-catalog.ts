@@ -18,13 +18,16 @@ export type KubeCatalogOptions = {
 export class KubeCatalog implements ProcessorCatalog, SecretReader {
   private readonly informers = new Map<ProcessorKind, Informer>();
   private stopped = false;
+  notSyncedBecause?: string;
 
   constructor(private readonly opts: KubeCatalogOptions) {}
 
   /** Resolves once every kind's first list is in: an Abnormal worked on before would see its assigned processors as unregistered. */
   async start(): Promise<void> {
     for (const kind of PROCESSOR_KINDS) this.informers.set(kind, customResourceInformer(this.opts.client, PROCESSOR_PLURALS[kind], '*'));
-    await Promise.all([...this.informers].map(([kind, informer]) => keepWatching(informer, PROCESSOR_PLURALS[kind], this.opts.log, () => this.stopped)));
+    await Promise.all([...this.informers].map(([kind, informer]) =>
+      keepWatching(informer, PROCESSOR_PLURALS[kind], this.opts.log, () => this.stopped, (why) => (this.notSyncedBecause = `${PROCESSOR_PLURALS[kind]}: ${why}`))));
+    this.notSyncedBecause = undefined;
   }
 
   async processors(): Promise<ProcessorRegistration[]> {

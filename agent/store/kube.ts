@@ -45,6 +45,7 @@ export class KubeStore implements AbnormalStore {
   readonly writes = { status: 0, claim: 0, create: 0, spec: 0 };
   /** Times a watch of this store failed (and was restarted). */
   watchFailures = 0;
+  notSyncedBecause?: string;
   private readonly informers: Array<Informer<Abnormal>> = [];
   private resync?: NodeJS.Timeout;
   private stopped = false;
@@ -74,8 +75,8 @@ export class KubeStore implements AbnormalStore {
       const where = namespace === '*' ? ABNORMALS : `namespaces/${namespace}/${ABNORMALS}`;
       // Each resolves once its first list is in and its watch is running.
       watches.push(
-        keepWatching(ofThisNode, `${where}?labelSelector=${label}`, this.opts.log, () => this.stopped, () => this.watchFailures++),
-        keepWatching(unclaimed, `${where}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped, () => this.watchFailures++),
+        keepWatching(ofThisNode, `${where}?labelSelector=${label}`, this.opts.log, () => this.stopped, (why) => this.watchFailed(why)),
+        keepWatching(unclaimed, `${where}?labelSelector=!${NODE_LABEL}`, this.opts.log, () => this.stopped, (why) => this.watchFailed(why)),
       );
     }
     await Promise.all(watches);
@@ -83,6 +84,11 @@ export class KubeStore implements AbnormalStore {
     this.resync = setInterval(() => {
       for (const o of mine.flatMap((informer) => informer.list())) if (!isTerminal((o as Abnormal).status?.phase)) onChange(keyOf(o as Abnormal));
     }, this.opts.resyncSeconds * 1000);
+  }
+
+  private watchFailed(why: string): void {
+    this.watchFailures++;
+    if (!this.synced) this.notSyncedBecause = why;
   }
 
   /** "*" alone, or each trusted namespace. */

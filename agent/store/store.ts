@@ -32,6 +32,8 @@ export interface AbnormalStore {
   start(onChange: (key: AbnormalKey) => void): Promise<void>;
   /** True once start() has delivered the first full list (for /readyz). */
   readonly synced: boolean;
+  /** Until synced: what last kept it from listing (for /readyz to say), if anything. */
+  readonly notSyncedBecause?: string;
   /** The current object, or undefined if it is gone or not this node's. */
   get(key: AbnormalKey): Promise<Abnormal | undefined>;
   /**
@@ -60,6 +62,8 @@ export type ProcessorRegistration = { kind: ProcessorKind; object: ProcessorObje
 /** The HTTP processors registered with this backend (InformationCollector / Diagnoser / Recoverer objects). */
 export interface ProcessorCatalog {
   processors(): Promise<ProcessorRegistration[]>;
+  /** Until its first lists are in: what last kept it from listing (for /readyz to say), if anything. */
+  readonly notSyncedBecause?: string;
 }
 
 /** Secrets by namespace, name and key: a processor's bearer token, the alert receiver's. */

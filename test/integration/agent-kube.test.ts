@@ -3,20 +3,21 @@
 // Every Abnormal here names its processors (spec.assigned*): other test files register processors in
 // the same cluster at the same time, and the default "all registered" order would pick theirs up too.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CoreV1Api, RbacAuthorizationV1Api } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
 import type { RunningAgent } from '../../agent/agent.js';
 import { RECOVERY_LOG } from '../../agent/pipeline/pipeline.js';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import type { KubeEventRecorder } from '../../agent/store/kube-events.js';
-import { makeCertificates } from '../cluster/cluster.js';
+import { freePort, makeCertificates } from '../cluster/cluster.js';
 import { DEFAULTS } from '../../agent/config.js';
-import { finished, ref, registerProcessor, startKubeAgent, waitFor } from '../helpers/agent.js';
-import { abnormal, createAbnormal, getAbnormal, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
+import { finished, ref, registerProcessor, spawnAgent, startKubeAgent, waitFor } from '../helpers/agent.js';
+import { abnormal, createAbnormal, getAbnormal, kubeConfig, kubeconfigFile, kubectl, testNamespace } from '../helpers/kube.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
 const ns = await testNamespace('agent');
@@ -276,6 +277,26 @@ describe('the agent\'s HTTP server', () => {
   test('/healthz and /readyz answer once the store has synced', async () => {
     assert.equal((await call('/healthz')).status, 200);
     assert.equal(await (await call('/readyz')).text(), 'ok\n');
+  });
+
+  test('/readyz says why the agent is not ready: an identity the apiserver refuses', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-unready-'));
+    const port = await freePort();
+    const config = path.join(dir, 'config.yaml');
+    await writeFile(config, stringify({ nodeName: `unready-${ns}`, store: 'kube', kubeconfig: kubeconfigFile('unprivileged'), stateDir: path.join(dir, 'state'), events: { enabled: false } }));
+    const child = spawnAgent(['--config', config, '--listen', `127.0.0.1:${port}`], path.join(dir, 'agent.log'));
+    try {
+      const said = await waitFor('/readyz to say why not', async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+        const body = await res?.text();
+        return res?.status === 503 && body?.includes('HTTP 403') ? body : undefined;
+      });
+      assert.match(said, /^not ready: the store has not listed its Abnormals yet: \S+: HTTP 403: .*forbidden/);
+      assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200, 'alive all the same');
+    } finally {
+      child.kill('SIGTERM');
+      await child.exited;
+    }
   });
 
   test('built-in processors speak the processor contract at /processors/<kind>/<name>', async () => {
