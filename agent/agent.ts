@@ -10,6 +10,7 @@ import { BearerToken } from './lib/bearer-token.js';
 import { AgentMetrics } from './metrics.js';
 import { cidrList } from './node/addresses.js';
 import { CriClient } from './node/cri.js';
+import { GarbageCollector } from './pipeline/garbage.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
 import type { Processor } from './processors/contract.js';
@@ -32,6 +33,7 @@ export type RunningAgent = {
   sink: SymptomSink;
   /** The symptom sources that started. */
   sources: SymptomSource[];
+  gc: GarbageCollector;
   /** The port the HTTP server listens on (useful when the configuration said port 0). */
   port: number;
   /** Finish the steps in flight, then stop; with `abort`, cancel processor calls in flight instead. */
@@ -95,7 +97,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const { journalMaxBytes: _, ...flood } = config.symptoms;
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...flood, journal });
   const sources: SymptomSource[] = [];
-  metrics.observe({ pipeline, sink, sources: () => sources });
+  const gc = new GarbageCollector({ ...config.gc, store, log });
+  metrics.observe({ pipeline, sink, gc, sources: () => sources });
   const alerts = alertSource(config, backend);
   const server = await startServer({
     listen: config.listen, builtins: servedBuiltins(config, backend, builtins), notReady: () => notReady(store, backend.catalog), log,
@@ -104,6 +107,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   await backend.start(); // the processor registrations are known before any Abnormal is worked on
   await pipeline.start();
+  gc.start(); // after the store's first list: it deletes only what that list shows finished
   await mkdir(config.stateDir, { recursive: true });
   await sink.start(); // replays what the last run journaled before any source reads on
   for (const source of [...(await symptomSources(config, log, client, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) })), ...(alerts ? [alerts.receiver] : [])]) {
@@ -121,8 +125,10 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     events: backend.events,
     sink,
     sources,
+    gc,
     port: server.port,
     async stop(abort = false) {
+      await gc.stop();
       await Promise.all(sources.map((s) => s.stop()));
       await sink.stop(); // what was seen is written before the agent goes
       await pipeline.stop(abort);

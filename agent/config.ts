@@ -167,6 +167,16 @@ const ConfigObject = z.strictObject({
     budgetNamespace: z.string().min(1).optional(),
     budgetTTLSeconds: int(10, 86_400).default(600),
   }).prefault({}),
+  /** Finished Abnormals of this node, deleted by its agent (agent/pipeline/garbage.ts). */
+  gc: z.strictObject({
+    /** Succeeded ones, this long after they finished. */
+    succeededTTLSeconds: int(60, 365 * 86_400).default(86_400),
+    /** Failed and Unknown ones wait for a person: longer. */
+    failedTTLSeconds: int(60, 365 * 86_400).default(7 * 86_400),
+    /** Finished ones kept at most, the oldest deleted first. */
+    maxFinished: int(1, 100_000).default(200),
+    intervalSeconds: int(10, 86_400).default(600),
+  }).prefault({}),
   /** Dedup and flood control between the sources and the store (agent/sources/sink.ts). */
   symptoms: z.strictObject({
     flushSeconds: z.number().min(0.1).max(300).default(5),

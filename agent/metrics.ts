@@ -4,6 +4,7 @@
 // agents in one process (the tests) do not add into each other. Label values are bounded: sources,
 // phases, reasons the agent writes, and processors that are registered — never a pod or a line.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { GarbageCollector } from './pipeline/garbage.js';
 import type { Pipeline } from './pipeline/pipeline.js';
 import { refName, type Outcome, type Processor } from './processors/contract.js';
 import { AlertSource } from './sources/alerts.js';
@@ -46,8 +47,10 @@ export class AgentMetrics {
   }
 
   /** The counts the pipeline, the sink and the sources keep, read at each scrape. */
-  observe(parts: { pipeline: Pipeline; sink: SymptomSink; sources: () => readonly SymptomSource[] }): void {
-    const { pipeline, sink, sources } = parts;
+  observe(parts: { pipeline: Pipeline; sink: SymptomSink; gc: GarbageCollector; sources: () => readonly SymptomSource[] }): void {
+    const { pipeline, sink, gc, sources } = parts;
+    this.countFrom('nodemedic_abnormals_deleted_total', 'Finished Abnormals of this node deleted by garbage collection (gc.*), by phase', ['phase'],
+      () => Object.entries(gc.deleted).map(([phase, n]) => [{ phase }, n]));
     this.countFrom('nodemedic_symptoms_total', 'Symptoms the sources reported, repeats included, by source', ['source'],
       () => Object.entries(sink.stats.bySource).map(([source, n]) => [{ source }, n]));
     this.countFrom('nodemedic_problems_total', 'Symptoms by source and reason, repeats included (node-problem-detector\'s problem_counter); reasons come from rules, or beyond 200 pairs are counted as Other', ['source', 'reason'],

@@ -2,7 +2,7 @@
 // are set. The pipeline checks canTransition before every status write, so a bug elsewhere cannot
 // move an Abnormal backwards or out of a terminal phase.
 import { PHASES, type CONDITION_TYPES } from './crds.js';
-import type { AbnormalCondition } from './types.generated.js';
+import type { Abnormal, AbnormalCondition } from './types.generated.js';
 
 export type Phase = (typeof PHASES)[number];
 export type ConditionType = (typeof CONDITION_TYPES)[number];
@@ -20,6 +20,12 @@ const TERMINAL: ReadonlySet<Phase> = new Set(['Succeeded', 'Failed', 'Unknown'])
 /** No phase yet means not yet accepted by the agent. */
 export function isTerminal(phase: Phase | undefined): boolean {
   return phase !== undefined && TERMINAL.has(phase);
+}
+
+/** When an Abnormal reached its terminal phase (ms): its latest condition change, else its creation. */
+export function endedAt(abnormal: Abnormal): number {
+  const times = (abnormal.status?.conditions ?? []).map((c) => Date.parse(c.lastTransitionTime ?? '')).filter(Number.isFinite);
+  return times.length > 0 ? Math.max(...times) : Date.parse(String(abnormal.metadata?.creationTimestamp ?? 0));
 }
 
 /**

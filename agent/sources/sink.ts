@@ -17,7 +17,7 @@
 // The sink is the only part of the sources that writes to the store.
 import type { Logger } from 'pino';
 import { keyOf } from '../api/kinds.js';
-import { isTerminal, toRFC3339 } from '../api/phase.js';
+import { endedAt, isTerminal, toRFC3339 } from '../api/phase.js';
 import type { Abnormal } from '../api/types.generated.js';
 import { ConflictError, InvalidObjectError, type AbnormalStore } from '../store/store.js';
 import type { JournalRecord, SymptomJournal } from './journal.js';
@@ -325,9 +325,3 @@ export class SymptomSink {
 }
 
 const recordOf = (e: Entry): JournalRecord => ({ fingerprint: e.fingerprint, symptom: e.first, pending: e.pending, firstSeen: e.firstSeen, lastSeen: e.lastSeen });
-
-/** When an Abnormal reached its terminal phase: its latest condition change, else its creation. */
-function endedAt(abnormal: Abnormal): number {
-  const times = (abnormal.status?.conditions ?? []).map((c) => Date.parse(c.lastTransitionTime ?? '')).filter(Number.isFinite);
-  return times.length > 0 ? Math.max(...times) : Date.parse(String(abnormal.metadata?.creationTimestamp ?? 0));
-}

@@ -105,6 +105,29 @@ export class FileStore implements AbnormalStore {
     return { ...abnormal, metadata: { ...metadata, resourceVersion: hash(text) } };
   }
 
+  /** Every Abnormal in the state directory: the file store serves one node. */
+  async listOfNode(): Promise<Abnormal[]> {
+    const all = await Promise.all([...this.files.keys()].map((key) => this.get(key).catch(() => undefined)));
+    return all.filter((a): a is Abnormal => a !== undefined);
+  }
+
+  /** Deletes the file if its content is still what was read (its hash); in turn with the rewrites of it. */
+  async remove(abnormal: Abnormal): Promise<boolean> {
+    const key = keyOf(abnormal);
+    const file = this.files.get(key);
+    if (!file) return true;
+    return this.inTurn(file, async () => {
+      const full = path.join(this.abnormalsDir, file);
+      const text = await readFile(full, 'utf8').catch(() => undefined);
+      if (text === undefined) return true;
+      if (hash(text) !== abnormal.metadata?.resourceVersion) return false;
+      await unlink(full);
+      this.files.delete(key);
+      this.seen.delete(file);
+      return true;
+    });
+  }
+
   /** Reads only the files last seen with that fingerprint (an index kept as files are read), not every file. */
   async findByFingerprint(fingerprint: string): Promise<Abnormal[]> {
     const found: Abnormal[] = [];
@@ -133,8 +156,13 @@ export class FileStore implements AbnormalStore {
     const key = keyOf(abnormal);
     const file = this.files.get(key);
     if (!file) throw new ConflictError(key);
+    return this.inTurn(file, () => this.rewriteNow(file, key, abnormal, changes));
+  }
+
+  /** Work on one file after the work on it already asked for. */
+  private async inTurn<T>(file: string, work: () => Promise<T>): Promise<T> {
     const previous = this.rewriting.get(file) ?? Promise.resolve();
-    const turn = previous.catch(() => {}).then(() => this.rewriteNow(file, key, abnormal, changes));
+    const turn = previous.catch(() => {}).then(work);
     this.rewriting.set(file, turn);
     try {
       return await turn;

@@ -47,6 +47,8 @@ export class KubeStore implements AbnormalStore {
   watchFailures = 0;
   notSyncedBecause?: string;
   private readonly informers: Array<Informer<Abnormal>> = [];
+  /** Those of the informers that hold this node's Abnormals (labelled for it). */
+  private readonly ofThisNode: Array<Informer<Abnormal>> = [];
   private resync?: NodeJS.Timeout;
   private stopped = false;
 
@@ -71,6 +73,7 @@ export class KubeStore implements AbnormalStore {
       unclaimed.on('add', claim);
       unclaimed.on('update', claim);
       mine.push(ofThisNode);
+      this.ofThisNode.push(ofThisNode);
       this.informers.push(ofThisNode, unclaimed);
       const where = namespace === '*' ? ABNORMALS : `namespaces/${namespace}/${ABNORMALS}`;
       // Each resolves once its first list is in and its watch is running.
@@ -147,6 +150,28 @@ export class KubeStore implements AbnormalStore {
     const labelSelector = `${FINGERPRINT_LABEL}=${fingerprint}`;
     const lists = await Promise.all(this.watchedNamespaces.map((namespace) => this.opts.client.list<Abnormal>(this.path(namespace), { labelSelector })));
     return lists.flatMap((list) => list.items);
+  }
+
+  /** From the informers' memory: the Abnormals labelled for this node in the trusted namespaces. */
+  async listOfNode(): Promise<Abnormal[]> {
+    return this.ofThisNode.flatMap((informer) => informer.list());
+  }
+
+  /**
+   * DELETE with the object's uid and resourceVersion as preconditions: one changed since it was read
+   * (a repeat counted on it, a person's edit) is not deleted. Only ever called with this node's own.
+   */
+  async remove(abnormal: Abnormal): Promise<boolean> {
+    const { namespace, name, uid, resourceVersion } = abnormal.metadata as { namespace: string; name: string; uid?: string; resourceVersion?: string };
+    if (abnormal.metadata?.labels?.[NODE_LABEL] !== nodeLabelValue(this.opts.nodeName) || !this.trusts(namespace)) return false;
+    try {
+      await this.opts.client.request('DELETE', this.path(namespace, name), { body: { kind: 'DeleteOptions', apiVersion: 'v1', preconditions: { uid, resourceVersion } } });
+      return true;
+    } catch (err) {
+      if (apiStatus(err) === 404) return true;
+      if (apiStatus(err) === 409) return false;
+      throw err;
+    }
   }
 
   async writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal> {

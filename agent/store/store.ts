@@ -53,6 +53,10 @@ export interface AbnormalStore {
   findByFingerprint(fingerprint: string, nodeName?: string): Promise<Abnormal[]>;
   /** Replace the spec (the sink owns it: occurrences, an alert's end), compare-and-swap like writeStatus. */
   writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal>;
+  /** Every Abnormal of this node (for garbage collection). */
+  listOfNode(): Promise<Abnormal[]>;
+  /** Delete it if it is still as read (same resourceVersion); false when it changed meanwhile. Gone already: true. */
+  remove(abnormal: Abnormal): Promise<boolean>;
   stop(): Promise<void>;
 }
 

@@ -23,12 +23,14 @@ const bindings = manifest.filter((o) => o.kind === 'ClusterRoleBinding' || o.kin
 const agentRules = bindings.flatMap((b) => (roleNamed(b.roleRef!.kind, b.roleRef!.name).rules ?? []).map((rule) => ({ binding: b, rule })));
 const forbidden = (err: unknown) => apiCode(err) === 403;
 
-test('security: the shipped RBAC: no ConfigMap, Secrets and Leases by name only, nothing deleted, cluster-wide read-only', () => {
+test('security: the shipped RBAC: no ConfigMap, Secrets and Leases by name only, nothing deleted but Abnormals where they are trusted, cluster-wide read-only', () => {
   assert.ok(agentRules.length > 0);
   for (const { binding, rule } of agentRules) {
     const what = `${binding.kind} ${binding.metadata.name}: ${rule.resources.join(',')}`;
     assert.ok(!rule.resources.includes('configmaps'), `${what}: no ConfigMap at all`);
-    assert.ok(!rule.verbs.includes('delete') && !rule.verbs.includes('*'), `${what}: deletes nothing`);
+    assert.ok(!rule.verbs.includes('*'), `${what}: no wildcard`);
+    // Garbage collection deletes its node's finished Abnormals: in the namespaces bound per trust only.
+    if (rule.verbs.includes('delete')) assert.deepEqual([binding.kind, rule.resources], ['RoleBinding', ['abnormals']], `${what}: deletes nothing else`);
     if (rule.resources.includes('secrets') || rule.resources.includes('leases')) assert.ok((rule.resourceNames ?? []).length > 0, `${what}: by name only`);
     if (binding.kind === 'ClusterRoleBinding') assert.deepEqual(rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v)), [], `${what}: cluster-wide, read-only`);
   }

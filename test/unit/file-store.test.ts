@@ -84,3 +84,20 @@ test('finding by fingerprint reads the files indexed under it, and finds them ag
   t.after(() => second.stop());
   assert.equal((await second.findByFingerprint('fp-a')).length, 2, 'the index is rebuilt from the files at start');
 });
+
+test('garbage collection on the file store: every Abnormal listed; one deleted only if unchanged since it was read', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-gc-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new FileStore({ dir, log: pino({ level: 'silent' }), settleMs: 0 });
+  await store.start(() => {});
+  t.after(() => store.stop());
+  const make = () => store.create({ apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { generateName: 'gc-' }, spec: { source: 'Custom', nodeName: 'demo' } } as Abnormal);
+  const [first, second] = [await make(), await make()];
+  assert.equal((await store.listOfNode()).length, 2);
+  const changed = await store.writeStatus(first, { phase: 'Failed' });
+  assert.equal(await store.remove(first), false, 'changed since it was read');
+  assert.equal(await store.remove(changed), true);
+  assert.equal(await store.remove(second), true);
+  assert.deepEqual(await readdir(path.join(dir, 'abnormals')), []);
+  assert.equal(await store.remove(second), true, 'gone already');
+});
