@@ -18,7 +18,7 @@ const MAX_REMEMBERED = 1000;
 const NAME_PART = 253 - 17;
 
 export class KubeEventRecorder implements EventRecorder {
-  /** Events written (for the figures in the README). */
+  /** Events written (for the figures in docs/). */
   written = 0;
   private readonly repeats = new Map<string, { name: string; namespace: string; count: number }>();
   private lastNanos = 0n;

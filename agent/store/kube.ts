@@ -41,7 +41,7 @@ const ABNORMALS = 'abnormals';
 
 export class KubeStore implements AbnormalStore {
   synced = false;
-  /** API writes this store made, by kind (for the figures in the README). */
+  /** API writes this store made, by kind (for the figures in docs/). */
   readonly writes = { status: 0, claim: 0, create: 0, spec: 0 };
   /** Times a watch of this store failed (and was restarted). */
   watchFailures = 0;

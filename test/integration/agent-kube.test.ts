@@ -113,7 +113,7 @@ test('the happy path: collected, identified, recovered, with conditions, evidenc
   assert.ok(at.every((i, n) => i > 0 && (n === 0 || i > at[n - 1]!)), `kubectl describe lists the Events in order:\n${table}`);
   const writes = (agent.store as KubeStore).writes;
   const eventWrites = (agent.events as KubeEventRecorder).written;
-  // For the README: the API writes one Abnormal costs, create to Succeeded.
+  // For the docs: the API writes one Abnormal costs, create to Succeeded.
   t.diagnostic(`API writes for one Abnormal: ${writes.status - writesBefore.status} status writes, ${eventWrites - eventsBefore} events, ${writes.claim - writesBefore.claim} claims`);
 });
 
