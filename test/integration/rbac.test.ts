@@ -18,7 +18,7 @@ test('the unprivileged user can neither create, read, list nor change Abnormals'
 });
 
 describe('with manifests/rbac/agent.yaml (applied by the test run, as a user would)', () => {
-  test('the agent lists, watches, labels and writes status, but cannot delete or read Secrets', async () => {
+  test('the agent lists, watches, labels, writes status and deletes (garbage collection), but cannot read Secrets', async () => {
     const created = await createAbnormal(abnormal('for-agent', ns, { nodeName: 'node-a' }));
     const agent = customObjects('agent');
     await agent.listClusterCustomObject({ group: GROUP, version: VERSION, plural: ABNORMALS, labelSelector: 'nodemedic.io/node=node-a' });
@@ -32,7 +32,10 @@ describe('with manifests/rbac/agent.yaml (applied by the test run, as a user wou
     const read = await getAbnormal(ns, 'for-agent');
     assert.equal(read.status?.phase, 'InformationCollecting');
     assert.equal(read.metadata?.labels?.['nodemedic.io/node'], 'node-a');
-    await assert.rejects(agent.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name: 'for-agent' }), forbidden);
     await assert.rejects(kubeConfig('agent').makeApiClient(CoreV1Api).listNamespacedSecret({ namespace: ns }), forbidden);
+    // Garbage collection: where its Abnormals role is bound (this suite binds it cluster-wide; a
+    // deployment per trusted namespace, which security-rbac.test.ts checks in the manifest).
+    await agent.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name: 'for-agent' });
+    await assert.rejects(getAbnormal(ns, 'for-agent'), (err) => apiCode(err) === 404);
   });
 });
