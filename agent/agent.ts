@@ -98,7 +98,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...flood, journal });
   const sources: SymptomSource[] = [];
   const gc = new GarbageCollector({ ...config.gc, store, log });
-  metrics.observe({ pipeline, sink, gc, sources: () => sources });
+  metrics.observe({ pipeline, sink, gc, store, sources: () => sources });
   const alerts = alertSource(config, backend);
   const server = await startServer({
     listen: config.listen, builtins: servedBuiltins(config, backend, builtins), notReady: () => notReady(store, backend.catalog), log,

@@ -5,11 +5,15 @@
 // phases, reasons the agent writes, and processors that are registered — never a pod or a line.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { GarbageCollector } from './pipeline/garbage.js';
+import type { AbnormalStore } from './store/store.js';
 import type { Pipeline } from './pipeline/pipeline.js';
 import { refName, type Outcome, type Processor } from './processors/contract.js';
 import { AlertSource } from './sources/alerts.js';
 import type { SymptomSink } from './sources/sink.js';
 import type { SymptomSource } from './sources/source.js';
+
+/** Distinct (type, reason) pairs nodemedic_problem_active shows at most. */
+const MAX_PROBLEM_SERIES = 200;
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -47,8 +51,9 @@ export class AgentMetrics {
   }
 
   /** The counts the pipeline, the sink and the sources keep, read at each scrape. */
-  observe(parts: { pipeline: Pipeline; sink: SymptomSink; gc: GarbageCollector; sources: () => readonly SymptomSource[] }): void {
-    const { pipeline, sink, gc, sources } = parts;
+  observe(parts: { pipeline: Pipeline; sink: SymptomSink; gc: GarbageCollector; store: AbnormalStore; sources: () => readonly SymptomSource[] }): void {
+    const { pipeline, sink, gc, store, sources } = parts;
+    this.problemsActive(store);
     this.countFrom('nodemedic_abnormals_deleted_total', 'Finished Abnormals of this node deleted by garbage collection (gc.*), by phase', ['phase'],
       () => Object.entries(gc.deleted).map(([phase, n]) => [{ phase }, n]));
     this.countFrom('nodemedic_symptoms_total', 'Symptoms the sources reported, repeats included, by source', ['source'],
@@ -85,6 +90,35 @@ export class AgentMetrics {
         const { pending, running } = pipeline.queueSize;
         this.set({ state: 'pending' }, pending);
         this.set({ state: 'running' }, running);
+      },
+    });
+  }
+
+  /**
+   * nodemedic_problem_active{type,reason} (node-problem-detector's problem_gauge): 1 while this node has
+   * an Abnormal from a permanent rule — type its condition, reason the rule's — that has not been
+   * recovered (any phase but Succeeded); 0 once none has. Read from the store at each scrape. A hand-made
+   * Abnormal may name any rule, so at most MAX_PROBLEM_SERIES pairs are shown.
+   */
+  private problemsActive(store: AbnormalStore): void {
+    const shown = new Set<string>();
+    new Gauge({
+      name: 'nodemedic_problem_active', help: 'Problems from permanent rules on this node, by condition type and reason: 1 until their Abnormal is recovered',
+      labelNames: ['type', 'reason'] as const, registers: [this.registry],
+      async collect() {
+        const active = new Set<string>();
+        for (const abnormal of await store.listOfNode()) {
+          const rule = abnormal.spec.context?.rule as { type?: unknown; condition?: unknown; reason?: unknown } | undefined;
+          if (rule?.type !== 'permanent' || typeof rule.condition !== 'string' || typeof rule.reason !== 'string' || abnormal.status?.phase === 'Succeeded') continue;
+          const key = JSON.stringify([rule.condition, rule.reason]);
+          if (shown.has(key) || shown.size < MAX_PROBLEM_SERIES) active.add(key);
+        }
+        for (const key of active) shown.add(key);
+        this.reset();
+        for (const key of shown) {
+          const [type, reason] = JSON.parse(key) as [string, string];
+          this.set({ type, reason }, active.has(key) ? 1 : 0);
+        }
       },
     });
   }

@@ -1,6 +1,7 @@
 // GET /metrics on the real `nodemedic agent` process (file store): a log line matched by a rule, its
 // repeat, and a probe Abnormal, then the exposition scraped and checked — symptoms by source, the
-// sink's writes, phases entered with their reasons, processor calls by outcome, process memory.
+// sink's writes, phases entered with their reasons, processor calls by outcome, process memory; then a
+// permanent rule's problem, active until its Abnormal is recovered.
 import assert from 'node:assert/strict';
 import { appendFile, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -41,6 +42,12 @@ source: app
 rules:
   - reason: AppPanicked
     pattern: 'panic: .*'
+    abnormal: {skipRecovery: true}
+  # A line no rule above matches: its Abnormal is made only at the end of the test.
+  - reason: AppDeadlocked
+    type: permanent
+    condition: AppDeadlock
+    pattern: 'fatal error: all goroutines are asleep - deadlock!'
     abnormal: {skipRecovery: true}
 `);
   await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${path.join(dir, 'rules.yaml')}"]}\nsymptoms: {flushSeconds: 0.5}\n`);
@@ -89,6 +96,23 @@ rules:
     // The last status write lands a moment before its worker is free again: wait for the gauge to say so.
     await waitFor('the workers to be free', async () => sample(await scrape(), 'nodemedic_pipeline_abnormals', { state: 'running' }) === 0 || undefined);
     assert.ok((sample(text, 'process_resident_memory_bytes') ?? 0) > 10 * 1024 * 1024);
+
+    // A permanent rule's problem is active (1) until its Abnormal is recovered; a temporary one has no such series.
+    assert.equal(sample(text, 'nodemedic_problem_active'), undefined);
+    await appendFile(logFile, 'fatal error: all goroutines are asleep - deadlock!\n');
+    const deadlocked = await waitFor('the deadlock\'s Abnormal to finish', async () => {
+      for (const file of (await readdir(path.join(state, 'abnormals'))).filter((f) => !f.startsWith('.'))) {
+        const a = parse(await readFile(path.join(state, 'abnormals', file), 'utf8')) as Abnormal;
+        if (a.spec.context?.rule && (a.spec.context.rule as { reason?: string }).reason === 'AppDeadlocked' && isTerminal(a.status?.phase)) return { file, a };
+      }
+      return undefined;
+    });
+    const active = await scrape();
+    assert.equal(sample(active, 'nodemedic_problem_active', { type: 'AppDeadlock', reason: 'AppDeadlocked' }), 1, `${deadlocked.a.status?.phase}: not recovered`);
+    assert.equal(sample(active, 'nodemedic_problem_active', { reason: 'AppPanicked' }), undefined, 'a temporary rule');
+    // Recovered (here by hand, as a person marking it so would): the problem is no longer active.
+    await writeFile(path.join(state, 'abnormals', deadlocked.file), stringify({ ...deadlocked.a, status: { ...deadlocked.a.status, phase: 'Succeeded' } }));
+    await waitFor('the problem to be inactive', async () => sample(await scrape(), 'nodemedic_problem_active', { type: 'AppDeadlock', reason: 'AppDeadlocked' }) === 0 || undefined);
   } finally {
     agent.kill('SIGTERM');
     assert.equal(await agent.exited, 0);
