@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { parse } from 'yaml';
 import type { Abnormal } from '../../agent/api/types.generated.js';
@@ -12,12 +12,18 @@ import { atomicWrite } from '../../agent/lib/files.js';
 import { FileStore } from '../../agent/store/file.js';
 import { ConflictError } from '../../agent/store/store.js';
 
-test('two writes from one version at once: one lands, the other is a conflict, nothing is silently lost', async (t) => {
+/** A started file store in a temporary directory, both gone after the test. */
+async function startedStore(t: TestContext): Promise<{ dir: string; store: FileStore }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const store = new FileStore({ dir, log: pino({ level: 'silent' }), settleMs: 0 });
   await store.start(() => {});
   t.after(() => store.stop());
+  return { dir, store };
+}
+
+test('two writes from one version at once: one lands, the other is a conflict, nothing is silently lost', async (t) => {
+  const { dir, store } = await startedStore(t);
   const created = await store.create({
     apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal',
     metadata: { name: 'race' }, spec: { source: 'Custom', nodeName: 'demo', occurrences: { count: 1 } },
@@ -86,11 +92,7 @@ test('finding by fingerprint reads the files indexed under it, and finds them ag
 });
 
 test('garbage collection on the file store: every Abnormal listed; one deleted only if unchanged since it was read', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-gc-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const store = new FileStore({ dir, log: pino({ level: 'silent' }), settleMs: 0 });
-  await store.start(() => {});
-  t.after(() => store.stop());
+  const { dir, store } = await startedStore(t);
   const make = () => store.create({ apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { generateName: 'gc-' }, spec: { source: 'Custom', nodeName: 'demo' } } as Abnormal);
   const [first, second] = [await make(), await make()];
   assert.equal((await store.listOfNode()).length, 2);
