@@ -62,7 +62,6 @@ export class KubeStore implements AbnormalStore {
 
   async start(onChange: (key: AbnormalKey) => void): Promise<void> {
     const label = `${NODE_LABEL}=${nodeLabelValue(this.opts.nodeName)}`;
-    const mine: Array<Informer<Abnormal>> = [];
     const watches: Array<Promise<void>> = [];
     for (const namespace of this.watchedNamespaces) {
       const ofThisNode = customResourceInformer<Abnormal>(this.opts.client, ABNORMALS, namespace, label);
@@ -72,7 +71,6 @@ export class KubeStore implements AbnormalStore {
       const claim = (o: Abnormal) => void this.claim(o);
       unclaimed.on('add', claim);
       unclaimed.on('update', claim);
-      mine.push(ofThisNode);
       this.ofThisNode.push(ofThisNode);
       this.informers.push(ofThisNode, unclaimed);
       const where = namespace === '*' ? ABNORMALS : `namespaces/${namespace}/${ABNORMALS}`;
@@ -85,7 +83,7 @@ export class KubeStore implements AbnormalStore {
     await Promise.all(watches);
     this.synced = true;
     this.resync = setInterval(() => {
-      for (const o of mine.flatMap((informer) => informer.list())) if (!isTerminal((o as Abnormal).status?.phase)) onChange(keyOf(o as Abnormal));
+      for (const o of this.ofThisNode.flatMap((informer) => informer.list())) if (!isTerminal(o.status?.phase)) onChange(keyOf(o));
     }, this.opts.resyncSeconds * 1000);
   }
 
