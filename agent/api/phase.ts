@@ -22,10 +22,10 @@ export function isTerminal(phase: Phase | undefined): boolean {
   return phase !== undefined && TERMINAL.has(phase);
 }
 
-/** When an Abnormal reached its terminal phase (ms): its latest condition change, else its creation. */
+/** When an Abnormal reached its terminal phase (ms): its latest condition change, else its creation; NaN when neither is known. */
 export function endedAt(abnormal: Abnormal): number {
   const times = (abnormal.status?.conditions ?? []).map((c) => Date.parse(c.lastTransitionTime ?? '')).filter(Number.isFinite);
-  return times.length > 0 ? Math.max(...times) : Date.parse(String(abnormal.metadata?.creationTimestamp ?? 0));
+  return times.length > 0 ? Math.max(...times) : Date.parse(String(abnormal.metadata?.creationTimestamp ?? ''));
 }
 
 /**

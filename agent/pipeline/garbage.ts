@@ -14,7 +14,11 @@ export type GarbageOptions = { succeededTTLSeconds: number; failedTTLSeconds: nu
 export function garbageOf(abnormals: readonly Abnormal[], now: number, opts: Omit<GarbageOptions, 'intervalSeconds'>): Abnormal[] {
   const finished = abnormals
     .filter((a) => isTerminal(a.status?.phase))
-    .map((abnormal) => ({ abnormal, ended: endedAt(abnormal) }))
+    .map((abnormal) => {
+      // One whose end cannot be told (no conditions, no creation time: a file written by hand) counts as just finished.
+      const ended = endedAt(abnormal);
+      return { abnormal, ended: Number.isFinite(ended) ? ended : now };
+    })
     .sort((a, b) => a.ended - b.ended);
   const ttl = (a: Abnormal) => (a.status?.phase === 'Succeeded' ? opts.succeededTTLSeconds : opts.failedTTLSeconds) * 1000;
   const expired = finished.filter(({ abnormal, ended }) => !(now - ended < ttl(abnormal)));
