@@ -46,7 +46,7 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number; after
         const side = usec < symptomUsec ? before : after;
         const last = side.at(-1) ?? (side === after ? before.at(-1) : undefined);
         if (last?.message === message) last.repeats++;
-        else if (side === before || after.length < MAX_LINES) side.push({ usec, message, repeats: 1 });
+        else side.push({ usec, message, repeats: 1 }); // after the symptom, reading stops at MAX_LINES
         if (before.length > MAX_LINES) before.shift();
       };
       try {
@@ -62,20 +62,16 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number; after
       } finally {
         kmsg.close();
       }
-      const lines = nearest([...before], [...after], MAX_LINES).map(({ usec, message, repeats }) =>
+      const lines = nearest(before, after, MAX_LINES).map(({ usec, message, repeats }) =>
         `[${new Date(bootedAt + usec / 1000).toISOString()}] ${message}${repeats > 1 ? ` (repeated ${repeats} times)` : ''}`);
       return { ok: true, context: evidence({ kernelLog: { from: new Date(fromUsec / 1000 + bootedAt).toISOString(), lines } }) };
     },
   };
 }
 
-/** At most `max` lines, in order: the ones nearest the symptom, taken from both sides alternately. */
+/** At most `max` lines, in order: the ones nearest the symptom, half from each side where both have enough. */
 function nearest(before: Line[], after: Line[], max: number): Line[] {
-  let b = before.length;
-  let a = 0;
-  while (b + (after.length - a) > 0 && (before.length - b) + a < max) {
-    if (a < after.length && ((before.length - b) >= a || b === 0)) a++;
-    else b--;
-  }
-  return [...before.slice(b), ...after.slice(0, a)];
+  const fromAfter = Math.min(after.length, Math.max(Math.ceil(max / 2), max - before.length));
+  const fromBefore = Math.min(before.length, max - fromAfter);
+  return [...before.slice(before.length - fromBefore), ...after.slice(0, fromAfter)];
 }
