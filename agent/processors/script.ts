@@ -18,6 +18,7 @@
 import { constants } from 'node:fs';
 import { access, readdir, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { runCapped, type RunResult } from '../lib/run-capped.js';
 import { openTrusted } from '../lib/trusted-file.js';
 import type { ProcessorKind } from '../api/kinds.js';
 import { Reason } from '../api/reasons.js';
@@ -61,12 +62,12 @@ export class ScriptProcessor implements Processor {
     try {
       timeoutSeconds = (await declaredTimeout(opened.handle)) ?? this.options.defaultTimeoutSeconds;
       const env = { ...environment(abnormal, this.kind), NODEMEDIC_SCRIPT: path.resolve(this.file) };
-      result = await runCapped(opened.handle, JSON.stringify(abnormal), env, timeoutSeconds * 1000, this.options.maxOutputBytes, signal);
+      result = await runCapped(opened.handle, { input: JSON.stringify(abnormal), env, timeoutMs: timeoutSeconds * 1000, maxBytes: this.options.maxOutputBytes, signal });
     } finally {
       await opened.handle.close();
     }
     if (result.timedOut) return failure(Reason.Timeout, `${this.ref.name} did not finish within ${timeoutSeconds} s; it was killed with everything it started`);
-    if (result.error) return failure(Reason.ScriptFailed, `${this.ref.name} ${result.error}`);
+    if (result.error) return failure(Reason.ScriptFailed, `${this.ref.name} ${result.error}${result.error.startsWith("printed more") ? " (scripts.maxOutputBytes)" : ""}`);
     if (result.code !== 0) {
       return failure(Reason.ScriptFailed, `${this.ref.name} exited with ${result.code ?? result.signal}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''}`);
     }
@@ -108,80 +109,4 @@ function environment(abnormal: Abnormal, kind: ProcessorKind): NodeJS.ProcessEnv
     if (['string', 'number', 'boolean'].includes(typeof value) && /^[A-Za-z0-9_]+$/.test(key)) env[`NODEMEDIC_CONTEXT_${key.toUpperCase()}`] = String(value);
   }
   return env;
-}
-
-type RunResult = { code?: number; signal?: string; stdout: string; stderr: string; timedOut: boolean; error?: string };
-
-/** How long, after the script is killed, the pipes are waited on before they are closed from this side. */
-const PIPE_GRACE_MS = 2000;
-
-/** The checked descriptor as the script sees it: stdin, stdout, stderr, then this. */
-const SCRIPT_FD = 3;
-
-/** A PID namespace per script: root only (it takes CAP_SYS_ADMIN), and util-linux's unshare must be there. */
-let unshare: Promise<string | undefined> | undefined;
-function pidNamespaceTool(): Promise<string | undefined> {
-  unshare ??= (async () => {
-    if (process.getuid?.() !== 0) return undefined;
-    for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-      const candidate = path.join(dir, 'unshare');
-      if (await access(candidate, constants.X_OK).then(() => true, () => false)) return candidate;
-    }
-    return undefined;
-  })();
-  return unshare;
-}
-
-/**
- * Run the checked descriptor: as the first process of a PID namespace of its own where that can be
- * had (see the top of this file), and in a process group of its own (detached) in any case, killed
- * at the timeout or when the pipeline is cancelled, and once more after it exits. Output past `max`
- * bytes stops the script.
- */
-async function runCapped(script: FileHandle, input: string, env: NodeJS.ProcessEnv, timeoutMs: number, max: number, signal: AbortSignal): Promise<RunResult> {
-  const self = `/proc/self/fd/${SCRIPT_FD}`;
-  const tool = await pidNamespaceTool();
-  // --kill-child: if unshare is killed, so is the script, and with it the whole namespace.
-  const [file, args] = tool ? [tool, ['--pid', '--fork', '--kill-child', self]] : [self, []];
-  const { execa } = await import('execa'); // loaded by the agents that run scripts, at their first
-  const child = execa(file, args, {
-    input, env, extendEnv: false, detached: true, reject: false, maxBuffer: max, stripFinalNewline: false,
-    // execa passes a descriptor number through as fd 3 (its types allow numbers for stdin..stderr only).
-    stdio: ['pipe', 'pipe', 'pipe', script.fd as never],
-  });
-  let timedOut = false;
-  let grace: NodeJS.Timeout | undefined;
-  const killGroup = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    // A process that left the group may still hold the pipes: stop waiting on them after a grace.
-    grace ??= setTimeout(() => {
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-    }, PIPE_GRACE_MS);
-  };
-  const timer = setTimeout(() => {
-    timedOut = true;
-    killGroup();
-  }, timeoutMs);
-  signal.addEventListener('abort', killGroup, { once: true });
-  try {
-    const r = await child;
-    const base = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut };
-    if (r.isMaxBuffer) return { ...base, error: `printed more than ${max} bytes (scripts.maxOutputBytes) and was stopped` };
-    if (r.failed && r.exitCode === undefined && r.signal === undefined) return { ...base, error: `could not run: ${r.shortMessage}` };
-    return { ...base, code: r.exitCode, signal: r.signal };
-  } finally {
-    clearTimeout(timer);
-    clearTimeout(grace);
-    signal.removeEventListener('abort', killGroup);
-    try {
-      if (child.pid) process.kill(-child.pid, 'SIGKILL'); // anything the script left running in its group
-    } catch {
-      // none left
-    }
-  }
 }
