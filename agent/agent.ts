@@ -11,6 +11,7 @@ import { AgentMetrics } from './metrics.js';
 import { cidrList } from './node/addresses.js';
 import { CriClient } from './node/cri.js';
 import { GarbageCollector } from './pipeline/garbage.js';
+import { NodeConditions } from './pipeline/node-conditions.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
 import type { Processor } from './processors/contract.js';
@@ -24,7 +25,8 @@ import { symptomSources } from './sources/sources.js';
 import { FileCatalog } from './store/file-catalog.js';
 import { FileEventLog } from './store/file-events.js';
 import { FileStore } from './store/file.js';
-import type { AbnormalStore, Backend, EventRecorder, ProcessorCatalog } from './store/store.js';
+import type { AbnormalStore, Backend, EventRecorder, NodeReporter, ProcessorCatalog } from './store/store.js';
+import type { Abnormal } from './api/types.generated.js';
 
 export type RunningAgent = {
   pipeline: Pipeline;
@@ -89,13 +91,23 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const pipeline = new Pipeline({
     store, events: backend.events, registry, nodeName: config.nodeName, concurrency: config.concurrency, log, rails, dryRun: recovery.dryRun,
     onStep: (processor, outcome, ms) => metrics.processorRan(processor, outcome, ms),
-    onTransition: (phase, reason) => metrics.phaseEntered(phase, reason),
+    onTransition: (phase, reason) => {
+      metrics.phaseEntered(phase, reason);
+      nodeConditions?.nudge();
+    },
   });
   // Symptoms: sources → sink (dedup, flood control) → store. A source that fails to start is logged
   // and left out; the agent goes on with the others.
   const journal = new SymptomJournal({ file: path.join(config.stateDir, 'symptoms.jsonl'), maxBytes: config.symptoms.journalMaxBytes, log });
   const { journalMaxBytes: _, ...flood } = config.symptoms;
-  const sink = new SymptomSink({ store, nodeName: config.nodeName, log, ...flood, journal });
+  let nodeConditions: NodeConditions | undefined; // made once the rule files have said which conditions there are
+  const sink = new SymptomSink({
+    store, nodeName: config.nodeName, log, ...flood, journal,
+    onWritten: (abnormal, what) => {
+      nodeConditions?.nudge();
+      if (what === 'created' && config.nodeStatus.enabled) void nodeEventFor(abnormal, config.nodeName, backend.node);
+    },
+  });
   const sources: SymptomSource[] = [];
   const gc = new GarbageCollector({ ...config.gc, store, log });
   metrics.observe({ pipeline, sink, gc, store, sources: () => sources });
@@ -110,7 +122,12 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   gc.start(); // after the store's first list: it deletes only what that list shows finished
   await mkdir(config.stateDir, { recursive: true });
   await sink.start(); // replays what the last run journaled before any source reads on
-  for (const source of [...(await symptomSources(config, log, client, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) })), ...(alerts ? [alerts.receiver] : [])]) {
+  const made = await symptomSources(config, log, client, { beforeSave: () => sink.syncJournal(), onJournaled: (save) => sink.onJournaled(save) });
+  if (config.nodeStatus.enabled) {
+    nodeConditions = new NodeConditions({ store, reporter: backend.node, ...made.conditions, log, resyncMs: config.nodeStatus.resyncSeconds * 1000 });
+    await nodeConditions.start();
+  }
+  for (const source of [...made.sources, ...(alerts ? [alerts.receiver] : [])]) {
     try {
       await source.start((symptom) => sink.accept(symptom));
       sources.push(source);
@@ -130,6 +147,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     async stop(abort = false) {
       await gc.stop();
       await Promise.all(sources.map((s) => s.stop()));
+      await nodeConditions?.stop();
       await sink.stop(); // what was seen is written before the agent goes
       await pipeline.stop(abort);
       await Promise.all([server.close(), backend.stop(), registry.close(), runtime.close()]);
@@ -144,18 +162,20 @@ async function makeBackend(config: Config, log: Logger): Promise<RunningBackend>
   if (config.store === 'file') {
     const store = new FileStore({ dir: config.stateDir, log, resyncMs: config.resyncSeconds * 1000 });
     const catalog = new FileCatalog({ dir: config.stateDir, log });
-    return { store, catalog, secrets: catalog, events: new FileEventLog({ dir: config.stateDir, log }), start: async () => {}, stop: () => store.stop() };
+    const events = new FileEventLog({ dir: config.stateDir, log, nodeName: config.nodeName });
+    return { store, catalog, secrets: catalog, events, node: events, start: async () => {}, stop: () => store.stop() };
   }
   // Loaded only for the kube store: a file-store agent never pays for the client's TLS and HTTP.
-  const [{ loadKubeClient }, { KubeStore }, { KubeCatalog }, { KubeEventRecorder }] = await Promise.all([
-    import('./kube/client.js'), import('./store/kube.js'), import('./store/kube-catalog.js'), import('./store/kube-events.js'),
+  const [{ loadKubeClient }, { KubeStore }, { KubeCatalog }, { KubeEventRecorder }, { KubeNodeReporter }] = await Promise.all([
+    import('./kube/client.js'), import('./store/kube.js'), import('./store/kube-catalog.js'), import('./store/kube-events.js'), import('./store/kube-node.js'),
   ]);
   const client = loadKubeClient(config.kubeconfig);
   const store = new KubeStore({ client, nodeName: config.nodeName, namespace: config.namespace, namespaces: config.abnormalNamespaces, log, resyncSeconds: config.resyncSeconds });
   const catalog = new KubeCatalog({ client, processorNamespaces: config.processorNamespaces, log });
+  const events = new KubeEventRecorder({ client, nodeName: config.nodeName, log });
   return {
-    store, catalog, secrets: catalog, client,
-    events: new KubeEventRecorder({ client, nodeName: config.nodeName, log }),
+    store, catalog, secrets: catalog, client, events,
+    node: new KubeNodeReporter({ client, nodeName: config.nodeName, events }),
     start: () => catalog.start(),
     stop: async () => {
       await Promise.all([store.stop(), catalog.stop()]);
@@ -197,4 +217,16 @@ function notReady(store: AbnormalStore, catalog: ProcessorCatalog): string | und
   if (store.synced) return undefined;
   const why = catalog.notSyncedBecause ?? store.notSyncedBecause;
   return `the store has not listed its Abnormals yet${why ? `: ${why}` : ''}`;
+}
+
+/**
+ * A temporary rule's new Abnormal about this node is told as an Event on the Node, as node-problem-detector
+ * tells each temporary problem (its repeats are counted on the Abnormal, not told again).
+ */
+async function nodeEventFor(abnormal: Abnormal, nodeName: string, node: NodeReporter): Promise<void> {
+  const rule = abnormal.spec.context?.rule as { type?: unknown; reason?: unknown } | undefined;
+  if (abnormal.spec.nodeName !== nodeName || rule?.type !== 'temporary' || typeof rule.reason !== 'string') return;
+  const plugin = abnormal.spec.context?.plugin as { output?: unknown } | undefined;
+  const text = abnormal.spec.log?.logEntry?.split('\n')[0] ?? (typeof plugin?.output === 'string' ? plugin.output : '');
+  await node.recordNodeEvent('Warning', rule.reason, `${text.slice(0, 900)} (Abnormal ${abnormal.metadata?.namespace ? `${abnormal.metadata.namespace}/` : ''}${abnormal.metadata?.name})`);
 }

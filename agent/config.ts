@@ -167,6 +167,15 @@ const ConfigObject = z.strictObject({
     budgetNamespace: z.string().min(1).optional(),
     budgetTTLSeconds: int(10, 86_400).default(600),
   }).prefault({}),
+  /**
+   * Conditions and Events on this node's Node object, as node-problem-detector sets them
+   * (agent/pipeline/node-conditions.ts). Off where NPD still runs beside nodemedic with the same rules.
+   */
+  nodeStatus: z.strictObject({
+    enabled: z.boolean().default(true),
+    /** The conditions are computed again this often, whatever happens (an Abnormal deleted by hand). */
+    resyncSeconds: int(5, 86_400).default(60),
+  }).prefault({}),
   /** Finished Abnormals of this node, deleted by its agent (agent/pipeline/garbage.ts). */
   gc: z.strictObject({
     /** Succeeded ones, this long after they finished. */

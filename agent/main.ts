@@ -13,7 +13,9 @@ import { ValidationError, validateAbnormal, validateProcessor } from './api/vali
 import { CONFIG_FLAGS_HELP, ConfigError, loadConfig } from './config.js';
 import { StartupError } from './startup.js';
 import { DEFAULT_RULE_SETS } from './sources/default-rules.js';
-import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } from './sources/rules.js';
+import { parseMonitorFile } from './sources/monitor-files.js';
+import { LogMatcher, RuleError, compileRuleSet, type RuleSet } from './sources/rules.js';
+import type { LineTranslator } from './sources/translate.js';
 
 type Command = { usage: string; summary: string; run(args: string[]): Promise<number> };
 
@@ -122,24 +124,33 @@ async function testRules(args: string[]): Promise<number> {
     console.error('nodemedic rules test: give at most one file of log lines (or none, for stdin)');
     return 2;
   }
-  let sets: RuleSet[];
+  let feeds: Array<{ set: RuleSet; translator?: LineTranslator }>;
   try {
-    sets = ruleFiles.length > 0
-      ? await Promise.all(ruleFiles.map(async (f) => parseRuleSet(await readFile(f, 'utf8'), f)))
-      : DEFAULT_RULE_SETS.map((spec) => compileRuleSet(spec, `default ${spec.source} rules`));
+    feeds = ruleFiles.length > 0
+      ? await Promise.all(ruleFiles.map(async (f) => {
+        const loaded = parseMonitorFile(await readFile(f, 'utf8'), f);
+        if (loaded.kind !== 'log') throw new RuleError(f, 'a custom-plugin monitor: it runs plugins, and has no log rules to test');
+        for (const warning of loaded.warnings) console.error(`${f}: ${warning}`);
+        return { set: loaded.ruleSet, ...(loaded.translator ? { translator: loaded.translator } : {}) };
+      }))
+      : DEFAULT_RULE_SETS.map((spec) => ({ set: compileRuleSet(spec, `default ${spec.source} rules`) }));
   } catch (err) {
     if (!(err instanceof RuleError) && (err as NodeJS.ErrnoException).code === undefined) throw err;
     console.error(`nodemedic rules test: ${(err as Error).message}`);
     return 2;
   }
-  const matchers = sets.map((set) => new LogMatcher(set));
+  const sets = feeds.map((f) => f.set);
+  const matchers = feeds.map((f) => ({ ...f, matcher: new LogMatcher(f.set) }));
   const text = inputs[0] ? await readFile(inputs[0], 'utf8') : await readStdin();
   let lineNumber = 0;
   let matched = 0;
   for (const line of text.replace(/\n$/, '').split('\n')) {
     lineNumber++;
-    for (const matcher of matchers) {
-      for (const match of matcher.push(line)) {
+    for (const { matcher, translator } of matchers) {
+      // As the agent reads it (log-source.ts): trimmed; a filelog line cut down to its message.
+      const message = translator ? translator.translate(line)?.message.trim() : line.trim();
+      if (message === undefined) continue;
+      for (const match of matcher.push(message, translator ? line.trim() : undefined)) {
         matched++;
         const { rule } = match;
         const kind = [rule.type ?? 'temporary', rule.condition].filter(Boolean).join(', ');

@@ -217,6 +217,7 @@ const abnormalSpec: Schema = {
         count: { type: 'integer', minimum: 1, description: 'Times seen, the first included.' },
         firstSeen: time('When it was first seen.'),
         lastSeen: time('When it was last seen.'),
+        endedAt: time('When its source last said it was over (a custom plugin\'s check passed again, an alert resolved); it is open again once seen after that.'),
       },
     },
     skipDiagnosis: {

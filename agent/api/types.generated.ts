@@ -219,6 +219,10 @@ export interface Occurrences {
    * When it was last seen.
    */
   lastSeen?: string;
+  /**
+   * When its source last said it was over (a custom plugin's check passed again, an alert resolved); it is open again once seen after that.
+   */
+  endedAt?: string;
 }
 /**
  * Names an InformationCollector, Diagnoser or Recoverer object.

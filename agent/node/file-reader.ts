@@ -27,6 +27,8 @@ export type FileReaderOptions = {
   file: string; stateDir?: string; pollMs?: number; maxLineBytes?: number; log: Logger;
   /** Keeping the position in step with the symptom journal. */
   sync?: PositionSync;
+  /** A file never read before is read from its start (its rules skip what is too old), not its end. */
+  fromStartOnFirstRead?: boolean;
 };
 
 /** The longest line handed on (an Abnormal's log entry holds 64 KiB). */
@@ -65,7 +67,7 @@ export class FileReader implements LineReader {
   async start(onLine: (line: string) => void): Promise<void> {
     const state = this.stateFile ? await readState<FileState>(this.stateFile) : undefined;
     const now = await stat(this.opts.file).catch(() => undefined);
-    let startPos: number | null = null; // null: the end, for a file never read before
+    let startPos: number | null = this.opts.fromStartOnFirstRead ? 0 : null; // null: the end, for a file never read before
     if (state && now) startPos = now.ino === state.inode && now.size >= state.position ? state.position : 0;
     this.inode = now?.ino ?? 0;
     this.position = startPos ?? now?.size ?? 0;

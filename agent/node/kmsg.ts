@@ -138,6 +138,8 @@ export type KmsgOptions = {
   pollMs?: number;
   /** Keeping the position in step with the symptom journal. */
   sync?: PositionSync;
+  /** On the first start on a node, the records logged this long ago are read too (NPD's lookback). */
+  lookbackMs?: number;
 };
 
 /** Records read per drain at most; a drain that reads this many is followed by another at once. */
@@ -171,9 +173,12 @@ export class KmsgReader implements LineReader {
       this.lastSeq = state.seq;
       this.opts.log.info({ device: this.where, afterSeq: state.seq }, 'kernel log: resuming where the last run stopped');
     } else if (!state) {
-      // Skip to the end; bounded, so a kernel logging faster than this reads cannot hold the start forever.
-      for (let i = 0; i < 256 && this.drain(() => {}) >= DRAIN_MAX; i++);
-      this.opts.log.info({ device: this.where, atSeq: this.lastSeq }, 'kernel log: first start on this node, starting at the end');
+      // Skip to the end, or to the lookback's start; bounded, so a kernel logging faster than this
+      // reads cannot hold the start forever.
+      const since = this.opts.lookbackMs ? (await uptimeUsec()) - this.opts.lookbackMs * 1000 : Infinity;
+      const skip = (record: KmsgRecord) => this.handle(record, record.usec >= since ? onLine : () => {});
+      for (let i = 0; i < 256 && this.device.readAvailable(skip, DRAIN_MAX) >= DRAIN_MAX; i++);
+      this.opts.log.info({ device: this.where, atSeq: this.lastSeq, lookbackMs: this.opts.lookbackMs }, `kernel log: first start on this node, starting ${this.opts.lookbackMs ? 'at the lookback' : 'at the end'}`);
     } else {
       this.opts.log.info({ device: this.where }, 'kernel log: a new boot, reading its log from the start');
     }
@@ -253,4 +258,10 @@ export class KmsgReader implements LineReader {
       );
     });
   }
+}
+
+/** Time since boot in microseconds, the clock /dev/kmsg stamps its records with. */
+async function uptimeUsec(): Promise<number> {
+  const text = await readFile('/proc/uptime', 'utf8').catch(() => '0');
+  return Number.parseFloat(text) * 1e6;
 }

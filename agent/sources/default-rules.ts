@@ -15,6 +15,12 @@ export const KERNEL_RULES: RuleSetSpec = {
   logPath: '/dev/kmsg',
   source: 'kernel',
   bufferSize: 10,
+  // The Node conditions the permanent rules below set, as NPD's kernel-monitor and readonly-monitor name them.
+  conditions: [
+    { type: 'KernelDeadlock', reason: 'KernelHasNoDeadlock', message: 'kernel has no deadlock' },
+    { type: 'ReadonlyFilesystem', reason: 'FilesystemIsNotReadOnly', message: 'Filesystem is not read-only' },
+    { type: 'HardwareError', reason: 'NoFatalHardwareError', message: 'no fatal hardware error logged' },
+  ],
   rules: [
     // A rule matches at the end of a line (as in NPD), so a pattern ends with .* where the line goes on.
     { reason: 'TaskHung', type: 'temporary', pattern: 'task [\\S ]+:\\d+ blocked for more than \\d+ seconds\\.', collect: HUNG_TASK_TRACE },

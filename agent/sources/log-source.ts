@@ -1,30 +1,46 @@
-// A log source: a reader of lines (kernel log, file, journal: agent/node) and a rule set; each match becomes a
-// symptom. A rule with `collect` keeps the lines after its match (a kernel stack trace) and emits one
-// symptom with all of them: after `maxLines`, at a line matching `until`, or after a second of quiet.
+// A log source: one reader of lines (kernel log, file, journal: agent/node) and the rule sets that read
+// it — several rule files on one log share one reader and its one position, as they would share the
+// log. Each match becomes a symptom. A rule with `collect` keeps the lines after its match (a kernel
+// stack trace) and emits one symptom with all of them: after `maxLines`, at a line matching `until`,
+// or after a second of quiet.
+//
+// What a rule sees of a line, as node-problem-detector has it: the line with its leading and trailing
+// blanks trimmed; for NPD's filelog, the message its expressions cut out of the line (translate.ts),
+// lines older than `lookback` before the agent started and lines holding a `skipList` entry passed
+// over. Where the message hides a rule (monitor-files.ts hiddenRules), the rule is tried on the whole
+// line as well, so nodemedic fires where NPD's own expression would keep it silent.
 import type { Logger } from 'pino';
 import { LIMITS } from '../api/crds.js';
 import { fitText } from '../api/limits.js';
 import type { LineReader } from '../node/line-reader.js';
 import { LogMatcher, type CompiledRule, type RuleSet } from './rules.js';
 import type { Symptom, SymptomSource } from './source.js';
+import type { LineTranslator } from './translate.js';
 
 const QUIET_MS = 1000;
 
-type Collecting = { rule: CompiledRule; lines: string[]; timer: NodeJS.Timeout };
+/** One rule set reading the shared reader's lines. */
+export type LogFeed = { ruleSet: RuleSet; translator?: LineTranslator };
+
+type Feed = LogFeed & { matcher: LogMatcher; oldest: number };
+type Collecting = { feed: Feed; rule: CompiledRule; lines: string[]; timer: NodeJS.Timeout };
 
 export class LogSource implements SymptomSource {
   readonly name: string;
-  private readonly matcher: LogMatcher;
+  private readonly feeds: Feed[];
   private collecting: Collecting[] = [];
   private emit: (symptom: Symptom) => void = () => {};
 
   constructor(
     private readonly reader: LineReader,
-    private readonly rules: RuleSet,
+    feeds: LogFeed | LogFeed[],
     private readonly log: Logger,
   ) {
-    this.name = `${rules.source} (${reader.where})`;
-    this.matcher = new LogMatcher(rules);
+    const started = Date.now();
+    this.feeds = (Array.isArray(feeds) ? feeds : [feeds]).map((feed) => ({
+      ...feed, matcher: new LogMatcher(feed.ruleSet), oldest: started - (feed.ruleSet.lookbackMs ?? Infinity),
+    }));
+    this.name = `${this.feeds.map((f) => f.ruleSet.source).join(', ')} (${reader.where})`;
   }
 
   get lost(): number {
@@ -34,7 +50,7 @@ export class LogSource implements SymptomSource {
   async start(emit: (symptom: Symptom) => void): Promise<void> {
     this.emit = emit;
     await this.reader.start((line) => this.onLine(line));
-    this.log.info({ source: this.name, rules: this.rules.rules.length }, 'log source started');
+    this.log.info({ source: this.name, rules: this.feeds.reduce((n, f) => n + f.ruleSet.rules.length, 0) }, 'log source started');
   }
 
   async stop(): Promise<void> {
@@ -42,44 +58,65 @@ export class LogSource implements SymptomSource {
     for (const c of this.collecting) this.finish(c); // a trace cut short is still a symptom
   }
 
-  private onLine(line: string): void {
-    const matches = this.matcher.push(line);
-    for (const c of [...this.collecting]) {
-      // Kernel reports do not nest: a line that starts a new one ends the traces being collected.
-      if (matches.length > 0) {
-        this.finish(c);
-        continue;
+  private onLine(raw: string): void {
+    const line = trimmed(raw);
+    for (const feed of this.feeds) {
+      const text = this.textFor(feed, line);
+      if (text === undefined) continue;
+      const matches = feed.matcher.push(text, feed.translator ? line : undefined);
+      for (const c of [...this.collecting]) {
+        if (c.feed !== feed) continue;
+        // Kernel reports do not nest: a line that starts a new one ends the traces being collected.
+        if (matches.length > 0) {
+          this.finish(c);
+          continue;
+        }
+        c.lines.push(text);
+        if (c.lines.length > (c.rule.collect?.maxLines ?? 0) || c.rule.until?.test(text)) this.finish(c);
+        else c.timer.refresh();
       }
-      c.lines.push(line);
-      if (c.lines.length > (c.rule.collect?.maxLines ?? 0) || c.rule.until?.test(line)) this.finish(c);
-      else c.timer.refresh();
-    }
-    for (const match of matches) {
-      if (!match.rule.collect) {
-        this.emitMatch(match.rule, match.text);
-        continue;
+      for (const match of matches) {
+        if (!match.rule.collect) {
+          this.emitMatch(feed, match.rule, match.text);
+          continue;
+        }
+        const c: Collecting = { feed, rule: match.rule, lines: [match.text], timer: setTimeout(() => this.finish(c), QUIET_MS) };
+        this.collecting.push(c);
       }
-      const c: Collecting = { rule: match.rule, lines: [match.text], timer: setTimeout(() => this.finish(c), QUIET_MS) };
-      this.collecting.push(c);
     }
+  }
+
+  /** What this feed's rules see of the line, or undefined when they pass it over. */
+  private textFor(feed: Feed, line: string): string | undefined {
+    const { skipList } = feed.ruleSet;
+    if (skipList && skipList.some((skip) => line.includes(skip))) return undefined;
+    if (!feed.translator) return line;
+    const translated = feed.translator.translate(line);
+    if (!translated || translated.at < feed.oldest) return undefined;
+    return trimmed(translated.message);
   }
 
   private finish(c: Collecting): void {
     clearTimeout(c.timer);
     this.collecting = this.collecting.filter((other) => other !== c);
-    this.emitMatch(c.rule, c.lines.join('\n'));
+    this.emitMatch(c.feed, c.rule, c.lines.join('\n'));
   }
 
-  private emitMatch(rule: CompiledRule, text: string): void {
+  private emitMatch(feed: Feed, rule: CompiledRule, text: string): void {
     this.emit({
       source: 'Log',
       reason: rule.reason,
       detail: {
         ...rule.abnormal,
         log: { filePath: this.reader.where, logEntry: fitText(text, LIMITS.logEntry) },
-        context: { rule: { source: this.rules.source, reason: rule.reason, type: rule.type ?? 'temporary', ...(rule.condition ? { condition: rule.condition } : {}) } },
+        context: { rule: { source: feed.ruleSet.source, reason: rule.reason, type: rule.type ?? 'temporary', ...(rule.condition ? { condition: rule.condition } : {}) } },
       },
       seenAt: new Date(),
     });
   }
+}
+
+/** NPD's strings.TrimSpace: cheap when there is nothing to trim, which is nearly always. */
+function trimmed(line: string): string {
+  return line.length > 0 && (line.charCodeAt(0) <= 32 || line.charCodeAt(line.length - 1) <= 32) ? line.trim() : line;
 }

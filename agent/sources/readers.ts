@@ -14,7 +14,10 @@ import type { RuleSet, RuleSetSpec } from './rules.js';
 /** `sync`: how every reader keeps its position in step with the sink's symptom journal. */
 export type ReaderContext = { config: Config; log: Logger; sync?: PositionSync };
 
-/** Makes the reader for a rule set; undefined (after saying why in the log) when it cannot read here. */
+/**
+ * Makes the reader for the rule sets that read one log (`set` stands for them all, with the longest of
+ * their lookbacks); undefined (after saying why in the log) when it cannot read here.
+ */
 type ReaderFactory = (set: RuleSet, context: ReaderContext) => Promise<LineReader | undefined>;
 
 const readable = (file: string) => access(file, constants.R_OK).then(() => true, () => false);
@@ -37,7 +40,7 @@ export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
   async kmsg(set, { config, log, sync }) {
     const device = set.logPath || '/dev/kmsg';
     const why = cannotOpen(device);
-    if (!why) return new KmsgReader({ device, stateDir: config.stateDir, log, sync });
+    if (!why) return new KmsgReader({ device, stateDir: config.stateDir, log, sync, lookbackMs: set.lookbackMs });
     const fallback = config.sources.kernelLogFallback;
     if (fallback && (await readable(fallback))) {
       log.warn({ device, why, fallback }, 'cannot read the kernel log device; reading the kernel log file instead');
@@ -47,7 +50,8 @@ export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
     return undefined;
   },
   async file(set, { config, log, sync }) {
-    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log, sync });
+    // A lookback needs the lines' own timestamps (NPD's filelog translator) to skip the older ones.
+    return new FileReader({ file: set.logPath, stateDir: config.stateDir, log, sync, fromStartOnFirstRead: set.lookbackMs !== undefined && set.translate !== undefined });
   },
   async journald(set, { config, log, sync }) {
     return new JournaldReader({
@@ -57,6 +61,7 @@ export const READERS: Record<RuleSetSpec['plugin'], ReaderFactory> = {
       stateDir: config.stateDir,
       log,
       sync,
+      ...(set.lookbackMs !== undefined ? { since: Math.floor((Date.now() - set.lookbackMs) / 1000) } : {}),
     });
   },
 };

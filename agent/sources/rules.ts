@@ -15,7 +15,6 @@
 // are refused; and each rule is prefiltered on a literal it must contain, so most lines never reach a
 // regular expression.
 import { SHORT_TEXT, TailPattern } from './tail-pattern.js'; // first: it sets V8's flags before any rule is compiled
-import { parse } from 'yaml';
 
 export type RuleSpec = {
   reason: string;
@@ -42,7 +41,17 @@ export type RuleSetSpec = {
   journalDirectory?: string;
   units?: string[];
   identifiers?: string[];
+  /** The Node conditions its permanent rules set, each with its reason and message while no fault holds it. */
+  conditions?: ConditionSpec[];
+  /** On the first start (no position kept yet): read what was logged this long ago, not only what comes next. */
+  lookbackMs?: number;
+  /** NPD's filelog: the line's timestamp and message, cut out by these expressions (translate.ts). */
+  translate?: { timestamp: string; message: string; timestampFormat: string };
+  /** NPD's filelog: lines holding any of these are passed over. */
+  skipList?: string[];
 };
+
+export type ConditionSpec = { type: string; reason: string; message: string };
 
 export class RuleError extends Error {
   constructor(where: string, message: string) {
@@ -69,30 +78,84 @@ const UNSUPPORTED: Array<[RegExp, string]> = [
   [/\\p\{/, 'uses \\p{...}, which needs care in JavaScript'],
 ];
 
+/**
+ * A Go (RE2) pattern as a JavaScript one V8's linear engine can run; throws Error saying why it
+ * cannot be. `(?i)` at the start makes the whole pattern caseless (then any later `(?i)`, as at the
+ * start of each alternative in NPD's disk monitor, changes nothing); V8's linear engine has no
+ * caseless mode, so each letter becomes a class of both cases.
+ */
+export function fromGoPattern(pattern: string): string {
+  let source = pattern;
+  const caseless = source.startsWith('(?i)');
+  if (caseless) source = source.split('(?i)').join('');
+  for (const [test, why] of UNSUPPORTED) if (test.test(source)) throw new Error(`pattern ${why}`);
+  source = source.replace(/\(\?P</g, '(?<'); // Go's named groups
+  return caseless ? bothCases(source) : source;
+}
+
+/** Every ASCII letter of a pattern matched in either case: `a` as [aA], [a-c] as [a-cA-C]. */
+function bothCases(source: string): string {
+  const other = (c: string) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase());
+  const isLetter = (c: string | undefined) => c !== undefined && /^[A-Za-z]$/.test(c);
+  let out = '';
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      out += source.slice(i, i + 2);
+      i++;
+    } else if (c === '[') {
+      let j = i + 1;
+      let body = '';
+      if (source[j] === '^') body += source[j++];
+      if (source[j] === ']') body += source[j++];
+      let extra = '';
+      while (j < source.length && source[j] !== ']') {
+        if (source[j] === '\\') {
+          body += source.slice(j, j + 2);
+          j += 2;
+        } else if (source[j + 1] === '-' && source[j + 2] !== undefined && source[j + 2] !== ']') {
+          const [from, to] = [source[j]!, source[j + 2]!];
+          body += `${from}-${to}`;
+          if (isLetter(from) && isLetter(to)) extra += `${other(from)}-${other(to)}`;
+          j += 3;
+        } else {
+          body += source[j];
+          if (isLetter(source[j])) extra += other(source[j]!);
+          j++;
+        }
+      }
+      out += `[${body}${extra}]`;
+      i = j;
+    } else {
+      out += isLetter(c) ? `[${c}${other(c)}]` : c;
+    }
+  }
+  return out;
+}
+
 /** Compile one rule; throws RuleError saying which rule and why. */
 export function compileRule(rule: RuleSpec, where: string): CompiledRule {
   if (typeof rule.reason !== 'string' || !/^[A-Za-z][A-Za-z0-9]*$/.test(rule.reason)) {
     throw new RuleError(where, `reason must be a CamelCase word (got ${JSON.stringify(rule.reason)})`);
   }
   if (typeof rule.pattern !== 'string' || rule.pattern === '') throw new RuleError(where, 'pattern must be a non-empty string');
-  let source = rule.pattern;
-  let flags = '';
-  if (source.startsWith('(?i)')) {
-    flags = 'i';
-    source = source.slice(4);
+  const caseless = rule.pattern.startsWith('(?i)');
+  let source: string;
+  try {
+    source = fromGoPattern(rule.pattern);
+  } catch (err) {
+    throw new RuleError(where, (err as Error).message);
   }
-  for (const [test, why] of UNSUPPORTED) if (test.test(source)) throw new RuleError(where, `pattern ${why}`);
-  source = source.replace(/\(\?P</g, '(?<'); // Go's named groups
   // A leading .* or .+ changes no match of a pattern anchored at the end, and is what makes V8 slow.
   source = source.replace(/^(?:\.\*)+/, '').replace(/^\.\+/, '.');
   let tail: TailPattern;
   try {
-    new RegExp(`(?:${source})$`, flags); // plain syntax first, so that a typo is called one
+    new RegExp(`(?:${source})$`); // plain syntax first, so that a typo is called one
   } catch (err) {
     throw new RuleError(where, `pattern is not a valid regular expression: ${(err as Error).message}`);
   }
   try {
-    tail = new TailPattern(source, flags);
+    tail = new TailPattern(source);
   } catch (err) {
     throw new RuleError(where, `pattern cannot be matched in linear time at a bounded cost (back-references, look-arounds, large counted repetitions and too many repetitions cannot), so a line could hang the agent: ${(err as Error).message}`);
   }
@@ -105,7 +168,7 @@ export function compileRule(rule: RuleSpec, where: string): CompiledRule {
     }
     if (rule.collect.until !== undefined) until = compileRule({ reason: 'Until', pattern: rule.collect.until }, `${where} collect.until`).tail;
   }
-  const literal = flags ? undefined : longestLiteral(lastLine);
+  const literal = caseless ? undefined : longestLiteral(lastLine);
   return { ...rule, tail, multiLine, ...(literal ? { literal } : {}), ...(until ? { until } : {}) };
 }
 
@@ -161,67 +224,42 @@ export function longestLiteral(pattern: string): string | undefined {
   return best.length >= 3 ? best : undefined;
 }
 
-// --- loading ---
+/** Conditions the kubelet owns: a rule file may not set them. */
+const KUBELET_CONDITIONS = new Set(['Ready', 'MemoryPressure', 'DiskPressure', 'PIDPressure', 'NetworkUnavailable']);
 
-const NPD_PLUGINS = new Set(['kmsg', 'filelog', 'journald']);
+/** Check a rule file's conditions and its permanent rules' use of them; throws RuleError naming what is wrong. */
+export function checkConditions(conditions: unknown, rules: Array<{ type?: string; condition?: string; reason?: string }>, where: string): ConditionSpec[] {
+  if (conditions !== undefined && !Array.isArray(conditions)) throw new RuleError(where, 'conditions must be a list of {type, reason, message}');
+  const declared = (conditions ?? []) as ConditionSpec[];
+  declared.forEach((c, i) => {
+    const at = `${where} conditions[${i}]`;
+    if (!c || typeof c.type !== 'string' || !/^[A-Za-z][A-Za-z0-9]*$/.test(c.type)) throw new RuleError(at, 'type must be a CamelCase word');
+    if (KUBELET_CONDITIONS.has(c.type)) throw new RuleError(at, `${c.type} is the kubelet's own condition; a rule file may not set it`);
+    if (typeof c.reason !== 'string' || !/^[A-Za-z][A-Za-z0-9]*$/.test(c.reason)) throw new RuleError(at, 'reason must be a CamelCase word');
+    if (typeof c.message !== 'string') throw new RuleError(at, 'message must be a string');
+  });
+  rules.forEach((rule, i) => {
+    const at = `${where} rules[${i}] (${rule?.reason ?? '?'})`;
+    if (rule?.type !== undefined && rule.type !== 'temporary' && rule.type !== 'permanent') throw new RuleError(at, 'type must be temporary or permanent');
+    if (rule?.type !== 'permanent') return;
+    if (typeof rule.condition !== 'string') throw new RuleError(at, 'a permanent rule needs the condition it sets');
+    // One the file does not declare is not set (NPD ignores it too): undeclaredConditions() says so.
+  });
+  return declared.map(({ type, reason, message }) => ({ type, reason, message }));
+}
 
-/** Parse a rules file: NPD's JSON (has "plugin") or nodemedic's YAML (kind: LogRules). */
-export function parseRuleSet(text: string, file: string): RuleSet {
-  let raw: Record<string, unknown>;
-  try {
-    raw = parse(text) as Record<string, unknown>; // YAML is a superset of JSON
-  } catch (err) {
-    throw new RuleError(file, `not YAML or JSON: ${(err as Error).message}`);
-  }
-  if (!raw || typeof raw !== 'object') throw new RuleError(file, 'must hold an object');
-  const spec = raw.kind === 'LogRules' ? fromNodemedic(raw, file) : fromNPD(raw, file);
-  return compileRuleSet(spec, file);
+/** The permanent rules that name a condition their file does not declare: said at load time, never set. */
+export function undeclaredConditions(conditions: ConditionSpec[] | undefined, rules: Array<{ type?: string; condition?: string; reason?: string }>): string[] {
+  return rules.filter((r) => r.type === 'permanent' && r.condition && !(conditions ?? []).some((c) => c.type === r.condition))
+    .map((r) => `rule ${r.reason}: condition ${r.condition} is not among the file's conditions, so it is not set on the Node (as node-problem-detector ignores it); declare it there to have it set`);
 }
 
 /** Compile every rule of a rule set; throws RuleError naming the first bad rule. */
 export function compileRuleSet(spec: RuleSetSpec, where: string): RuleSet {
   if (!Array.isArray(spec.rules) || spec.rules.length === 0) throw new RuleError(where, 'rules must be a non-empty list');
+  const conditions = checkConditions(spec.conditions, spec.rules, where);
   const rules = spec.rules.map((rule, i) => compileRule(rule, `${where} rules[${i}] (${(rule as RuleSpec)?.reason ?? '?'})`));
-  return { ...spec, rules };
-}
-
-function fromNPD(raw: Record<string, unknown>, file: string): RuleSetSpec {
-  const plugin = String(raw.plugin);
-  if (!NPD_PLUGINS.has(plugin)) throw new RuleError(file, `plugin must be one of kmsg, filelog, journald (got ${JSON.stringify(raw.plugin)})`);
-  const logPath = typeof raw.logPath === 'string' ? raw.logPath : plugin === 'kmsg' ? '/dev/kmsg' : '';
-  // NPD's journald plugin: logPath is the journal directory, pluginConfig.source the syslog identifier.
-  const identifier = (raw.pluginConfig as { source?: unknown } | undefined)?.source;
-  return {
-    plugin: plugin === 'filelog' ? 'file' : (plugin as 'kmsg' | 'journald'),
-    logPath,
-    source: typeof raw.source === 'string' ? raw.source : file,
-    bufferSize: bufferSize(raw.bufferSize, file),
-    rules: (raw.rules as RuleSpec[]) ?? [],
-    ...(plugin === 'journald' ? { journalDirectory: logPath || undefined, units: [], identifiers: typeof identifier === 'string' ? [identifier] : [] } : {}),
-  };
-}
-
-function fromNodemedic(raw: Record<string, unknown>, file: string): RuleSetSpec {
-  const known = new Set(['apiVersion', 'kind', 'plugin', 'logPath', 'source', 'bufferSize', 'rules']);
-  for (const key of Object.keys(raw)) if (!known.has(key)) throw new RuleError(file, `unknown key ${key}`);
-  const plugin = String(raw.plugin);
-  if (!['kmsg', 'file', 'journald'].includes(plugin)) throw new RuleError(file, `plugin must be one of kmsg, file, journald (got ${JSON.stringify(raw.plugin)})`);
-  if (typeof raw.logPath !== 'string' || !raw.logPath) throw new RuleError(file, 'logPath is required');
-  return {
-    plugin: plugin as RuleSetSpec['plugin'],
-    logPath: raw.logPath,
-    source: typeof raw.source === 'string' ? raw.source : file,
-    bufferSize: bufferSize(raw.bufferSize, file),
-    rules: (raw.rules as RuleSpec[]) ?? [],
-    // journald: logPath names the units, comma-separated
-    ...(plugin === 'journald' ? { units: raw.logPath.split(',').map((u) => u.trim()).filter(Boolean) } : {}),
-  };
-}
-
-function bufferSize(value: unknown, file: string): number {
-  if (value === undefined) return 10;
-  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > 1000) throw new RuleError(file, 'bufferSize must be an integer from 1 to 1000');
-  return value as number;
+  return { ...spec, conditions, rules };
 }
 
 // --- matching ---
@@ -258,11 +296,20 @@ export class LogMatcher {
     return line.length <= SHORT_TEXT ? any.short.test(line) : any.literals.some((literal) => line.includes(literal));
   }
 
-  push(line: string): LogMatch[] {
+  /**
+   * The rules that match `line`. `whole`, the line `line` was cut from (NPD's filelog message): when
+   * nothing matches the message, the single-line rules are tried on the whole line as well.
+   */
+  push(line: string, whole?: string): LogMatch[] {
     if (this.hasMultiLine) {
       this.buffer.push(line);
       if (this.buffer.length > this.ruleSet.bufferSize) this.buffer.shift();
     }
+    const matches = this.match(line, true);
+    return matches.length > 0 || whole === undefined || whole === line ? matches : this.match(whole, false);
+  }
+
+  private match(line: string, multiLine: boolean): LogMatch[] {
     if (this.anyLiteral && !this.holdsAnyLiteral(line, this.anyLiteral)) return [];
     const matches: LogMatch[] = [];
     let joined: string | undefined;
@@ -272,6 +319,7 @@ export class LogMatcher {
         if (rule.tail.test(line)) matches.push({ rule, text: line });
         continue;
       }
+      if (!multiLine) continue;
       joined ??= this.buffer.join('\n');
       const at = rule.tail.search(joined);
       if (at >= 0) {

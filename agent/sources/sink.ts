@@ -8,7 +8,8 @@
 //   - Creation is rate limited per node (a token bucket). A symptom waiting for a token stays counted
 //     here and is created when one frees up.
 //   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
-//   - A symptom that has ended (a resolved alert) records its end on its Abnormal and creates nothing.
+//   - A symptom that has ended (a resolved alert, a custom plugin passing again) records its end on its
+//     Abnormal (spec.occurrences.endedAt) and creates nothing.
 //   - A symptom whose Abnormal the API would refuse (validated first; or refused by the apiserver as
 //     invalid) is a poison: it is logged, counted by source (rejected) and dropped — never retried, and
 //     it spends no creation token, so it cannot hold back the symptoms behind it.
@@ -35,6 +36,8 @@ export type SinkOptions = {
   maxTracked: number;
   /** Where what is held is kept across restarts; absent: in memory only. */
   journal?: SymptomJournal;
+  /** Told of each write: an Abnormal created, a repeat counted on one, an end recorded on one. */
+  onWritten?: (abnormal: Abnormal, what: 'created' | 'counted' | 'ended') => void;
 };
 
 type Entry = {
@@ -214,17 +217,24 @@ export class SymptomSink {
   }
 
   /**
-   * Record an ended symptom's end on the Abnormal of its fingerprint (spec.prometheusAlert.endsAt).
+   * Record an ended symptom's end on the Abnormal of its fingerprint (spec.occurrences.endedAt, and an
+   * alert's spec.prometheusAlert.endsAt).
    * True when done or nothing is left to do (no such Abnormal); false to try again at the next flush
    * (a conflict, or the Abnormal not yet created because its creation waits for a token).
    */
   private async recordEnd(fingerprint: string, endsAt: string): Promise<boolean> {
     if ((this.entries.get(fingerprint)?.pending ?? 0) > 0) return false;
     const [abnormal] = await this.opts.store.findByFingerprint(fingerprint, this.endings.get(fingerprint)?.symptom.nodeName ?? this.opts.nodeName);
-    if (!abnormal || abnormal.spec.prometheusAlert?.endsAt === endsAt) return true;
+    if (!abnormal || abnormal.spec.occurrences?.endedAt === endsAt) return true;
+    const { spec } = abnormal;
     try {
-      await this.opts.store.writeSpec(abnormal, { ...abnormal.spec, prometheusAlert: { ...abnormal.spec.prometheusAlert, endsAt } });
+      const written = await this.opts.store.writeSpec(abnormal, {
+        ...spec,
+        occurrences: { count: 1, ...spec.occurrences, endedAt: endsAt },
+        ...(spec.prometheusAlert ? { prometheusAlert: { ...spec.prometheusAlert, endsAt } } : {}),
+      });
       this.stats.ended++;
+      this.opts.onWritten?.(written, 'ended');
       return true;
     } catch (err) {
       if (err instanceof ConflictError) return false;
@@ -278,6 +288,7 @@ export class SymptomSink {
     entry.pending -= pending;
     entry.abnormal = created;
     this.stats.created++;
+    this.opts.onWritten?.(created, 'created');
   }
 
   /** A poison symptom: said, counted and dropped with its repeats. */
@@ -294,10 +305,11 @@ export class SymptomSink {
     try {
       entry.abnormal = await this.opts.store.writeSpec(current, {
         ...current.spec,
-        occurrences: { count: (before?.count ?? 1) + pending, firstSeen: before?.firstSeen ?? toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
+        occurrences: { ...before, count: (before?.count ?? 1) + pending, firstSeen: before?.firstSeen ?? toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen) },
       });
       entry.pending -= pending;
       this.stats.updated++;
+      this.opts.onWritten?.(entry.abnormal, 'counted');
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err; // changed meanwhile: counted again at the next flush
     }

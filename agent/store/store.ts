@@ -2,7 +2,7 @@
 // Abnormal back from it before each step and writes status through it, so a restart resumes where the
 // last status write left off. Beside it, three small interfaces for what lives next to Abnormals in the
 // same backend: the processor catalog (registered HTTP processors), the Secrets those refer to, and the
-// Events that tell an Abnormal's story. Two backends implement all four: kube (custom resources,
+// Events that tell an Abnormal's story, and the node's own conditions and Events. Two backends implement all four: kube (custom resources,
 // agent/store/kube*.ts) and file (a state directory, agent/store/file*.ts).
 import type { AbnormalKey, ProcessorKind } from '../api/kinds.js';
 import type { Abnormal, AbnormalSpec, AbnormalStatus, Processor as ProcessorObject } from '../api/types.generated.js';
@@ -83,5 +83,19 @@ export interface EventRecorder {
   recordEvent(abnormal: Abnormal, type: EventType, reason: string, message: string): Promise<void>;
 }
 
+/** A condition the agent keeps on its Node, as node-problem-detector does (kubectl describe node). */
+export type NodeCondition = { type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string };
+
+/** This node's Node object: the conditions the agent owns on it, and the Events about it. */
+export interface NodeReporter {
+  /**
+   * Set these conditions on the Node, leaving every other condition as it is; a condition's
+   * lastTransitionTime moves only when its status changes. Throws when it cannot (the caller tries again).
+   */
+  setConditions(conditions: NodeCondition[]): Promise<void>;
+  /** Record an Event about the Node. Never throws: a lost event loses no state. */
+  recordNodeEvent(type: EventType, reason: string, message: string): Promise<void>;
+}
+
 /** One backend: the Abnormals and what lives beside them. */
-export type Backend = { store: AbnormalStore; catalog: ProcessorCatalog; secrets: SecretReader; events: EventRecorder };
+export type Backend = { store: AbnormalStore; catalog: ProcessorCatalog; secrets: SecretReader; events: EventRecorder; node: NodeReporter };

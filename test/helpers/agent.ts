@@ -64,11 +64,12 @@ export async function startedPort(logFile: string, timeoutMs = 60_000): Promise<
  * `nodemedic agent ARGS` as a child process, its output appended to `logFile`. Without the built-in
  * log rules unless asked: other test files write to the kernel log.
  */
-export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; node?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
+export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; node?: string; cwd?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
   const env = options.env ?? {};
   const child = spawn(options.node ?? process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   });
   const log = createWriteStream(logFile, { flags: 'a' });
   child.stdout!.pipe(log);

@@ -23,7 +23,7 @@ const bindings = manifest.filter((o) => o.kind === 'ClusterRoleBinding' || o.kin
 const agentRules = bindings.flatMap((b) => (roleNamed(b.roleRef!.kind, b.roleRef!.name).rules ?? []).map((rule) => ({ binding: b, rule })));
 const forbidden = (err: unknown) => apiCode(err) === 403;
 
-test('security: the shipped RBAC: no ConfigMap, Secrets and Leases by name only, nothing deleted but Abnormals where they are trusted, cluster-wide read-only', () => {
+test('security: the shipped RBAC: no ConfigMap, Secrets and Leases by name only, nothing deleted but Abnormals where they are trusted, cluster-wide read-only but Nodes\' status', () => {
   assert.ok(agentRules.length > 0);
   for (const { binding, rule } of agentRules) {
     const what = `${binding.kind} ${binding.metadata.name}: ${rule.resources.join(',')}`;
@@ -32,10 +32,12 @@ test('security: the shipped RBAC: no ConfigMap, Secrets and Leases by name only,
     // Garbage collection deletes its node's finished Abnormals: in the namespaces bound per trust only.
     if (rule.verbs.includes('delete')) assert.deepEqual([binding.kind, rule.resources], ['RoleBinding', ['abnormals']], `${what}: deletes nothing else`);
     if (rule.resources.includes('secrets') || rule.resources.includes('leases')) assert.ok((rule.resourceNames ?? []).length > 0, `${what}: by name only`);
-    if (binding.kind === 'ClusterRoleBinding') assert.deepEqual(rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v)), [], `${what}: cluster-wide, read-only`);
+    // Cluster-wide, read-only, but for a Node's status (the conditions NPD would set): patch, and nothing else.
+    const writes = rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v));
+    if (binding.kind === 'ClusterRoleBinding') assert.deepEqual(writes.length > 0 ? [rule.resources, writes] : [], rule.resources.includes('nodes/status') ? [['nodes/status'], ['patch']] : [], `${what}: cluster-wide, read-only`);
   }
   const eventWriters = agentRules.filter(({ rule }) => rule.resources.includes('events') && rule.verbs.includes('create'));
-  assert.deepEqual(eventWriters.map(({ binding }) => `${binding.kind} ${binding.metadata.namespace}`), ['RoleBinding nodemedic-system'], 'Events only where Abnormals live');
+  assert.deepEqual(eventWriters.map(({ binding }) => `${binding.kind} ${binding.metadata.namespace}`).sort(), ['RoleBinding default', 'RoleBinding nodemedic-system'], 'Events only where Abnormals live, and about Nodes where Node events live');
   assert.ok(roleNamed('ClusterRole', 'nodemedic-abnormal-author'), 'a role for people who create Abnormals by hand');
 });
 

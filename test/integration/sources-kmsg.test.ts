@@ -5,7 +5,7 @@
 // Lines are written as real kernel log records ("<3>text" into /dev/kmsg, as root).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,9 @@ import { fingerprintOf } from '../../agent/sources/source.js';
 import type { KubeStore } from '../../agent/store/kube.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { startKubeAgent, waitFor } from '../helpers/agent.js';
-import { ABNORMALS, GROUP, VERSION, customObjects, testNamespace } from '../helpers/kube.js';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
+import { REPO_ROOT } from '../cluster/cluster.js';
 import { holdMachineLock } from '../helpers/machine-lock.js';
 import { needsRoot } from '../helpers/needs.js';
 
@@ -196,6 +198,46 @@ test('told to poll (as where this Node cannot wait on the device), the reader dr
     assert.deepEqual(lines.filter((l) => l.startsWith(marker)), [`${marker} first`, `${marker} second`]);
   } finally {
     await reader.stop();
+  }
+});
+
+test('NPD\'s kernel-monitor.json and readonly-monitor.json, unchanged, share one reader and one position; lookback, trimmed messages, the Node\'s conditions and events', { skip }, async () => {
+  const npdNode = `npd-${ns}`;
+  const core = kubeConfig().makeApiClient(CoreV1Api);
+  await core.createNode({ body: { metadata: { name: npdNode } } }); // a Node object with no kubelet behind it
+  const marker = `nm${Date.now()}`;
+  // Logged before the agent's first start on this node: NPD's lookback (5m) reads it all the same.
+  kmsg(`EXT4-fs (${marker}): Remounting filesystem read-only`);
+  const npdState = await mkdtemp(path.join(tmpdir(), 'nodemedic-kmsg-npd-'));
+  const npd = await startKubeAgent(npdNode, {
+    namespace: ns, stateDir: npdState, processorNamespaces: [ns],
+    sources: { defaultRules: false, ruleFiles: ['kernel-monitor.json', 'readonly-monitor.json'].map((f) => path.join(REPO_ROOT, '../shared/npd/config', f)), kernelLogFallback: '', journalDirectory: '' },
+    symptoms: { ...DEFAULTS.symptoms, flushSeconds: 1 },
+  });
+  try {
+    assert.deepEqual(npd.sources.map((s) => s.name).filter((n) => n.includes('kmsg')), ['kernel-monitor, readonly-monitor (/dev/kmsg)'], 'one reader for both files');
+    kmsg('divide error: 0000 [#9] SMP '); // NPD's own sample, trailing blank and all: trimmed, as NPD trims it
+    const ofNode = async (reason: string) => ((await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, labelSelector: `${FINGERPRINT_LABEL}=${fingerprintOf({ source: 'Log', reason }, npdNode)}` })) as { items: Abnormal[] }).items[0];
+    const readOnly = await waitFor('the read-only remount, from before the start', () => ofNode('FilesystemIsReadOnly'));
+    assert.match(readOnly.spec.log?.logEntry ?? '', new RegExp(`^EXT4-fs \\(${marker}\\): Remounting`));
+    await waitFor('the divide error', () => ofNode('KernelOops'));
+    const conditions = await waitFor('ReadonlyFilesystem set on the Node', async () => {
+      const list = (await core.readNode({ name: npdNode })).status?.conditions ?? [];
+      return list.find((c) => c.type === 'ReadonlyFilesystem' && c.status === 'True') ? list : undefined;
+    });
+    assert.deepEqual(conditions.map((c) => [c.type, c.status, c.reason]).sort(), [
+      ['CperHardwareErrorFatal', 'False', 'CperHardwareHasNoFatalError'], ['KernelDeadlock', 'False', 'KernelHasNoDeadlock'],
+      ['ReadonlyFilesystem', 'True', 'FilesystemIsReadOnly'], ['XfsShutdown', 'False', 'XfsHasNotShutDown'],
+    ]);
+    const events = await waitFor('the Node\'s events', async () => {
+      const list = (await core.listNamespacedEvent({ namespace: 'default', fieldSelector: `involvedObject.kind=Node,involvedObject.name=${npdNode}` })).items;
+      return list.length >= 2 ? list : undefined;
+    });
+    assert.deepEqual(events.map((e) => [e.type, e.reason, e.involvedObject.uid]).sort(), [['Warning', 'FilesystemIsReadOnly', npdNode], ['Warning', 'KernelOops', npdNode]]);
+    assert.deepEqual(readdirSync(npdState).filter((f) => f.includes('kmsg')), ['kmsg.json'], 'one position');
+  } finally {
+    await npd.stop();
+    await core.deleteNode({ name: npdNode });
   }
 });
 

@@ -14,7 +14,8 @@ import { parseKmsgRecord } from '../../agent/node/kmsg.js';
 import { interpretReply } from '../../agent/processors/contract.js';
 import { AlertSource } from '../../agent/sources/alerts.js';
 import { DEFAULT_RULE_SETS } from '../../agent/sources/default-rules.js';
-import { LogMatcher, RuleError, compileRuleSet, parseRuleSet, type RuleSet } from '../../agent/sources/rules.js';
+import { parseRuleSet } from '../../agent/sources/monitor-files.js';
+import { LogMatcher, RuleError, compileRuleSet, type RuleSet } from '../../agent/sources/rules.js';
 import { REPO_ROOT } from '../cluster/cluster.js';
 import { FileStore } from '../../agent/store/file.js';
 

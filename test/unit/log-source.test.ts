@@ -14,7 +14,7 @@ async function source() {
   let push!: (line: string) => void;
   const reader: LineReader = { where: '/dev/kmsg', start: async (onLine) => void (push = onLine), stop: async () => {} };
   const emitted: Symptom[] = [];
-  const src = new LogSource(reader, compileRuleSet(KERNEL_RULES, 'kernel'), pino({ level: 'silent' }));
+  const src = new LogSource(reader, { ruleSet: compileRuleSet(KERNEL_RULES, 'kernel') }, pino({ level: 'silent' }));
   await src.start((s) => emitted.push(s));
   return { push: (...lines: string[]) => lines.forEach((l) => push(l)), emitted, stop: () => src.stop() };
 }

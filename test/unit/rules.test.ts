@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { CONTAINERD_RULES, DEFAULT_RULE_SETS, KERNEL_RULES, KUBELET_RULES } from '../../agent/sources/default-rules.js';
-import { LogMatcher, RuleError, compileRule, compileRuleSet, longestLiteral, parseRuleSet, type RuleSetSpec } from '../../agent/sources/rules.js';
+import { parseRuleSet } from '../../agent/sources/monitor-files.js';
+import { LogMatcher, RuleError, compileRule, compileRuleSet, longestLiteral, type RuleSetSpec } from '../../agent/sources/rules.js';
 import { MATCH_BUDGET, MAX_WINDOW, patternWeight } from '../../agent/sources/tail-pattern.js';
 
 const reasonsFor = (spec: RuleSetSpec, line: string) => new LogMatcher(compileRuleSet(spec, 'test')).push(line).map((m) => m.rule.reason);
