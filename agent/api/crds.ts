@@ -18,6 +18,8 @@ export const CATEGORY = 'nodemedic';
 /** Labels: the node an Abnormal is for (what each agent watches), and the symptom's fingerprint. */
 export const NODE_LABEL = `${GROUP}/node`;
 export const FINGERPRINT_LABEL = `${GROUP}/fingerprint`;
+/** What a symptom is about (a pod), hashed with its node: symptoms about one subject join one Abnormal. */
+export const SUBJECT_LABEL = `${GROUP}/subject`;
 /** status.context keys under this prefix are the agent's own records; processors may not write them. */
 export const AGENT_CONTEXT_PREFIX = `${GROUP}/`;
 
@@ -218,6 +220,24 @@ const abnormalSpec: Schema = {
         firstSeen: time('When it was first seen.'),
         lastSeen: time('When it was last seen.'),
         endedAt: time('When its source last said it was over (a custom plugin\'s check passed again, an alert resolved); it is open again once seen after that.'),
+      },
+    },
+    related: {
+      type: 'array',
+      maxItems: LIMITS.listItems,
+      description: 'Set by the symptom sources: other symptoms about the same subject (the same pod) seen while this Abnormal was open or cooling down, joined here instead of becoming Abnormals of their own (one Abnormal per fault).',
+      items: {
+        type: 'object',
+        title: 'RelatedSymptom',
+        required: ['source', 'reason', 'count'],
+        properties: {
+          source: { type: 'string', enum: [...SOURCES], description: 'Which kind of symptom it was.' },
+          reason: str(LIMITS.name, 'Its reason, e.g. the Event\'s.'),
+          count: { type: 'integer', minimum: 1, description: 'Times seen.' },
+          firstSeen: time('When it was first seen.'),
+          lastSeen: time('When it was last seen.'),
+          message: str(LIMITS.shortText, 'What it said, e.g. the Event\'s message.'),
+        },
       },
     },
     skipDiagnosis: {

@@ -37,6 +37,12 @@ export interface AbnormalSpec {
   context?: {[key: string]: unknown};
   occurrences?: Occurrences;
   /**
+   * Set by the symptom sources: other symptoms about the same subject (the same pod) seen while this Abnormal was open or cooling down, joined here instead of becoming Abnormals of their own (one Abnormal per fault).
+   *
+   * @maxItems 32
+   */
+  related?: RelatedSymptom[];
+  /**
    * Skip the diagnosers. Recoverers that need a confirmed diagnosis (all that kill, delete or restart) then refuse to act.
    */
   skipDiagnosis?: boolean;
@@ -223,6 +229,32 @@ export interface Occurrences {
    * When its source last said it was over (a custom plugin's check passed again, an alert resolved); it is open again once seen after that.
    */
   endedAt?: string;
+}
+export interface RelatedSymptom {
+  /**
+   * Which kind of symptom it was.
+   */
+  source: 'Log' | 'KubernetesEvent' | 'PrometheusAlert' | 'Probe' | 'Custom';
+  /**
+   * Its reason, e.g. the Event's.
+   */
+  reason: string;
+  /**
+   * Times seen.
+   */
+  count: number;
+  /**
+   * When it was first seen.
+   */
+  firstSeen?: string;
+  /**
+   * When it was last seen.
+   */
+  lastSeen?: string;
+  /**
+   * What it said, e.g. the Event's message.
+   */
+  message?: string;
 }
 /**
  * Names an InformationCollector, Diagnoser or Recoverer object.

@@ -8,6 +8,9 @@
 //   - Creation is rate limited per node (a token bucket). A symptom waiting for a token stays counted
 //     here and is created when one frees up.
 //   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
+//   - One Abnormal per fault: a new symptom about a subject (a pod) that an Abnormal still counting is
+//     about already joins it, counted in its spec.related (the kubelet's FailedKillPod for a pod found
+//     stuck terminating), instead of making another (joins()).
 //   - A symptom that has ended (a resolved alert, a custom plugin passing again) records its end on its
 //     Abnormal (spec.occurrences.endedAt) and creates nothing.
 //   - A symptom whose Abnormal the API would refuse (validated first; or refused by the apiserver as
@@ -17,12 +20,14 @@
 //     save their positions past it, and replayed at start: a restart loses no symptom.
 // The sink is the only part of the sources that writes to the store.
 import type { Logger } from 'pino';
+import { FINGERPRINT_LABEL, LIMITS } from '../api/crds.js';
 import { keyOf } from '../api/kinds.js';
+import { fitText } from '../api/limits.js';
 import { endedAt, isTerminal, toRFC3339 } from '../api/phase.js';
 import type { Abnormal } from '../api/types.generated.js';
 import { ConflictError, InvalidObjectError, type AbnormalStore } from '../store/store.js';
 import type { JournalRecord, SymptomJournal } from './journal.js';
-import { abnormalOf, fingerprintOf, refusalOf, type Symptom } from './source.js';
+import { abnormalOf, fingerprintOf, refusalOf, subjectLabelOf, type Symptom } from './source.js';
 
 export type SinkOptions = {
   store: AbnormalStore;
@@ -51,6 +56,8 @@ type Entry = {
   abnormal?: Abnormal;
   /** Looked for an existing Abnormal with this fingerprint (after a restart) already. */
   searched: boolean;
+  /** `abnormal` is another symptom's, about the same subject: these count in its spec.related. */
+  joined?: boolean;
 };
 
 /** Distinct (source, reason) pairs counted by name; more are counted as (source, Other). */
@@ -72,6 +79,8 @@ export class SymptomSink {
   /** For tests, metrics and the benchmark. */
   readonly stats = {
     accepted: 0, bySource: {} as Record<string, number>, created: 0, updated: 0, ended: 0, writeFailures: 0, rateLimited: 0, untracked: 0,
+    /** Symptoms counted on another symptom's Abnormal about the same subject (spec.related). */
+    joined: 0,
     /** Poison symptoms by source: their Abnormal would be, or was, refused as invalid. */
     rejectedBySource: {} as Record<string, number>,
     /** Symptoms replayed from the journal at start. */
@@ -262,13 +271,19 @@ export class SymptomSink {
     }
     if (!entry.abnormal && !entry.searched) {
       entry.searched = true;
-      const found = await this.opts.store.findByFingerprint(entry.fingerprint, entry.first.nodeName ?? this.opts.nodeName);
+      const node = entry.first.nodeName ?? this.opts.nodeName;
+      const found = await this.opts.store.findByFingerprint(entry.fingerprint, node);
       entry.abnormal = found.find((a) => this.stillCounting(a));
+      if (!entry.abnormal && entry.first.subject) {
+        entry.abnormal = (await this.opts.store.findBySubject(subjectLabelOf(entry.first.subject, node), node)).find((a) => this.joins(entry.first, a));
+        entry.joined = entry.abnormal !== undefined;
+      }
     }
     if (entry.abnormal) {
       const current = await this.opts.store.get(keyOf(entry.abnormal));
-      if (current && this.stillCounting(current)) return this.addTo(entry, current);
+      if (current && this.stillCounting(current)) return entry.joined ? this.addRelated(entry, current) : this.addTo(entry, current);
       entry.abnormal = undefined; // gone, or ended longer ago than the cooldown: a new Abnormal
+      entry.joined = false;
     }
     const refused = refusalOf(entry.first, this.opts.nodeName);
     if (refused) return this.reject(entry, refused);
@@ -315,6 +330,42 @@ export class SymptomSink {
     }
   }
 
+  /**
+   * Whether `symptom` joins `abnormal`, another symptom's about the same subject: when that one still
+   * counts (open, or cooling down). A Kubernetes Event joins anything; a symptom of the agent's own
+   * (a stuck pod) never joins an Abnormal an Event made, for it carries what the diagnosers act on.
+   */
+  private joins(symptom: Symptom, abnormal: Abnormal): boolean {
+    if (abnormal.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprintOf(symptom, symptom.nodeName ?? this.opts.nodeName)) return false;
+    if (abnormal.spec.source === 'KubernetesEvent' && symptom.source !== 'KubernetesEvent') return false;
+    return this.stillCounting(abnormal);
+  }
+
+  /** Count what is pending on `current`'s spec.related, one entry per source and reason. */
+  private async addRelated(entry: Entry, current: Abnormal): Promise<void> {
+    const pending = entry.pending;
+    const { source, reason } = entry.first;
+    const related = [...(current.spec.related ?? [])];
+    const at = related.findIndex((r) => r.source === source && r.reason === reason);
+    if (at >= 0) {
+      related[at] = { ...related[at]!, count: related[at]!.count + pending, lastSeen: toRFC3339(entry.lastSeen) };
+    } else if (related.length < LIMITS.listItems) {
+      related.push({ source, reason, count: pending, firstSeen: toRFC3339(entry.firstSeen), lastSeen: toRFC3339(entry.lastSeen), message: fitText(messageOf(entry.first), LIMITS.shortText) });
+    } else {
+      entry.pending -= pending; // the list is full: counted here, as a symptom not kept
+      this.stats.untracked += pending;
+      return;
+    }
+    try {
+      entry.abnormal = await this.opts.store.writeSpec(current, { ...current.spec, related });
+      entry.pending -= pending;
+      this.stats.joined += pending;
+      this.opts.onWritten?.(entry.abnormal, 'counted');
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err; // changed meanwhile: counted again at the next flush
+    }
+  }
+
   /** Open, or ended less than the cooldown ago. */
   private stillCounting(abnormal: Abnormal): boolean {
     if (!isTerminal(abnormal.status?.phase)) return true;
@@ -337,3 +388,10 @@ export class SymptomSink {
 }
 
 const recordOf = (e: Entry): JournalRecord => ({ fingerprint: e.fingerprint, symptom: e.first, pending: e.pending, firstSeen: e.firstSeen, lastSeen: e.lastSeen });
+
+/** What a symptom said, in a line: an Event's message, a log entry's first line. */
+function messageOf(symptom: Symptom): string {
+  const { kubernetesEvent, log } = symptom.detail;
+  const eventMessage = (kubernetesEvent as { message?: unknown } | undefined)?.message;
+  return typeof eventMessage === 'string' ? eventMessage : (log?.logEntry?.split('\n')[0] ?? '');
+}

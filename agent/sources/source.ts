@@ -2,7 +2,7 @@
 // place to put symptoms, stop. The log sources, Kubernetes events, stuck pods and the Alertmanager
 // receiver all hand their symptoms to the sink (sink.ts), the only part that writes to the store.
 import { createHash } from 'node:crypto';
-import { API_VERSION, FINGERPRINT_LABEL } from '../api/crds.js';
+import { API_VERSION, FINGERPRINT_LABEL, SUBJECT_LABEL } from '../api/crds.js';
 import { toRFC3339 } from '../api/phase.js';
 import type { Abnormal, AbnormalSpec } from '../api/types.generated.js';
 import { ValidationError, validateAbnormal } from '../api/validate.js';
@@ -38,6 +38,11 @@ export function fingerprintOf(symptom: Pick<Symptom, 'source' | 'reason' | 'subj
   return createHash('sha256').update([symptom.source, nodeName, symptom.reason, symptom.subject ?? ''].join('\u0000')).digest('hex').slice(0, 32);
 }
 
+/** What a symptom is about, as a label value: symptoms of any source about one subject on one node share it. */
+export function subjectLabelOf(subject: string, nodeName: string): string {
+  return createHash('sha256').update([nodeName, subject].join('\u0000')).digest('hex').slice(0, 32);
+}
+
 /** The Abnormal a symptom becomes (the sink creates it), seen `count` times from `firstSeen` to `lastSeen`. */
 export function abnormalOf(symptom: Symptom, nodeName: string, count = 1, firstSeen = symptom.seenAt, lastSeen = symptom.seenAt): Abnormal {
   const node = symptom.nodeName ?? nodeName;
@@ -46,7 +51,7 @@ export function abnormalOf(symptom: Symptom, nodeName: string, count = 1, firstS
     kind: 'Abnormal',
     metadata: {
       generateName: `${node.slice(0, 30)}-${symptom.reason.toLowerCase().slice(0, 20)}-`,
-      labels: { [FINGERPRINT_LABEL]: fingerprintOf(symptom, node) },
+      labels: { [FINGERPRINT_LABEL]: fingerprintOf(symptom, node), ...(symptom.subject ? { [SUBJECT_LABEL]: subjectLabelOf(symptom.subject, node) } : {}) },
     },
     spec: { ...symptom.detail, source: symptom.source, nodeName: node, occurrences: { count, firstSeen: toRFC3339(firstSeen), lastSeen: toRFC3339(lastSeen) } },
   };

@@ -18,7 +18,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { parseDocument, stringify } from 'yaml';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
-import { FINGERPRINT_LABEL } from '../api/crds.js';
+import { FINGERPRINT_LABEL, SUBJECT_LABEL } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { isTerminal } from '../api/phase.js';
 import { Reason } from '../api/reasons.js';
@@ -137,6 +137,10 @@ export class FileStore implements AbnormalStore {
       else this.byFingerprint.get(fingerprint)?.delete(key); // gone, or relabelled since
     }
     return found;
+  }
+
+  async findBySubject(subject: string): Promise<Abnormal[]> {
+    return (await this.listOfNode()).filter((a) => a.metadata?.labels?.[SUBJECT_LABEL] === subject);
   }
 
   private index(abnormal: Pick<Abnormal, 'metadata'>, key: AbnormalKey): void {

@@ -11,7 +11,7 @@
 // is looked at again each resync period.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, VERSION } from '../api/crds.js';
+import { FINGERPRINT_LABEL, GROUP, NODE_LABEL, SUBJECT_LABEL, VERSION } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
 import { isTerminal } from '../api/phase.js';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
@@ -142,10 +142,19 @@ export class KubeStore implements AbnormalStore {
    * Otherwise a list by label in the trusted namespaces.
    */
   async findByFingerprint(fingerprint: string, nodeName?: string): Promise<Abnormal[]> {
+    return this.findLabelled(FINGERPRINT_LABEL, fingerprint, nodeName);
+  }
+
+  async findBySubject(subject: string, nodeName?: string): Promise<Abnormal[]> {
+    return this.findLabelled(SUBJECT_LABEL, subject, nodeName);
+  }
+
+  /** For this node, from the informers' memory; for another (an alert about it), a list by label. */
+  private async findLabelled(label: string, value: string, nodeName?: string): Promise<Abnormal[]> {
     if (nodeName === this.opts.nodeName && this.synced && this.trusts(this.opts.namespace)) {
-      return this.informers.flatMap((informer) => informer.list()).filter((a) => a.metadata?.labels?.[FINGERPRINT_LABEL] === fingerprint);
+      return this.informers.flatMap((informer) => informer.list()).filter((a) => a.metadata?.labels?.[label] === value);
     }
-    const labelSelector = `${FINGERPRINT_LABEL}=${fingerprint}`;
+    const labelSelector = `${label}=${value}`;
     const lists = await Promise.all(this.watchedNamespaces.map((namespace) => this.opts.client.list<Abnormal>(this.path(namespace), { labelSelector })));
     return lists.flatMap((list) => list.items);
   }

@@ -51,6 +51,8 @@ export interface AbnormalStore {
    * is for: a store that holds every Abnormal of its own node in memory answers for that node from there.
    */
   findByFingerprint(fingerprint: string, nodeName?: string): Promise<Abnormal[]>;
+  /** The Abnormals labelled with `subject` (SUBJECT_LABEL): those about one pod, whatever symptom made them. */
+  findBySubject(subject: string, nodeName?: string): Promise<Abnormal[]>;
   /** Replace the spec (the sink owns it: occurrences, an alert's end), compare-and-swap like writeStatus. */
   writeSpec(abnormal: Abnormal, spec: AbnormalSpec): Promise<Abnormal>;
   /** Every Abnormal of this node (for garbage collection). */

@@ -159,3 +159,34 @@ test('symptoms are counted by source and reason, at most 200 reasons by name: th
   assert.equal(counts.get('KubernetesEvent\tReason200'), undefined);
   assert.equal(counts.get('KubernetesEvent\tOther'), 51);
 });
+
+test('one Abnormal per fault: an Event about a pod already found stuck joins its Abnormal, in spec.related; never the other way round', async () => {
+  const { store, sink, files } = await setup();
+  const subject = 'Pod default/web-0 8a1c';
+  const stuck: Symptom = { source: 'Custom', reason: 'PodStuckTerminating', subject, detail: { context: { pod: { namespace: 'default', name: 'web-0', uid: '8a1c' } } }, seenAt: new Date() };
+  const killFailed = (at: Date): Symptom => ({
+    source: 'KubernetesEvent', reason: 'FailedKillPod', subject, seenAt: at,
+    detail: { kubernetesEvent: { reason: 'FailedKillPod', type: 'Warning', message: 'error killing pod: failed to "KillPodSandbox" for "8a1c": rpc error: code = DeadlineExceeded' } },
+  });
+  sink.accept(stuck);
+  await sink.flush();
+  sink.accept(killFailed(new Date(Date.UTC(2026, 11, 1, 2, 0, 0))));
+  sink.accept(killFailed(new Date(Date.UTC(2026, 11, 1, 2, 1, 0))));
+  await sink.flush();
+  assert.equal((await files()).length, 1, 'one Abnormal');
+  const [abnormal] = await store.listOfNode();
+  assert.equal(abnormal!.spec.source, 'Custom');
+  assert.deepEqual(abnormal!.spec.related, [{
+    source: 'KubernetesEvent', reason: 'FailedKillPod', count: 2, firstSeen: '2026-12-01T02:00:00Z', lastSeen: '2026-12-01T02:01:00Z',
+    message: 'error killing pod: failed to "KillPodSandbox" for "8a1c": rpc error: code = DeadlineExceeded',
+  }]);
+  assert.equal(sink.stats.joined, 2);
+
+  // An Event first: the stuck pod still gets an Abnormal of its own, which the diagnosers need.
+  const other = await setup();
+  other.sink.accept({ ...killFailed(new Date()), subject: 'Pod default/db-0 77' });
+  await other.sink.flush();
+  other.sink.accept({ ...stuck, subject: 'Pod default/db-0 77' });
+  await other.sink.flush();
+  assert.equal((await other.files()).length, 2);
+});
