@@ -8,7 +8,7 @@
 //   - Creation is rate limited per node (a token bucket). A symptom waiting for a token stays counted
 //     here and is created when one frees up.
 //   - The fingerprint is a label on the Abnormal, so after a restart repeats still find it.
-//   - One Abnormal per fault: a new symptom about a subject (a pod) that an Abnormal still counting is
+//   - One Abnormal per fault: a new symptom about a pod that an Abnormal still counting is
 //     about already joins it, counted in its spec.related (the kubelet's FailedKillPod for a pod found
 //     stuck terminating), instead of making another (joins()).
 //   - A symptom that has ended (a resolved alert, a custom plugin passing again) records its end on its
@@ -274,8 +274,9 @@ export class SymptomSink {
       const node = entry.first.nodeName ?? this.opts.nodeName;
       const found = await this.opts.store.findByFingerprint(entry.fingerprint, node);
       entry.abnormal = found.find((a) => this.stillCounting(a));
-      if (!entry.abnormal && entry.first.subject) {
-        entry.abnormal = (await this.opts.store.findBySubject(subjectLabelOf(entry.first.subject, node), node)).find((a) => this.joins(entry.first, a));
+      const subject = subjectLabelOf(entry.first.subject, node);
+      if (!entry.abnormal && subject) {
+        entry.abnormal = (await this.opts.store.findBySubject(subject, node)).find((a) => this.joins(entry.first, a));
         entry.joined = entry.abnormal !== undefined;
       }
     }

@@ -38,8 +38,13 @@ export function fingerprintOf(symptom: Pick<Symptom, 'source' | 'reason' | 'subj
   return createHash('sha256').update([symptom.source, nodeName, symptom.reason, symptom.subject ?? ''].join('\u0000')).digest('hex').slice(0, 32);
 }
 
-/** What a symptom is about, as a label value: symptoms of any source about one subject on one node share it. */
-export function subjectLabelOf(subject: string, nodeName: string): string {
+/**
+ * What a symptom is about, as a label value, when symptoms about it are one fault: a pod (a stuck pod
+ * and the kubelet's FailedKillPod for it). A node is the subject of nearly everything, and its
+ * NodeNotReady and KernelDeadlock are two faults: undefined for it, and for anything else.
+ */
+export function subjectLabelOf(subject: string | undefined, nodeName: string): string | undefined {
+  if (!subject?.startsWith('Pod ')) return undefined;
   return createHash('sha256').update([nodeName, subject].join('\u0000')).digest('hex').slice(0, 32);
 }
 
@@ -51,7 +56,7 @@ export function abnormalOf(symptom: Symptom, nodeName: string, count = 1, firstS
     kind: 'Abnormal',
     metadata: {
       generateName: `${node.slice(0, 30)}-${symptom.reason.toLowerCase().slice(0, 20)}-`,
-      labels: { [FINGERPRINT_LABEL]: fingerprintOf(symptom, node), ...(symptom.subject ? { [SUBJECT_LABEL]: subjectLabelOf(symptom.subject, node) } : {}) },
+      labels: { [FINGERPRINT_LABEL]: fingerprintOf(symptom, node), ...labelled(SUBJECT_LABEL, subjectLabelOf(symptom.subject, node)) },
     },
     spec: { ...symptom.detail, source: symptom.source, nodeName: node, occurrences: { count, firstSeen: toRFC3339(firstSeen), lastSeen: toRFC3339(lastSeen) } },
   };
@@ -68,3 +73,5 @@ export function refusalOf(symptom: Symptom, nodeName: string): string[] | undefi
     throw err;
   }
 }
+
+const labelled = (label: string, value: string | undefined) => (value ? { [label]: value } : {});

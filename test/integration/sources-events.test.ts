@@ -1,6 +1,7 @@
 // Kubernetes events as symptoms, against the real apiserver: Warning events about a node, or about a pod
 // bound to a node, become Abnormals for that node — made by the one agent holding the event-watcher
-// lock; when it stops, another agent takes over.
+// lock, or joined to the Abnormal of the stuck pod they are about; when it stops, another agent takes
+// over. (Another file with an event watcher of its own would see these events too: keep them here.)
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { CoreV1Api } from '@kubernetes/client-node';
@@ -22,7 +23,7 @@ const start = (node: string) =>
     namespace: 'nodemedic-system', // where the lock lives: a Lease of this test's own, which the agent may update by name
     processorNamespaces: [ns],
     events: { ...DEFAULTS.events, enabled: true, excludeReasons: ['Ignored'], lockName: `lock-${ns}`, lockTTLSeconds: 3 },
-    stuckPods: { ...DEFAULTS.stuckPods, enabled: false },
+    stuckPods: { enabled: true, marginSeconds: 1, checkSeconds: 0.5 }, // for one Abnormal per fault, below
   });
 
 before(async () => {
@@ -70,6 +71,31 @@ test('one agent watches; Warning events about a node and about a pod bound to a 
   await holder.sink.flush();
   assert.deepEqual((await abnormalsFor(nodeB)).map((a) => a.spec.kubernetesEvent?.reason), ['FailedKillPod'], 'the excluded reason made none');
   assert.deepEqual((await abnormalsFor(nodeA)).map((a) => a.spec.kubernetesEvent?.reason), ['NodeNotReady'], 'the Normal event made none');
+});
+
+// One Abnormal per fault: a pod of node B stuck terminating becomes an Abnormal (B's agent); the
+// kubelet's FailedKillPod Warning about that pod, seen by whichever agent watches events, joins it
+// (spec.related) instead of making a second Abnormal that no diagnoser could identify. No kubelet runs
+// here: nothing confirms the deletion, and the Event is written as the kubelet writes it.
+test('the kubelet\'s FailedKillPod for a pod already stuck terminating joins that pod\'s Abnormal', async () => {
+  const holder = await leader();
+  await waitFor('its watch to run', async () => watcher(holder).streaming || undefined);
+  const pod = await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'db-0' }, spec: { nodeName: nodeB, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
+  await core.deleteNamespacedPod({ namespace: ns, name: 'db-0', gracePeriodSeconds: 1 });
+  const ofPod = async () => ((await customObjects().listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: 'nodemedic-system', plural: ABNORMALS, labelSelector: `${NODE_LABEL}=${nodeB}` })) as { items: Abnormal[] })
+    .items.filter((a) => (a.spec.context?.pod as { name?: string } | undefined)?.name === 'db-0' || (a.spec.kubernetesEvent?.involvedObject as { name?: string } | undefined)?.name === 'db-0');
+  const [stuck] = await waitFor('the stuck pod\'s Abnormal', async () => ((await ofPod()).length > 0 ? ofPod() : undefined), 30_000);
+  assert.equal(stuck!.spec.source, 'Custom');
+
+  await warning({ kind: 'Pod', name: 'db-0', namespace: ns, uid: pod.metadata!.uid! }, 'FailedKillPod');
+  const joined = await waitFor('the Event joined to it, or a second Abnormal', async () => {
+    const list = await ofPod();
+    return list.length > 1 ? list : list.find((a) => (a.spec.related ?? []).length > 0);
+  }, 30_000);
+  assert.ok(!Array.isArray(joined), `one Abnormal per fault, got ${JSON.stringify((joined as Abnormal[]).map?.((a) => a.spec.source))}`);
+  const one = joined as Abnormal;
+  assert.equal(one.metadata?.name, stuck!.metadata?.name);
+  assert.deepEqual(one.spec.related?.map((r) => [r.source, r.reason, r.count, r.message]), [['KubernetesEvent', 'FailedKillPod', 1, 'FailedKillPod happened to db-0']]);
 });
 
 test('when the watching agent stops, another takes over', async () => {

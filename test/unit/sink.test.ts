@@ -189,4 +189,10 @@ test('one Abnormal per fault: an Event about a pod already found stuck joins its
   other.sink.accept({ ...stuck, subject: 'Pod default/db-0 77' });
   await other.sink.flush();
   assert.equal((await other.files()).length, 2);
+
+  // A node is the subject of nearly everything: its Events about two faults stay two Abnormals.
+  const node = await setup();
+  for (const reason of ['NodeNotReady', 'KernelDeadlock']) node.sink.accept({ source: 'KubernetesEvent', reason, subject: 'Node default/node-a ', detail: { kubernetesEvent: { reason } }, seenAt: new Date() });
+  await node.sink.flush();
+  assert.equal((await node.files()).length, 2);
 });
