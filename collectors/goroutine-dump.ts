@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import { FileReader } from '../agent/node/file-reader.js';
-import { dumpInLogLine, type ShimDump } from '../agent/node/goroutines.js';
+import { dumpInLogLine, foldRepeatedGoroutines, type ShimDump } from '../agent/node/goroutines.js';
 import { JournaldReader } from '../agent/node/journald.js';
 import type { LineReader } from '../agent/node/line-reader.js';
 import { sameProcess } from '../agent/node/procfs.js';
@@ -26,6 +26,12 @@ export type GoroutineDumpOptions = {
 };
 
 const MAX_DUMP = 128 * 1024;
+/**
+ * The longest log line read for a dump: containerd logs a shim's whole dump as one line, and a shim
+ * with many processes dumps hundreds of KiB (a 1.6 shim with 150 execs: about 300 KiB, escaped).
+ * Longer lines are cut, and a cut dump is not recognised.
+ */
+const MAX_DUMP_LINE = 4 * 1024 * 1024;
 /** How often the shim's state is sampled while its dump is awaited. */
 const SAMPLE_MS = 200;
 
@@ -49,7 +55,7 @@ export function goroutineDump(opts: GoroutineDumpOptions): Processor {
 /** A follower of containerd's log from now on, with no position kept: a dump is news or nothing. */
 function containerdLog(opts: GoroutineDumpOptions): LineReader {
   const log = opts.log ?? pino({ level: 'silent' });
-  if (!opts.containerdLog.startsWith('journald:')) return new FileReader({ file: opts.containerdLog, pollMs: SAMPLE_MS, log });
+  if (!opts.containerdLog.startsWith('journald:')) return new FileReader({ file: opts.containerdLog, pollMs: SAMPLE_MS, maxLineBytes: MAX_DUMP_LINE, log });
   const unit = opts.containerdLog.slice('journald:'.length);
   // From a second back: journalctl's --since is whole seconds, and the dump must not fall before it.
   return new JournaldReader({ units: [unit], identifiers: [], since: Math.floor(Date.now() / 1000) - 1, journalctl: opts.journalctl, log });
@@ -79,7 +85,9 @@ async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSigna
       if (last?.state === stat.state) last.to = now.toISOString();
       else result.states.push({ state: stat.state, from: now.toISOString(), to: now.toISOString() });
       if (dump !== undefined) {
-        return { ...result, dump: dump.length > MAX_DUMP ? `${dump.slice(0, MAX_DUMP)}\n… [cut by nodemedic at ${MAX_DUMP} characters]` : dump, answeredInMs: Date.now() - signalledAt.getTime() };
+        // Too large: repeated goroutines folded first (every distinct stack kept), then cut if need be.
+        const kept = dump.length > MAX_DUMP ? foldRepeatedGoroutines(dump) : dump;
+        return { ...result, dump: kept.length > MAX_DUMP ? `${kept.slice(0, MAX_DUMP)}\n… [cut by nodemedic at ${MAX_DUMP} characters]` : kept, answeredInMs: Date.now() - signalledAt.getTime() };
       }
       if (Date.now() >= deadline || signal.aborted) return { ...result, noDumpWithinSeconds: opts.timeoutSeconds };
       await sleep(SAMPLE_MS);

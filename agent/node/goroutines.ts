@@ -89,3 +89,32 @@ export function splitFunc(func: string): [string, string] {
   const dot = func.indexOf('.', slash + 1);
   return dot < 0 ? [func, ''] : [func.slice(0, dot), func.slice(dot + 1)];
 }
+
+/**
+ * A dump with its repeated goroutines folded: of goroutines in the same state whose stacks call the same
+ * functions (a shim with 150 exec processes has 150 alike), the first is kept and the rest counted
+ * in a line at the end. A dump too large to keep whole keeps every distinct stack this way.
+ */
+export function foldRepeatedGoroutines(dump: string): string {
+  const [head, ...blocks] = dump.split(/\n\n(?=goroutine \d+ \[)/);
+  const kept = new Map<string, { block: string; id: string; more: number }>();
+  const out: string[] = [];
+  for (const block of [head!, ...blocks]) {
+    const header = /^goroutine (\d+) \[([^\],]*)/.exec(block);
+    if (!header) {
+      out.push(block);
+      continue;
+    }
+    const calls = block.split('\n').filter((l) => l !== '' && !l.startsWith('\t') && !l.startsWith('goroutine ')).map((l) => l.replace(/\(.*\)$/, ''));
+    const key = `${header[2]}\n${calls.join('\n')}`;
+    const seen = kept.get(key);
+    if (seen) {
+      seen.more++;
+      continue;
+    }
+    kept.set(key, { block, id: header[1]!, more: 0 });
+    out.push(block);
+  }
+  const folded = [...kept.values()].filter((k) => k.more > 0).map((k) => `goroutine ${k.id} ×${k.more + 1}`);
+  return folded.length > 0 ? `${out.join('\n\n')}\n\n… folded by nodemedic: goroutines alike in state and stack, the first of each kept above: ${folded.join(', ')}` : dump;
+}

@@ -87,9 +87,9 @@ function kubeconfig(server: string, caPem: string, user: string, token: string):
 export type Daemon = { name: string; child: ChildProcess; exited: Promise<void> };
 
 /** A long-running program, its stdout and stderr appended to `logFile`. */
-export function startDaemon(name: string, binary: string, args: string[], logFile: string): Daemon {
+export function startDaemon(name: string, binary: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): Daemon {
   const log = createWriteStream(logFile, { flags: 'a' });
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -94,16 +94,16 @@ export const skipUnlessOwnCluster = (what: string) =>
   !IS_ROOT ? `${what}: needs root (a container runtime and a kubelet)` : ON_OWN_CLUSTER ? false : `${what}: runs only on the suite's own test cluster`;
 
 /** A node joined to the suite's own test cluster (only where ON_OWN_CLUSTER). */
-export const startSuiteNode = (name: string) =>
-  startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN! });
+export const startSuiteNode = (name: string, shimDir?: string) =>
+  startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN!, ...(shimDir ? { shimDir } : {}) });
 
 /**
  * A node joined to the suite's own test cluster, ready for pods in `namespace`: the suite runs no
  * controller manager to make the namespace's default ServiceAccount, which admission asks of every pod.
  */
-export async function startSuiteNodeFor(namespace: string, name: string): Promise<TestNode> {
+export async function startSuiteNodeFor(namespace: string, name: string, shimDir?: string): Promise<TestNode> {
   await kubeConfig().makeApiClient(CoreV1Api).createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } });
-  return startSuiteNode(name);
+  return startSuiteNode(name, shimDir);
 }
 
 /** Waits until pod `namespace/name` runs (the kubelet started its containers). */
@@ -132,7 +132,7 @@ async function killShimTrees(socket: string): Promise<void> {
 }
 
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
-export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string }): Promise<TestNode> {
+export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string; shimDir?: string }): Promise<TestNode> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
   const socket = path.join(dir, 'containerd.sock');
   const containerdLog = path.join(dir, 'containerd.log');
@@ -160,7 +160,9 @@ state = "${dir}/containerd-state"
     await rm(dir, { recursive: true, force: true }).catch(() => {});
   };
   try {
-    daemons.push(startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog));
+    // With shimDir, its containerd-shim-runc-v2 comes first on containerd's PATH: every pod of this node runs on it.
+    const env = opts.shimDir ? { ...process.env, PATH: `${opts.shimDir}:${process.env.PATH}` } : undefined;
+    daemons.push(startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog, env));
     await until('containerd', async () => (await run('ctr', ['--address', socket, 'version'])).stdout.includes('Server'), 30_000);
     const imageDir = path.join(dir, 'image');
     const layer = await busyboxLayer(imageDir);

@@ -60,7 +60,7 @@ test('the reaper deadlock is identified from both halves in one package, never f
   const withDumps = (dumps: unknown[]) => ({ spec: { source: 'Custom', nodeName: 'n' }, status: { context: { goroutineDumps: dumps } } }) as Abnormal;
   const yes = await shimReaperDeadlock.run(withDumps([{ pid: 4242, startTicks: 9, dump: DEADLOCKED_SHIM_DUMP }]), new AbortController().signal);
   assert.ok(yes.ok && yes.identified);
-  assert.deepEqual(yes.ok && yes.context?.diagnosis, { fault: 'ShimReaperDeadlock', targets: [{ pid: 4242, startTicks: 9 }], reap: 18, unsubscribe: 42 });
+  assert.deepEqual(yes.ok && yes.context?.diagnosis, { fault: 'ShimReaperDeadlock', targets: [{ pid: 4242, startTicks: 9 }], reap: 18, waiter: 42 });
   const no = await shimReaperDeadlock.run(withDumps([{ pid: 4242, startTicks: 9, noDumpWithinSeconds: 5 }]), new AbortController().signal);
   assert.ok(no.ok && !no.identified, 'no dump: no diagnosis, whatever else is known');
 });
