@@ -65,7 +65,10 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
         };
       }),
     },
-    shims: { containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds },
+    shims: {
+      containerdLog: shims.containerdLog, timeoutSeconds: shims.dumpTimeoutSeconds, unresponsiveSeconds: shims.unresponsiveSeconds,
+      ...(config.sources.journalDirectory ? { journalDirectory: config.sources.journalDirectory } : {}),
+    },
     recovery: {
       signal: recovery.signal, allowedExecutables: recovery.allowedExecutables, dryRun: recovery.dryRun, confirmSeconds: recovery.confirmSeconds, runtime,
       // Gone: not found, or replaced by a pod of the same name.

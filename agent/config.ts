@@ -139,7 +139,7 @@ const ConfigObject = z.strictObject({
   }).prefault({}),
   /** The container-shim processors (collectors/goroutine-dump.ts, diagnosers/unresponsive-shim.ts). */
   shims: z.strictObject({
-    /** Where containerd logs, and so where a shim's goroutine dump lands: "journald:UNIT" or a file path. */
+    /** Where containerd logs, and so where a shim's goroutine dump lands: "journald:UNIT" (in the journal sources.journalDirectory names, else the system journal) or a file path. */
     containerdLog: z.string().min(1).default('journald:containerd.service'),
     /** How long a shim is given to answer SIGUSR1 with its dump. */
     dumpTimeoutSeconds: z.number().min(0.5).max(300).default(5),

@@ -22,6 +22,8 @@ export type GoroutineDumpOptions = {
   containerdLog: string;
   timeoutSeconds: number;
   journalctl?: string;
+  /** The journal to read for journald:UNIT: a journal directory (sources.journalDirectory), or the system journal. */
+  journalDirectory?: string;
   log?: Logger;
 };
 
@@ -58,7 +60,10 @@ function containerdLog(opts: GoroutineDumpOptions): LineReader {
   if (!opts.containerdLog.startsWith('journald:')) return new FileReader({ file: opts.containerdLog, pollMs: SAMPLE_MS, maxLineBytes: MAX_DUMP_LINE, log });
   const unit = opts.containerdLog.slice('journald:'.length);
   // From a second back: journalctl's --since is whole seconds, and the dump must not fall before it.
-  return new JournaldReader({ units: [unit], identifiers: [], since: Math.floor(Date.now() / 1000) - 1, journalctl: opts.journalctl, log });
+  return new JournaldReader({
+    units: [unit], identifiers: [], since: Math.floor(Date.now() / 1000) - 1, journalctl: opts.journalctl, log, maxLineBytes: MAX_DUMP_LINE,
+    ...(opts.journalDirectory ? { directory: opts.journalDirectory } : {}),
+  });
 }
 
 async function dumpOf(shim: Shim, opts: GoroutineDumpOptions, signal: AbortSignal): Promise<ShimDump> {

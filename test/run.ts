@@ -120,7 +120,9 @@ async function globalSetup() {
 }
 
 async function runFiles() {
-  const stream = run({ files, concurrency: Math.max(2, availableParallelism()), timeout: 5 * 60 * 1000, ...(testNamePatterns ? { testNamePatterns } : {}) });
+  // Each file has 5 minutes, unless NODEMEDIC_TEST_FILE_TIMEOUT_S says otherwise (NODEMEDIC_DEADLOCK_RUNS=5 needs about 10).
+  const timeout = Number(process.env.NODEMEDIC_TEST_FILE_TIMEOUT_S ?? 300) * 1000;
+  const stream = run({ files, concurrency: Math.max(2, availableParallelism()), timeout, ...(testNamePatterns ? { testNamePatterns } : {}) });
   // Count tests, not the suites (describe blocks) that group them, nor those a tag left out.
   stream.on('test:pass', (event) => {
     if (event.details.type === 'suite' || event.skip === 'test name does not match pattern') return;

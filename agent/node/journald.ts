@@ -24,6 +24,8 @@ export type JournaldOptions = JournalSelection & {
   journalctl?: string;
   /** Keeping the cursor in step with the symptom journal. */
   sync?: PositionSync;
+  /** The longest line handed on, a line journald split put back together (default 64 KiB). */
+  maxLineBytes?: number;
 };
 
 type JournalState = { cursor: string };
@@ -32,6 +34,10 @@ type JournalState = { cursor: string };
 const RAN_WELL_MS = 60_000;
 /** The largest journal entry read (as journalctl's JSON): a longer one is skipped and counted as lost. */
 const MAX_ENTRY = 1024 * 1024;
+/** The longest line handed on once put back together (maxLineBytes), as for files. */
+const MAX_LINE = 64 * 1024;
+/** Streams with a split line being put back together, at most. */
+const MAX_STREAMS = 64;
 
 export class JournaldReader implements LineReader {
   readonly where: string;
@@ -45,6 +51,8 @@ export class JournaldReader implements LineReader {
   private readonly since: number;
   /** Entries skipped for being larger than MAX_ENTRY. */
   lost = 0;
+  /** Lines journald split, their pieces so far, by stream. */
+  private readonly pieces = new Map<string, string>();
 
   constructor(private readonly opts: JournaldOptions) {
     this.where = `journald:${[...opts.units, ...opts.identifiers].join(',')}`;
@@ -81,7 +89,8 @@ export class JournaldReader implements LineReader {
     while (!this.stopping.signal.aborted) {
       const started = Date.now();
       let stderr = '';
-      const args = ['--follow', '--output=json', '--no-pager', this.cursor ? `--after-cursor=${this.cursor}` : `--since=@${this.since}`];
+      // --all: without it journalctl's JSON gives a field over 4,096 bytes as null, and such a message is lost.
+      const args = ['--follow', '--output=json', '--all', '--no-pager', this.cursor ? `--after-cursor=${this.cursor}` : `--since=@${this.since}`];
       if (this.opts.directory) args.push(`--directory=${this.opts.directory}`);
       for (const unit of this.opts.units) args.push(`--unit=${unit}`);
       for (const id of this.opts.identifiers) args.push(`--identifier=${id}`);
@@ -119,17 +128,32 @@ export class JournaldReader implements LineReader {
   }
 
   private onEntry(text: string, onLine: (line: string) => void): void {
-    let entry: { MESSAGE?: unknown; __CURSOR?: string };
+    let entry: { MESSAGE?: unknown; __CURSOR?: string; _LINE_BREAK?: unknown; _PID?: unknown; _SYSTEMD_UNIT?: unknown };
     try {
       entry = JSON.parse(text);
     } catch {
       return; // journalctl writes one JSON object per line; anything else is not an entry
     }
     if (entry.__CURSOR) this.cursor = entry.__CURSOR;
-    const message = entry.MESSAGE;
+    const raw = entry.MESSAGE;
     // A message with bytes that are not text comes as an array of byte values.
-    if (typeof message === 'string') onLine(message);
-    else if (Array.isArray(message)) onLine(Buffer.from(message as number[]).toString('utf8'));
+    let message = typeof raw === 'string' ? raw : Array.isArray(raw) ? Buffer.from(raw as number[]).toString('utf8') : undefined;
+    if (message === undefined) return;
+    // journald cuts a line longer than its LineMax (48 KiB by default) into entries, each but the last
+    // marked _LINE_BREAK=line-max: put back together per stream (process and unit), up to maxLineBytes.
+    const stream = `${String(entry._PID)}\u0000${String(entry._SYSTEMD_UNIT)}`;
+    const held = this.pieces.get(stream);
+    if (held !== undefined) {
+      this.pieces.delete(stream);
+      message = held + message;
+    }
+    const max = this.opts.maxLineBytes ?? MAX_LINE;
+    if (entry._LINE_BREAK === 'line-max' && message.length < max) {
+      this.pieces.set(stream, message);
+      if (this.pieces.size > MAX_STREAMS) this.pieces.delete(this.pieces.keys().next().value!); // the oldest, bounded
+      return;
+    }
+    onLine(message.length > max ? message.slice(0, max) : message);
   }
 
   /** Saves the cursor, if it moved; one save at a time, so an older one never lands last. */

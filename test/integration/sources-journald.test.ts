@@ -21,11 +21,11 @@ await mkdir(path.join(state, 'abnormals'), { recursive: true });
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim().replace(/-/g, '');
 
 /** Append an entry to the journal, as the unit would have logged it. */
-function journalEntry(unit: string, message: string) {
+function journalEntry(unit: string, message: string, extra: Record<string, string> = {}) {
   const now = BigInt(Date.now()) * 1000n;
   const fields = {
     __REALTIME_TIMESTAMP: now, __MONOTONIC_TIMESTAMP: BigInt(Math.round(uptime() * 1e6)), _BOOT_ID: bootId,
-    _SYSTEMD_UNIT: unit, SYSLOG_IDENTIFIER: unit.replace(/\.service$/, ''), PRIORITY: 3, MESSAGE: message,
+    _SYSTEMD_UNIT: unit, SYSLOG_IDENTIFIER: unit.replace(/\.service$/, ''), PRIORITY: 3, ...extra, MESSAGE: message,
   };
   const exported = `${Object.entries(fields).map(([k, v]) => `${k}=${v}`).join('\n')}\n\n`;
   execFileSync(JOURNAL_REMOTE, [`--output=${path.join(journal, 'remote.journal')}`, '-'], { input: exported, stdio: ['pipe', 'ignore', 'ignore'] });
@@ -86,4 +86,15 @@ test('when journalctl exits it is started again and nothing after the last curso
   journalEntry('kubelet.service', PLEG);
   await abnormalFor('demo-plegnothealthy-', 3);
   assert.match(await readFile(path.join(dir, 'agent.log'), 'utf8'), /journalctl exited; starting it again/);
+});
+
+test('a line journald cut at its 48 KiB LineMax (_LINE_BREAK=line-max) is put back together before the rules see it', async () => {
+  await watching();
+  // journald writes the first 48 KiB as one entry marked line-max, the rest as the next: here the cut
+  // falls inside "PLEG is not healthy", so neither piece alone matches the rule.
+  const long = `${'x'.repeat(48 * 1024 - PLEG.indexOf('PLEG is not') - 5)} ${PLEG}`.slice(1);
+  journalEntry('kubelet.service', long.slice(0, 48 * 1024), { _PID: '4242', _LINE_BREAK: 'line-max' });
+  journalEntry('kubelet.service', long.slice(48 * 1024), { _PID: '4242' });
+  const pleg = await abnormalFor('demo-plegnothealthy-', 4);
+  assert.equal(pleg.spec.occurrences?.count, 4, 'one more match, on the whole line');
 });

@@ -6,7 +6,9 @@
 // processes exiting at once while more execs start. Then the pod is deleted and the agent does the
 // rest: stuck-pod Abnormal → container-shims maps the pod to its shim → goroutine-dump reads the
 // shim's real dump from containerd's log → shim-reaper-deadlock identifies it from that dump → the
-// signal recoverer kills the proven shim → the pod is gone.
+// signal recoverer kills the proven shim → the pod is gone. containerd logs to the journal, as on most
+// nodes (journald:containerd.service): the dump, one line of hundreds of KiB, is cut there at journald's
+// 48 KiB LineMax and put back together by the reader.
 // NODEMEDIC_DEADLOCK_RUNS=5 repeats it, for the timings in docs/shim-case.md.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -42,12 +44,14 @@ let cri: CriClient | undefined;
 before(async () => {
   if (!ON_OWN_CLUSTER) return;
   const shimDir = (await run(path.join(REPO_ROOT, 'test/node/deadlock-shim/build.sh'), { maxBuffer: 16 * 1024 * 1024 })).stdout.trim();
-  node = await startSuiteNodeFor(ns, nodeName, shimDir);
+  // containerd logs to the journal too (journald's stdout transport, a fixture), and the agent reads the dump there.
+  node = await startSuiteNodeFor(ns, nodeName, { shimDir, journal: true });
   cri = new CriClient(`unix://${node.containerdSocket}`);
   agent = await startKubeAgent(nodeName, {
     namespace: ns, processorNamespaces: [ns],
     stuckPods: { enabled: true, marginSeconds: MARGIN_SECONDS, checkSeconds: 1 },
-    shims: { containerdLog: node.containerdLog, dumpTimeoutSeconds: 10, unresponsiveSeconds: 3 },
+    shims: { containerdLog: 'journald:containerd.service', dumpTimeoutSeconds: 10, unresponsiveSeconds: 3 },
+    sources: { ...DEFAULTS.sources, defaultRules: false, journalDirectory: node.journal!.directory },
     probes: { ...DEFAULTS.probes, criEndpoint: `unix://${node.containerdSocket}` },
   });
 });
@@ -136,6 +140,8 @@ test('a shim truly deadlocked in its reaper: found stuck, proven from its own go
     // The dump the diagnosis rests on: the shim's own, read from containerd's log — Reap blocked
     // sending while holding the lock since the hang, and a runc command's Wait starved of its exit.
     const dumps = status.context!.goroutineDumps as Array<{ pid: number; dump?: string }>;
+    // Read from the journal, where journald's 48 KiB LineMax cut the dump's one line into pieces.
+    assert.ok(node!.journal!.pieces > 0, 'containerd logged a line longer than LineMax');
     const dump = dumps.find((d) => d.pid === pod.shim)?.dump ?? '';
     const reap = /goroutine (\d+) \[chan send, (\d+) minutes\]:\ngithub.com\/containerd\/containerd\/sys\/reaper\.Reap\(\)\n\tgithub.com\/containerd\/containerd\/sys\/reaper\/reaper_unix\.go:\d+/.exec(dump);
     assert.ok(reap, `Reap blocked sending, for minutes, in the dump:\n${dump.slice(0, 2000)}`);
@@ -147,8 +153,10 @@ test('a shim truly deadlocked in its reaper: found stuck, proven from its own go
     assert.deepEqual((await eventsOf(done.metadata!.name!)).map((e) => e.reason).sort(), ['Accepted', 'Collected', 'Identified', 'Recovered']);
 
     const at = (type: string) => Date.parse(String(status.conditions!.find((c) => c.type === type)?.lastTransitionTime));
-    timings.push(`run ${n}: deadlocked at attempt ${attempts}; deletion → pod gone ${((gone - deleted) / 1000).toFixed(1)} s ` +
+    timings.push(`run ${n}: deadlocked at attempt ${attempts}; the journal took ${node!.journal!.pieces} pieces of lines longer than LineMax so far; deletion → pod gone ${((gone - deleted) / 1000).toFixed(1)} s ` +
       `(the stuck-pod margin ${MARGIN_SECONDS} s; Abnormal created → identified ${((at('Identified') - Date.parse(String(done.metadata!.creationTimestamp))) / 1000).toFixed(0)} s, → recovered ${((at('Recovered') - Date.parse(String(done.metadata!.creationTimestamp))) / 1000).toFixed(0)} s)`);
+    // NODEMEDIC_DEADLOCK_DUMP=FILE keeps the dump (test/fixtures/shim-1.6-deadlock-dump.txt is one).
+    if (n === 1 && process.env.NODEMEDIC_DEADLOCK_DUMP) await writeFile(process.env.NODEMEDIC_DEADLOCK_DUMP, dump);
     if (n === 1) {
       t.diagnostic(`the diagnosis: ${identified}`);
       t.diagnostic(`the recovery: ${status.message}`);

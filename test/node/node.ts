@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
+import { JournalFixture } from '../helpers/journal-fixture.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { kubeConfig } from '../helpers/kube.js';
 import { IS_ROOT } from '../helpers/needs.js';
@@ -27,6 +28,8 @@ export type TestNode = {
   containerdSocket: string;
   /** containerd's log file (the shims' goroutine dumps land here). */
   containerdLog: string;
+  /** With `journal`: the journal directory containerd also logs to, as containerd.service (a fixture of journald). */
+  journal?: JournalFixture;
   stop(): Promise<void>;
 };
 
@@ -94,16 +97,16 @@ export const skipUnlessOwnCluster = (what: string) =>
   !IS_ROOT ? `${what}: needs root (a container runtime and a kubelet)` : ON_OWN_CLUSTER ? false : `${what}: runs only on the suite's own test cluster`;
 
 /** A node joined to the suite's own test cluster (only where ON_OWN_CLUSTER). */
-export const startSuiteNode = (name: string, shimDir?: string) =>
-  startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN!, ...(shimDir ? { shimDir } : {}) });
+export const startSuiteNode = (name: string, extra: { shimDir?: string; journal?: boolean } = {}) =>
+  startNode({ name, kubeconfig: process.env.NODEMEDIC_TEST_KUBECONFIG!, kubeBinDir: process.env.NODEMEDIC_TEST_KUBE_BIN!, ...extra });
 
 /**
  * A node joined to the suite's own test cluster, ready for pods in `namespace`: the suite runs no
  * controller manager to make the namespace's default ServiceAccount, which admission asks of every pod.
  */
-export async function startSuiteNodeFor(namespace: string, name: string, shimDir?: string): Promise<TestNode> {
+export async function startSuiteNodeFor(namespace: string, name: string, extra: { shimDir?: string; journal?: boolean } = {}): Promise<TestNode> {
   await kubeConfig().makeApiClient(CoreV1Api).createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } });
-  return startSuiteNode(name, shimDir);
+  return startSuiteNode(name, extra);
 }
 
 /** Waits until pod `namespace/name` runs (the kubelet started its containers). */
@@ -132,7 +135,7 @@ async function killShimTrees(socket: string): Promise<void> {
 }
 
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
-export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string; shimDir?: string }): Promise<TestNode> {
+export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string; shimDir?: string; journal?: boolean }): Promise<TestNode> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
   const socket = path.join(dir, 'containerd.sock');
   const containerdLog = path.join(dir, 'containerd.log');
@@ -149,11 +152,13 @@ state = "${dir}/containerd-state"
     conf_dir = "${dir}/cni-conf"
 `);
   const daemons: Daemon[] = [];
+  let journal: JournalFixture | undefined;
   const stop = async () => {
     // The pods' containers first: a shim outlives containerd by design, and a container outlives its
     // shim (it is re-parented), so each shim's whole tree is killed, the containers before the shims.
     await killShimTrees(socket);
     for (const d of [...daemons].reverse()) await stopDaemon(d, 15_000);
+    await journal?.stop();
     await killShimTrees(socket); // any that started while the kubelet was stopping
     const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));
     for (const mount of mounts.reverse()) await run('umount', ['-l', mount]).catch(() => {});
@@ -162,7 +167,14 @@ state = "${dir}/containerd-state"
   try {
     // With shimDir, its containerd-shim-runc-v2 comes first on containerd's PATH: every pod of this node runs on it.
     const env = opts.shimDir ? { ...process.env, PATH: `${opts.shimDir}:${process.env.PATH}` } : undefined;
-    daemons.push(startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog, env));
+    const containerd = startDaemon('containerd', 'containerd', ['--config', path.join(dir, 'containerd.toml'), '--log-level', 'debug'], containerdLog, env);
+    daemons.push(containerd);
+    if (opts.journal) {
+      // As on most nodes, containerd logging to the journal too: through journald's stdout transport (a fixture).
+      await mkdir(path.join(dir, 'journal'));
+      journal = new JournalFixture(path.join(dir, 'journal'), 'containerd.service', () => containerd.child.pid);
+      for (const stream of [containerd.child.stdout!, containerd.child.stderr!]) stream.on('data', (chunk: Buffer) => journal!.write(chunk));
+    }
     await until('containerd', async () => (await run('ctr', ['--address', socket, 'version'])).stdout.includes('Server'), 30_000);
     const imageDir = path.join(dir, 'image');
     const layer = await busyboxLayer(imageDir);
@@ -181,7 +193,7 @@ state = "${dir}/containerd-state"
       const { stdout } = await run(path.join(opts.kubeBinDir, 'kubectl'), [`--kubeconfig=${opts.kubeconfig}`, 'get', 'node', opts.name, '-o', 'name']);
       return stdout.trim() === `node/${opts.name}`;
     }, 60_000);
-    return { name: opts.name, dir, containerdSocket: socket, containerdLog, stop };
+    return { name: opts.name, dir, containerdSocket: socket, containerdLog, ...(journal ? { journal } : {}), stop };
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}; logs in ${dir}`);

@@ -1,11 +1,14 @@
 // The shim helpers and diagnosers on fixed input: command lines, log lines, goroutine dumps.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
-import { dumpInLogLine, goUnquote, parseGoroutines } from '../../agent/node/goroutines.js';
+import { dumpInLogLine, foldRepeatedGoroutines, goUnquote, parseGoroutines } from '../../agent/node/goroutines.js';
 import { parseShimCommand } from '../../agent/node/shims.js';
 import { subjectOf } from '../../agent/processors/evidence.js';
 import { findReaperDeadlock, shimReaperDeadlock } from '../../diagnosers/shim-reaper-deadlock.js';
+import { REPO_ROOT } from '../cluster/cluster.js';
 import { DEADLOCKED_SHIM_DUMP, REAP_BLOCKED_ONLY_DUMP } from '../fixtures/goroutine-dumps.js';
 
 test('shim command lines: containerd shim v2, the v1 shim Docker runs, the oldest docker-containerd-shim; anything else is not a shim', () => {
@@ -63,4 +66,23 @@ test('the reaper deadlock is identified from both halves in one package, never f
   assert.deepEqual(yes.ok && yes.context?.diagnosis, { fault: 'ShimReaperDeadlock', targets: [{ pid: 4242, startTicks: 9 }], reap: 18, waiter: 42 });
   const no = await shimReaperDeadlock.run(withDumps([{ pid: 4242, startTicks: 9, noDumpWithinSeconds: 5 }]), new AbortController().signal);
   assert.ok(no.ok && !no.identified, 'no dump: no diagnosis, whatever else is known');
+});
+
+test('a dump too large to keep whole keeps every distinct stack: repeated goroutines are folded and counted', () => {
+  const alike = (id: number) => `goroutine ${id} [chan receive]:\ngithub.com/containerd/containerd/pkg/process.(*execProcess).Wait(0xc000${id}?)\n\tgithub.com/containerd/containerd/pkg/process/exec.go:65 +0x25`;
+  const dump = [DEADLOCKED_SHIM_DUMP.trimEnd(), ...Array.from({ length: 150 }, (_, i) => alike(100 + i))].join('\n\n');
+  const folded = foldRepeatedGoroutines(dump);
+  assert.deepEqual(parseGoroutines(folded).map((g) => g.id), [1, 18, 42, 100], 'one of the 150 alike, every other one');
+  assert.match(folded, /folded by nodemedic: goroutines alike in state and stack, the first of each kept above: goroutine 100 ×150$/);
+  assert.ok(findReaperDeadlock(folded), 'the deadlock is still there to see');
+  assert.equal(foldRepeatedGoroutines(DEADLOCKED_SHIM_DUMP), DEADLOCKED_SHIM_DUMP, 'nothing repeated: unchanged');
+});
+
+// A real dump (test/fixtures/shim-1.6-deadlock-dump.txt, kept by node-shim-deadlock.test.ts): Debian's
+// containerd 1.6.20 shim with 1.2's Reap, deadlocked on the test node, as the agent kept it (folded).
+test('a real 1.6 shim\'s dump: Reap blocked for a minute starving a runc command\'s Wait is the deadlock; the same at once is not yet', async () => {
+  const dump = await readFile(path.join(REPO_ROOT, 'test/fixtures/shim-1.6-deadlock-dump.txt'), 'utf8');
+  const found = findReaperDeadlock(dump);
+  assert.deepEqual(found && [found.package, found.shape, found.reap.id, found.reap.state, found.waiter.state], ['github.com/containerd/containerd/sys/reaper', 'starved-wait', 1, 'chan send', 'chan receive']);
+  assert.equal(findReaperDeadlock(dump.replace(/, \d+ minutes\]/g, ']')), undefined, 'blocked for less than a minute: maybe congestion, not proven');
 });
