@@ -35,6 +35,9 @@ export class PluginMonitorSource implements SymptomSource {
   private readonly plugins: Plugin[] = [];
   private timer?: NodeJS.Timeout;
   private readonly running = new Set<Promise<void>>();
+  /** Plugins waiting for their turn, and those waiting or running (never queued twice). */
+  private readonly queue: Plugin[] = [];
+  private readonly busy = new Set<Plugin>();
   private readonly abort = new AbortController();
   private emit: (symptom: Symptom) => void = () => {};
 
@@ -63,25 +66,30 @@ export class PluginMonitorSource implements SymptomSource {
     await Promise.all(this.running);
   }
 
-  /** One interval's runs, `concurrency` at a time; a plugin still running from the last round is not started again. */
+  /**
+   * One interval's runs: every plugin not running or waiting already joins the one queue, and at most
+   * `concurrency` run at a time, across rounds (a plugin slower than the interval is never run twice
+   * at once).
+   */
   private round(): void {
-    const queue = this.plugins.filter((p) => !this.busy.has(p));
-    const next = (): Promise<void> | undefined => {
-      const plugin = queue.shift();
-      if (!plugin || this.abort.signal.aborted) return undefined;
+    for (const plugin of this.plugins) if (!this.busy.has(plugin)) {
       this.busy.add(plugin);
-      const run = this.check(plugin).finally(() => {
-        this.busy.delete(plugin);
-        this.running.delete(run);
-        next();
-      });
-      this.running.add(run);
-      return run;
-    };
-    for (let i = 0; i < this.monitor.concurrency; i++) next();
+      this.queue.push(plugin);
+    }
+    this.pump();
   }
 
-  private readonly busy = new Set<Plugin>();
+  private pump(): void {
+    while (this.running.size < this.monitor.concurrency && this.queue.length > 0 && !this.abort.signal.aborted) {
+      const plugin = this.queue.shift()!;
+      const run: Promise<void> = this.check(plugin).finally(() => {
+        this.busy.delete(plugin);
+        this.running.delete(run);
+        this.pump();
+      });
+      this.running.add(run);
+    }
+  }
 
   private async check(plugin: Plugin): Promise<void> {
     const { status, output } = await this.run(plugin);
