@@ -13,6 +13,7 @@
 // A change of status is also told as an Event on the Node (Warning when set, Normal when cleared).
 import type { Logger } from 'pino';
 import type { Abnormal } from '../api/types.generated.js';
+import { Backoff } from '../lib/backoff.js';
 import type { AbnormalStore, NodeCondition, NodeReporter } from '../store/store.js';
 
 /** A condition a rule file declares, with the reason and message it has while no fault holds it. */
@@ -40,6 +41,10 @@ export class NodeConditions {
   private syncing?: Promise<void>;
   private again = false;
   private lastFailure?: string;
+  /** After a failure: no write before retryAt (0.5 s doubling to 30 s), whatever nudges it. */
+  private readonly backoff = new Backoff();
+  private retryAt = 0;
+  private retryTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: NodeConditionsOptions) {
     this.allowed = new Set(opts.permanentRules.map((r) => pairKey(r.condition, r.reason)));
@@ -53,6 +58,7 @@ export class NodeConditions {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     this.timer = undefined;
     await this.syncing;
   }
@@ -60,6 +66,14 @@ export class NodeConditions {
   /** Something changed (an Abnormal created, moved on, ended): compute the conditions again soon. */
   nudge(): void {
     if (this.opts.declared.length === 0) return;
+    // After a failed write (no Node of that name, no grant), not at every change: once the backoff is over.
+    if (this.lastFailure !== undefined && Date.now() < this.retryAt) {
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = undefined;
+        this.nudge();
+      }, this.retryAt - Date.now());
+      return;
+    }
     if (this.syncing) {
       this.again = true;
       return;
@@ -100,11 +114,13 @@ export class NodeConditions {
     } catch (err) {
       // Said once per cause (a missing Node, a missing grant), not at every resync.
       const why = (err as Error).message;
-      if (why !== this.lastFailure) this.opts.log.warn({ err: why }, 'could not set the node conditions; trying again at the next change or resync');
+      this.retryAt = Date.now() + this.backoff.next();
+      if (why !== this.lastFailure) this.opts.log.warn({ err: why, retryInMs: this.retryAt - Date.now() }, 'could not set the node conditions; trying again after a backoff');
       this.lastFailure = why;
       return;
     }
     this.lastFailure = undefined;
+    this.backoff.reset();
     for (const condition of changed) {
       const before = this.written.get(condition.type);
       this.written.set(condition.type, condition);

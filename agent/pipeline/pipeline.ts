@@ -38,6 +38,8 @@ export type PipelineOptions = {
   onStep?: (processor: Processor, outcome: Outcome, ms: number) => void;
   /** Told of every phase an Abnormal enters, once it is written (metrics). */
   onTransition?: (phase: Phase, reason: string) => void;
+  /** Told of every Abnormal the store says appeared or changed, once the store holds the change. */
+  onChange?: (key: AbnormalKey) => void;
   /** Rate limits, cooldown and the cluster-wide budget, checked before any recoverer acts. */
   rails?: RecoveryRails;
   /** Dry run: HTTP and script recoverers are not called (built-in ones are told, and say what they would do). */
@@ -69,7 +71,10 @@ export class Pipeline {
   }
 
   start(): Promise<void> {
-    return this.opts.store.start((key) => this.queue.add(key));
+    return this.opts.store.start((key) => {
+      this.queue.add(key);
+      this.opts.onChange?.(key);
+    });
   }
 
   /** Finish the steps in flight and take no new ones; `abort` also cancels processor calls in flight. */

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { NodeConditions } from '../../agent/pipeline/node-conditions.js';
 import type { AbnormalStore, NodeCondition, NodeReporter } from '../../agent/store/store.js';
+import { waitFor } from '../helpers/wait.js';
 
 const made = (name: string, rule: Record<string, string>, extra: Partial<Abnormal['spec']> = {}, phase?: string): Abnormal => ({
   apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal', metadata: { namespace: 'ns', name, creationTimestamp: '2026-12-01T00:00:00Z' as never },
@@ -20,8 +21,10 @@ function setup(abnormals: Abnormal[]) {
   const node = new Map<string, NodeCondition>();
   const events: string[] = [];
   let fail = false;
+  const calls = { set: 0 };
   const reporter: NodeReporter = {
     async setConditions(conditions) {
+      calls.set++;
       if (fail) throw new Error('the apiserver is away');
       for (const c of conditions) node.set(c.type, c);
     },
@@ -39,7 +42,7 @@ function setup(abnormals: Abnormal[]) {
     conditions.nudge();
     await (conditions as unknown as { syncing?: Promise<void> }).syncing;
   };
-  return { node, events, conditions, sync, failNext: (on: boolean) => (fail = on) };
+  return { node, events, conditions, sync, calls, failNext: (on: boolean) => (fail = on) };
 }
 
 test('the defaults are written at start; an open Abnormal of a permanent rule sets its condition; recovery clears it', async () => {
@@ -86,15 +89,17 @@ test('a hand-made Abnormal cannot set an undeclared condition, nor a declared on
   assert.equal(node.get('KernelDeadlock')?.status, 'False');
 });
 
-test('a write that fails is made again at the next change, and nothing is told before it lands', async () => {
+test('a write that fails is made again after a backoff, not at every change, and nothing is told before it lands', async () => {
   const abnormals = [made('lockup', deadlock)];
-  const { node, events, sync, failNext } = setup(abnormals);
+  const { node, events, conditions, sync, calls, failNext } = setup(abnormals);
   failNext(true);
   await sync();
+  for (let i = 0; i < 10; i++) await sync(); // ten changes within the backoff
+  assert.equal(calls.set, 1, 'one try, not one per change');
   assert.equal(node.size, 0);
   assert.deepEqual(events, []);
   failNext(false);
-  await sync();
-  assert.equal(node.get('KernelDeadlock')?.status, 'True');
+  await waitFor('the write after the backoff', async () => node.get('KernelDeadlock')?.status === 'True' || undefined);
   assert.deepEqual(events, ['Warning HardLockup']);
+  await conditions.stop();
 });
