@@ -227,9 +227,8 @@ function notReady(store: AbnormalStore, catalog: ProcessorCatalog): string | und
 /**
  * A temporary rule's new Abnormal about this node is told as an Event on the Node, as node-problem-detector
  * tells each temporary problem (its repeats are counted on the Abnormal, not told again). One Event is
- * written at a time, after the Abnormals: a burst of new symptoms (200 at once in the latency bench)
- * would otherwise send as many Event writes alongside their creates, and the creates wait (p99 from
- * 80 to 174 ms, measured). At most MAX_WAITING wait; beyond, they are counted and said, not written.
+ * written at a time, so a burst of new symptoms does not send as many Event writes at once beside its
+ * creates. At most MAX_WAITING wait; beyond, they are counted and said, not written.
  */
 class NodeEventQueue {
   private static readonly MAX_WAITING = 100;

@@ -45,6 +45,7 @@ export class NodeConditions {
   private readonly backoff = new Backoff();
   private retryAt = 0;
   private retryTimer?: NodeJS.Timeout;
+  private stopped = false;
 
   constructor(private readonly opts: NodeConditionsOptions) {
     this.allowed = new Set(opts.permanentRules.map((r) => pairKey(r.condition, r.reason)));
@@ -57,15 +58,15 @@ export class NodeConditions {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     clearTimeout(this.retryTimer);
-    this.timer = undefined;
     await this.syncing;
   }
 
   /** Something changed (an Abnormal created, moved on, ended): compute the conditions again soon. */
   nudge(): void {
-    if (this.opts.declared.length === 0) return;
+    if (this.opts.declared.length === 0 || this.stopped) return;
     // After a failed write (no Node of that name, no grant), not at every change: once the backoff is over.
     if (this.lastFailure !== undefined && Date.now() < this.retryAt) {
       this.retryTimer ??= setTimeout(() => {
