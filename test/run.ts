@@ -20,6 +20,7 @@ import path from 'node:path';
 import { run } from 'node:test';
 import { spec } from 'node:test/reporters';
 import { applyAgentRBAC, applyCRDs } from './helpers/kube.js';
+import { killAll, processTable, treesChildrenFirst, type ProcessEntry } from './helpers/processes.js';
 import { REPO_ROOT, startCluster, type TestCluster } from './cluster/cluster.js';
 
 const LAYERS = ['unit', 'integration', 'node'] as const;
@@ -84,17 +85,16 @@ try {
 }
 // Tests leave nothing behind: a process of theirs still alive now — a container of a test node, an
 // agent, a shim — is a failure, and is ended here so it cannot disturb the next run.
+// With each its whole tree, children first: a container a surviving shim serves names no test
+// directory, and killed after its shim it would live on, re-parented to init.
 const survivors = survivingTestProcesses();
 if (survivors.length > 0) {
-  console.error(`${survivors.length} process(es) started by the tests outlived them (killed now):\n${survivors.map((p) => `  pid ${p.pid}: ${p.cmdline}`).join('\n')}`);
+  const table = processTable();
+  const trees = treesChildrenFirst(table, survivors.map((p) => p.pid)).filter((pid, i, all) => all.indexOf(pid) === i);
+  const described = trees.map((pid) => `  pid ${pid}: ${table.find((p) => p.pid === pid)?.cmdline.replace(/\u0000/g, ' ').trim() ?? '(gone)'}`);
+  console.error(`${trees.length} process(es) started by the tests outlived them (killed now):\n${described.join('\n')}`);
   counts.failed++;
-  for (const { pid } of survivors) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone meanwhile
-    }
-  }
+  killAll(trees);
 }
 // Kept after a failure: the logs the failed tests point to (a test node's kubelet, an agent) are there.
 if (counts.failed === 0) rmSync(runDir, { recursive: true, force: true, maxRetries: 3 });
@@ -141,28 +141,16 @@ async function runFiles() {
  * directory is under the run's directory — a test node's shims (their containerd socket is there) and
  * containers (their root filesystem is), an agent, a follower. The runner and its parents are not.
  */
-function survivingTestProcesses(): Array<{ pid: number; cmdline: string }> {
-  const ppidOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+function survivingTestProcesses(): ProcessEntry[] {
+  const table = processTable();
   const ancestors = new Set<number>();
-  for (let pid = process.pid; pid > 1 && !ancestors.has(pid); ) {
-    ancestors.add(pid);
-    pid = ppidOf(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  }
-  const found: Array<{ pid: number; cmdline: string }> = [];
-  for (const entry of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
-    const pid = Number(entry);
-    if (ancestors.has(pid)) continue;
-    const read = (what: string, link: boolean) => {
-      try {
-        return link ? readlinkSync(`/proc/${pid}/${what}`) : readFileSync(`/proc/${pid}/${what}`, 'utf8');
-      } catch {
-        return ''; // exited meanwhile, or not ours to read
-      }
-    };
-    const cmdline = read('cmdline', false);
-    if (cmdline.includes(runDir) || read('root', true).startsWith(runDir) || read('cwd', true).startsWith(runDir)) {
-      found.push({ pid, cmdline: cmdline.replace(/\u0000/g, ' ').trim() });
+  for (let pid = process.pid; pid > 1 && !ancestors.has(pid); pid = table.find((p) => p.pid === pid)?.ppid ?? 1) ancestors.add(pid);
+  const link = (pid: number, what: string) => {
+    try {
+      return readlinkSync(`/proc/${pid}/${what}`);
+    } catch {
+      return ''; // exited meanwhile, or not ours to read
     }
-  }
-  return found;
+  };
+  return table.filter(({ pid, cmdline }) => !ancestors.has(pid) && (cmdline.includes(runDir) || link(pid, 'root').startsWith(runDir) || link(pid, 'cwd').startsWith(runDir)));
 }

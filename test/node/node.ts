@@ -3,14 +3,15 @@
 // busybox-static as OCI layout tarballs and imported into containerd. Facts this relies on are in
 // ../shared/kube-bin/README.md: restrict_oom_score_adj (these machines forbid lowering oom_score_adj),
 // the kubelet flags that work here, and hostNetwork pods (no CNI, so the node stays NotReady).
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
 import { JournalFixture } from '../helpers/journal-fixture.js';
+import { killAll, processTable, treesChildrenFirst } from '../helpers/processes.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { kubeConfig } from '../helpers/kube.js';
 import { IS_ROOT } from '../helpers/needs.js';
@@ -114,24 +115,38 @@ export const podRunning = (namespace: string, name: string) =>
   waitFor(`pod ${name} to run`, async () =>
     (await kubeConfig().makeApiClient(CoreV1Api).readNamespacedPod({ namespace, name })).status?.phase === 'Running' || undefined, 60_000);
 
+/** The pids of the shims of this node's containerd, found by their command line. */
+export function shimPids(node: Pick<TestNode, 'containerdSocket'>): number[] {
+  return execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')
+    .filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(node.containerdSocket)).map((l) => Number(l.trim().split(/\s+/)[0]));
+}
+
+/**
+ * A busybox pod (`sleep 3600`, grace period 1 s) bound to `node`, once it runs: its uid, and the new
+ * shims that appeared for it (one per pod sandbox).
+ */
+export async function runBusyboxPod(node: Pick<TestNode, 'name' | 'containerdSocket'>, namespace: string, name: string): Promise<{ uid: string; newShims: number[] }> {
+  const before = new Set(shimPids(node));
+  const pod = await kubeConfig().makeApiClient(CoreV1Api).createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name },
+      spec: {
+        nodeName: node.name, hostNetwork: true, automountServiceAccountToken: false, terminationGracePeriodSeconds: 1,
+        tolerations: [{ operator: 'Exists' }],
+        containers: [{ name: 'main', image: BUSYBOX_IMAGE, imagePullPolicy: 'Never', command: ['sleep', '3600'] }],
+      },
+    },
+  });
+  await podRunning(namespace, name);
+  return { uid: pod.metadata!.uid!, newShims: shimPids(node).filter((pid) => !before.has(pid)) };
+}
+
 /** Every process of this node's shims (found by containerd's socket on their command line), children first, killed. */
 async function killShimTrees(socket: string): Promise<void> {
-  const table: Array<{ pid: number; ppid: number; cmdline: string }> = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (stat) table.push({ pid: Number(entry), ppid: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]), cmdline });
-  }
+  const table = processTable();
   const shims = table.filter((p) => p.cmdline.includes('containerd-shim') && p.cmdline.includes(`\0${socket}`)).map((p) => p.pid);
-  const descendants = (pid: number): number[] => table.filter((p) => p.ppid === pid).flatMap((p) => [...descendants(p.pid), p.pid]);
-  for (const pid of [...shims.flatMap(descendants), ...shims]) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
+  killAll(treesChildrenFirst(table, shims));
 }
 
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
