@@ -25,7 +25,7 @@ import { REPO_ROOT } from '../cluster/cluster.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { isAlive } from '../helpers/lookalike.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, podRunning, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
+import { ON_OWN_CLUSTER, runBusyboxPod, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
 
 const run = promisify(execFile);
 const skip = skipUnlessOwnCluster('joins a kubelet to the cluster');
@@ -61,29 +61,15 @@ after(async () => {
   await node?.stop();
 });
 
-const shimPids = () => execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')
-  .filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(node!.containerdSocket)).map((l) => Number(l.trim().split(/\s+/)[0]));
 const waitingProcesses = (marker: string) => execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(marker)).length;
 
 /** A busybox pod on the node: its uid, its shim, its container's id and the container's first process on the host. */
 async function runPod(name: string) {
-  const before = new Set(shimPids());
-  const pod = await core.createNamespacedPod({
-    namespace: ns,
-    body: {
-      metadata: { name },
-      spec: {
-        nodeName, hostNetwork: true, automountServiceAccountToken: false, terminationGracePeriodSeconds: 1, tolerations: [{ operator: 'Exists' }],
-        containers: [{ name: 'main', image: BUSYBOX_IMAGE, imagePullPolicy: 'Never', command: ['sleep', '3600'] }],
-      },
-    },
-  });
-  await podRunning(ns, name);
-  const [shim] = shimPids().filter((pid) => !before.has(pid));
+  const { uid, newShims: [shim] } = await runBusyboxPod(node!, ns, name);
   const [container] = await cri!.runningContainers({ namespace: ns, name });
   const tasks = (await run('ctr', ['--address', node!.containerdSocket, '-n', 'k8s.io', 'task', 'ls'])).stdout;
   const initPid = Number(tasks.split('\n').find((l) => l.startsWith(container!.id))!.trim().split(/\s+/)[1]);
-  return { uid: pod.metadata!.uid!, shim: shim!, containerId: container!.id, initPid };
+  return { uid, shim: shim!, containerId: container!.id, initPid };
 }
 
 /**

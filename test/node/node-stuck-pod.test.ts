@@ -16,7 +16,7 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { DEFAULTS } from '../../agent/config.js';
 import { CriClient } from '../../agent/node/cri.js';
 import { signalProcess } from '../../recoverers/signal-process.js';
-import { BUSYBOX_IMAGE, ON_OWN_CLUSTER, podRunning, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
+import { ON_OWN_CLUSTER, runBusyboxPod, skipUnlessOwnCluster, startSuiteNodeFor, type TestNode } from './node.js';
 import { finished, startKubeAgent, waitFor } from '../helpers/agent.js';
 import { isAlive, lookalikeShim } from '../helpers/lookalike.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, testNamespace } from '../helpers/kube.js';
@@ -44,30 +44,11 @@ after(async () => {
   await node?.stop();
 });
 
-/** The shims of this node's containerd, found by their command line. */
-function shimPids(): number[] {
-  const out = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => l.includes('containerd-shim-runc-v2') && l.includes(node!.containerdSocket)).map((l) => Number(l.trim().split(/\s+/)[0]));
-}
-
 /** A running busybox pod on the node, and the one new shim that serves it. */
 async function runPod(name: string): Promise<{ uid: string; shim: number }> {
-  const before = new Set(shimPids());
-  const pod = await core.createNamespacedPod({
-    namespace: ns,
-    body: {
-      metadata: { name },
-      spec: {
-        nodeName, hostNetwork: true, automountServiceAccountToken: false, terminationGracePeriodSeconds: 1,
-        tolerations: [{ operator: 'Exists' }],
-        containers: [{ name: 'main', image: BUSYBOX_IMAGE, imagePullPolicy: 'Never', command: ['sleep', '3600'] }],
-      },
-    },
-  });
-  await podRunning(ns, name);
-  const shims = shimPids().filter((pid) => !before.has(pid));
-  assert.equal(shims.length, 1, 'one new shim: one per pod sandbox');
-  return { uid: pod.metadata!.uid!, shim: shims[0]! };
+  const { uid, newShims } = await runBusyboxPod(node!, ns, name);
+  assert.equal(newShims.length, 1, 'one new shim: one per pod sandbox');
+  return { uid, shim: newShims[0]! };
 }
 
 const abnormals = async () =>
