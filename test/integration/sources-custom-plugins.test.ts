@@ -32,7 +32,9 @@ async function plugin(name: string, body: string): Promise<string> {
 const answer = path.join(dir, 'answer');
 const setAnswer = (code: number, output: string) => writeFile(answer, `${code}\n${output}\n`);
 await setAnswer(1, 'disk /dev/sda is failing');
-const flipping = await plugin('flipping.sh', `code=$(head -n1 ${answer}); tail -n +2 ${answer}; exit $code`);
+// Each of its runs is also a tick of a 1 s clock the test can watch (ticks).
+const ticks = path.join(dir, 'ticks');
+const flipping = await plugin('flipping.sh', `echo x >> ${ticks}; code=$(head -n1 ${answer}); tail -n +2 ${answer}; exit $code`);
 const hanging = await plugin('hanging.sh', 'echo started; exec sleep 1000');
 const chatty = await plugin('chatty.sh', 'i=0; while [ $i -lt 100 ]; do printf "0123456789"; i=$((i+1)); done; exit 1');
 const strange = await plugin('strange.sh', 'echo "cannot tell"; exit 3');
@@ -50,9 +52,12 @@ await writeFile(path.join(dir, 'ours.json'), JSON.stringify({
   ],
 }));
 // Two plugins slower than their interval, one at a time (concurrency 1): each takes a lock directory,
-// and would report a problem (Overlap) if the other held it. Each run counts itself.
+// and would report a problem (Overlap) if the other held it. Each run counts itself, and holds the lock
+// until the test releases it (release-N), after rounds of the monitor have passed.
 const runs = path.join(dir, 'runs');
-const serial = (name: string) => plugin(name, `mkdir ${dir}/lock 2>/dev/null || { echo overlap; exit 1; }; echo x >> ${runs}; sleep 1.5; rmdir ${dir}/lock; exit 0`);
+await writeFile(runs, '');
+const serial = (name: string) => plugin(name, `mkdir ${dir}/lock 2>/dev/null || { echo overlap; exit 1; }; n=$(( $(wc -l < ${runs}) + 1 )); echo x >> ${runs}; ` +
+  `while [ ! -e ${dir}/release-$n ]; do sleep 0.05; done; rmdir ${dir}/lock; exit 0`);
 await writeFile(path.join(dir, 'serial.json'), JSON.stringify({
   plugin: 'custom', pluginConfig: { invoke_interval: '1s', timeout: '10s', concurrency: 1 }, source: 'serial',
   rules: [{ type: 'temporary', reason: 'Overlap', path: await serial('first.sh') }, { type: 'temporary', reason: 'Overlap', path: await serial('second.sh') }],
@@ -114,6 +119,14 @@ test('a plugin that hangs is killed at its timeout, one that answers neither 0 n
 });
 
 test('concurrency holds across rounds: plugins slower than their interval never run at once, nor one twice at once', { skip }, async () => {
-  await waitFor('six runs of the two slow plugins', async () => ((await readFile(runs, 'utf8').catch(() => '')).length >= 12 || undefined), 60_000);
+  const lines = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+  for (let run = 1; run <= 6; run++) {
+    await waitFor(`run ${run} of the slow plugins`, async () => (await lines(runs)) >= run || undefined, 60_000);
+    // Three ticks of the other monitor's 1 s clock: the serial monitor's own rounds came meanwhile.
+    const now = await lines(ticks);
+    await waitFor('three ticks', async () => (await lines(ticks)) >= now + 3 || undefined, 60_000);
+    await writeFile(path.join(dir, `release-${run}`), '');
+  }
+  await waitFor('the sixth run over', async () => (await lines(runs)) >= 7 || undefined, 60_000);
   assert.equal(await withReason('Overlap'), undefined, 'no run ever found the other holding the lock');
 });
