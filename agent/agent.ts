@@ -12,7 +12,7 @@ import { AgentMetrics } from './metrics.js';
 import { cidrList } from './node/addresses.js';
 import { CriClient } from './node/cri.js';
 import { GarbageCollector } from './pipeline/garbage.js';
-import { NodeConditions } from './pipeline/node-conditions.js';
+import { NodeConditions, nodeMessageOf } from './pipeline/node-conditions.js';
 import { Pipeline } from './pipeline/pipeline.js';
 import { RecoveryRails } from './pipeline/rails.js';
 import type { Processor } from './processors/contract.js';
@@ -246,9 +246,7 @@ class NodeEventQueue {
       this.log.warn({ dropped: this.dropped }, 'too many Node events waiting; this one is not written (its Abnormal is)');
       return;
     }
-    const plugin = abnormal.spec.context?.plugin as { output?: unknown } | undefined;
-    const text = abnormal.spec.log?.logEntry?.split('\n')[0] ?? (typeof plugin?.output === 'string' ? plugin.output : '');
-    const message = `${text.slice(0, 900)} (Abnormal ${abnormal.metadata?.namespace ? `${abnormal.metadata.namespace}/` : ''}${abnormal.metadata?.name})`;
+    const message = nodeMessageOf(abnormal);
     const reason = rule.reason;
     this.waiting++;
     void this.turns.run(() => this.node.recordNodeEvent('Warning', reason, message)).finally(() => this.waiting--);

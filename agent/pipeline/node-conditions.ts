@@ -102,7 +102,7 @@ export class NodeConditions {
       const abnormal = holding.get(type);
       if (!abnormal) return { type, status: 'False', reason, message };
       const rule = abnormal.spec.context!.rule as { reason: string };
-      return { type, status: 'True', reason: rule.reason, message: messageOf(abnormal) };
+      return { type, status: 'True', reason: rule.reason, message: nodeMessageOf(abnormal) };
     });
   }
 
@@ -149,8 +149,11 @@ function newer(a: Abnormal, b: Abnormal): boolean {
   return at(a) !== at(b) ? at(a) > at(b) : String(a.metadata?.name) > String(b.metadata?.name);
 }
 
-/** What the condition says: the line (or the plugin's output) that set it, and the Abnormal to look at. */
-function messageOf(abnormal: Abnormal): string {
+/**
+ * What the Node is told of an Abnormal, in a condition or an Event: the line (or the plugin's output)
+ * that made it, and the Abnormal to look at; at most MAX_MESSAGE characters.
+ */
+export function nodeMessageOf(abnormal: Abnormal): string {
   const plugin = abnormal.spec.context?.plugin as { output?: unknown } | undefined;
   const text = abnormal.spec.log?.logEntry ?? (typeof plugin?.output === 'string' ? plugin.output : '');
   const where = `Abnormal ${abnormal.metadata?.namespace ? `${abnormal.metadata.namespace}/` : ''}${abnormal.metadata?.name}`;
