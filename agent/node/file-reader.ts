@@ -82,7 +82,7 @@ export class FileReader implements LineReader {
       this.position += Buffer.byteLength(chunk);
       this.lastRead = (this.lastRead + chunk.slice(-FINGERPRINT)).slice(-FINGERPRINT);
       const cutBefore = this.lines.cut;
-      for (const line of this.lines.push(chunk)) onLine(line);
+      this.lines.pushEach(chunk, onLine);
       if (this.lines.cut > cutBefore) this.opts.log.warn({ file: this.opts.file, cut: this.lines.cut }, 'a log line longer than the limit was cut');
     };
     tail.on('renamed', () => restart('renamed'));
@@ -100,6 +100,10 @@ export class FileReader implements LineReader {
       this.saveTimer = setInterval(() => void this.save(), 1000);
       this.opts.sync?.onJournaled(() => this.save());
     }
+  }
+
+  passOver(sieve: RegExp | undefined): void {
+    this.lines.sieve = sieve;
   }
 
   async stop(): Promise<void> {

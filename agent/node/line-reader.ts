@@ -9,6 +9,12 @@ export interface LineReader {
   /** Resolves once following has begun: every line logged from then on reaches onLine. */
   start(onLine: (line: string) => void): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Lines in which `sieve` (a RegExp with the g flag) finds nothing may be passed over without reaching
+   * onLine; undefined hands on every line again. Optional: a reader that gets whole records one at a
+   * time (the kernel log, the journal) gains nothing from it.
+   */
+  passOver?(sieve: RegExp | undefined): void;
 }
 
 /**

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { LIMITS } from '../api/crds.js';
 import { fitText } from '../api/limits.js';
 import type { LineReader } from '../node/line-reader.js';
-import { LogMatcher, type CompiledRule, type RuleSet } from './rules.js';
+import { LogMatcher, anyOf, type CompiledRule, type RuleSet } from './rules.js';
 import type { Symptom, SymptomSource } from './source.js';
 import type { LineTranslator } from './translate.js';
 
@@ -29,6 +29,8 @@ export class LogSource implements SymptomSource {
   readonly name: string;
   private readonly feeds: Feed[];
   private collecting: Collecting[] = [];
+  /** What every rule of every feed needs one of (a line holding none is passed over in the reader), if that can be said. */
+  private readonly sieve?: RegExp;
   private emit: (symptom: Symptom) => void = () => {};
 
   constructor(
@@ -41,6 +43,7 @@ export class LogSource implements SymptomSource {
       ...feed, matcher: new LogMatcher(feed.ruleSet), oldest: started - (feed.ruleSet.lookbackMs ?? Infinity),
     }));
     this.name = `${this.feeds.map((f) => f.ruleSet.source).join(', ')} (${reader.where})`;
+    this.sieve = sieveOf(this.feeds.map((f) => f.matcher));
   }
 
   get lost(): number {
@@ -49,6 +52,7 @@ export class LogSource implements SymptomSource {
 
   async start(emit: (symptom: Symptom) => void): Promise<void> {
     this.emit = emit;
+    this.reader.passOver?.(this.sieve);
     await this.reader.start((line) => this.onLine(line));
     this.log.info({ source: this.name, rules: this.feeds.reduce((n, f) => n + f.ruleSet.rules.length, 0) }, 'log source started');
   }
@@ -82,6 +86,7 @@ export class LogSource implements SymptomSource {
         }
         const c: Collecting = { feed, rule: match.rule, lines: [match.text], timer: setTimeout(() => this.finish(c), QUIET_MS) };
         this.collecting.push(c);
+        this.reader.passOver?.(undefined); // the lines after a match are the trace, literals or not
       }
     }
   }
@@ -99,6 +104,7 @@ export class LogSource implements SymptomSource {
   private finish(c: Collecting): void {
     clearTimeout(c.timer);
     this.collecting = this.collecting.filter((other) => other !== c);
+    if (this.collecting.length === 0) this.reader.passOver?.(this.sieve);
     this.emitMatch(c.feed, c.rule, c.lines.join('\n'));
   }
 
@@ -114,6 +120,21 @@ export class LogSource implements SymptomSource {
       seenAt: new Date(),
     });
   }
+}
+
+/**
+ * One search for every literal the feeds' rules need, when each of their rules needs one and none spans
+ * lines (a multi-line rule needs the lines before its match). Sound for NPD's filelog too: the message
+ * a rule sees is cut out of the line, so a line without the literal has a message without it.
+ */
+function sieveOf(matchers: LogMatcher[]): RegExp | undefined {
+  const literals = new Set<string>();
+  for (const matcher of matchers) {
+    if (!matcher.anyLiteral || matcher.hasMultiLine) return undefined;
+    for (const literal of matcher.anyLiteral.literals) literals.add(literal);
+  }
+  if ([...literals].some((l) => l.includes('\n'))) return undefined;
+  return anyOf(literals, 'g');
 }
 
 /** NPD's strings.TrimSpace: cheap when there is nothing to trim, which is nearly always. */

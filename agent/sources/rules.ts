@@ -270,16 +270,20 @@ export type LogMatch = {
   text: string;
 };
 
+/** An expression that finds any of the literals. */
+export const anyOf = (literals: Iterable<string>, flags?: string) =>
+  new RegExp([...literals].map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), flags);
+
 /** Feeds lines through one rule set, keeping the last bufferSize lines for multi-line rules. */
 export class LogMatcher {
   private readonly buffer: string[] = [];
-  private readonly hasMultiLine: boolean;
+  readonly hasMultiLine: boolean;
   /**
    * When every rule has a literal: the ordinary line, which holds none, is passed over at once. On a
    * short line one regular expression finds any of them in one pass (2.6 times faster than a search
    * per literal on a 46-character line); on a long one, V8's search for a plain string is faster.
    */
-  private readonly anyLiteral?: { short: RegExp; literals: string[] };
+  readonly anyLiteral?: { short: RegExp; literals: string[] };
 
   constructor(readonly ruleSet: RuleSet) {
     this.hasMultiLine = ruleSet.rules.some((r) => r.multiLine);
@@ -288,7 +292,7 @@ export class LogMatcher {
       // A literal that holds another is found by that one ("BUG: soft lockup" by "BUG: "): left out.
       const unique = [...new Set(literals)];
       const needed = unique.filter((l) => !unique.some((other) => other !== l && l.includes(other)));
-      this.anyLiteral = { short: new RegExp(needed.map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|')), literals: needed };
+      this.anyLiteral = { short: anyOf(needed), literals: needed };
     }
   }
 

@@ -1,9 +1,13 @@
 // How lines become symptoms (agent/sources/log-source.ts): collecting a stack trace into one symptom.
-// The reader is a fixture that hands over lines the test gives it.
+// The reader is a fixture that hands over lines the test gives it, or a real file's follower.
 import assert from 'node:assert/strict';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
+import { FileReader } from '../../agent/node/file-reader.js';
 import type { LineReader } from '../../agent/node/line-reader.js';
 import { LogSource } from '../../agent/sources/log-source.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
@@ -44,4 +48,29 @@ test('the symptom says where it came from and which rule matched', async () => {
     context: { rule: { source: 'kernel', reason: 'FilesystemIsReadOnly', type: 'permanent', condition: 'ReadonlyFilesystem' } },
   });
   await stop();
+});
+
+test('on a real file, where lines without a literal are passed over in the reader, a trace is still collected whole', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-sieve-'));
+  const file = path.join(dir, 'kern.log');
+  await writeFile(file, '');
+  const log = pino({ level: 'silent' });
+  const reader = new FileReader({ file, pollMs: 20, log });
+  const handedOn: string[] = [];
+  const counting: LineReader = { where: file, start: (onLine) => reader.start((l) => (handedOn.push(l), onLine(l))), stop: () => reader.stop(), passOver: (s) => reader.passOver(s) };
+  const emitted: Symptom[] = [];
+  const src = new LogSource(counting, { ruleSet: compileRuleSet(KERNEL_RULES, 'kernel') }, log);
+  await src.start((s) => emitted.push(s));
+  t.after(async () => {
+    await src.stop(); // before the file goes: tail-file's last poll waits for a file that is there
+    await rm(dir, { recursive: true, force: true });
+  });
+  const noise = Array.from({ length: 1000 }, (_, i) => `cni0: port ${i} entered forwarding state\n`).join('');
+  await appendFile(file, `${noise}Oops: 0002 [#1] PREEMPT SMP NOPTI\nRIP: 0010:foo+0x1/0x2\n---[ end trace 0123456789abcdef ]---\n${noise}EXT4-fs error (device sda1): x\n`);
+  await waitFor('both symptoms', async () => emitted.length >= 2 || undefined, 10_000);
+  assert.deepEqual(entries(emitted), [
+    ['KernelOops', 'Oops: 0002 [#1] PREEMPT SMP NOPTI\nRIP: 0010:foo+0x1/0x2\n---[ end trace 0123456789abcdef ]---'],
+    ['Ext4Error', 'EXT4-fs error (device sda1): x'],
+  ]);
+  assert.ok(handedOn.length < 100, `the 2,000 lines of noise were passed over in the reader (${handedOn.length} lines handed on)`);
 });
