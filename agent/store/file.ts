@@ -49,6 +49,12 @@ export class FileStore implements AbnormalStore {
   /** fingerprint label → the keys of the Abnormals last read with it. */
   private readonly byFingerprint = new Map<string, Set<AbnormalKey>>();
   private readonly seen = new Map<string, string>(); // file name → mtime+size at the last scan
+  /**
+   * The last valid read of each file, by its hash: a file read again unchanged is not parsed and
+   * checked again. The pipeline and the node conditions read every Abnormal often; YAML parsing was
+   * most of what the file store cost.
+   */
+  private readonly parsed = new Map<string, { version: string; key: AbnormalKey; abnormal: Abnormal }>();
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
@@ -124,6 +130,7 @@ export class FileStore implements AbnormalStore {
       await unlink(full);
       this.files.delete(key);
       this.seen.delete(file);
+      this.parsed.delete(file);
       return true;
     });
   }
@@ -180,6 +187,7 @@ export class FileStore implements AbnormalStore {
     const text = await readFile(full, 'utf8');
     if (hash(text) !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);
     let next: string;
+    let written: Abnormal;
     if (file.endsWith('.json')) {
       const object = JSON.parse(text) as Record<string, Record<string, unknown>>;
       for (const [at, value] of changes) {
@@ -187,14 +195,24 @@ export class FileStore implements AbnormalStore {
         else object[at[0]!] = { ...object[at[0]!], [at[1]!]: value };
       }
       next = `${JSON.stringify(object, null, 2)}\n`;
+      written = JSON.parse(next) as Abnormal;
     } else {
       const doc = parseDocument(text);
       for (const [at, value] of changes) doc.setIn(at, doc.createNode(value));
       next = doc.toString({ lineWidth: 0 });
+      written = doc.toJS() as Abnormal; // what `next` reads back as, without parsing it again
     }
     await atomicWrite(full, next);
-    const written = parseDocument(next).toJS() as Abnormal;
-    return { ...written, metadata: { ...abnormal.metadata, resourceVersion: hash(next) } };
+    const version = hash(next);
+    // What the watcher's read of it would find, unless the write made it invalid (then it is read and judged).
+    const stored = { ...written, metadata: { ...written.metadata, name: nameOf(file), namespace: written.metadata?.namespace ?? 'default', resourceVersion: version } };
+    try {
+      validateAbnormal({ ...stored, metadata: { name: stored.metadata.name, namespace: stored.metadata.namespace } });
+      this.parsed.set(file, { version, key, abnormal: structuredClone(stored) });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+    }
+    return { ...written, metadata: { ...abnormal.metadata, resourceVersion: version } };
   }
 
   async stop(): Promise<void> {
@@ -217,6 +235,7 @@ export class FileStore implements AbnormalStore {
       if (!names.includes(file)) {
         this.files.delete(key);
         this.seen.delete(file);
+        this.parsed.delete(file);
       }
     }
   }
@@ -268,7 +287,10 @@ export class FileStore implements AbnormalStore {
     } finally {
       await handle.close();
     }
-    const name = file.replace(/\.(ya?ml|json)$/, '');
+    const version = hash(text);
+    const known = this.parsed.get(file);
+    if (known?.version === version && this.files.get(known.key) === file) return { key: known.key, abnormal: structuredClone(known.abnormal) };
+    const name = nameOf(file);
     let object: Partial<Abnormal>;
     try {
       const doc = parseDocument(text);
@@ -285,7 +307,7 @@ export class FileStore implements AbnormalStore {
     const namespace = object.metadata?.namespace ?? 'default';
     const abnormal = {
       ...object,
-      metadata: { ...object.metadata, name, namespace, resourceVersion: hash(text) },
+      metadata: { ...object.metadata, name, namespace, resourceVersion: version },
     } as Abnormal;
     const key = `${namespace}/${name}`;
     const owner = this.files.get(key);
@@ -307,8 +329,10 @@ export class FileStore implements AbnormalStore {
       }
       return undefined;
     }
+    this.parsed.set(file, { version, key, abnormal: structuredClone(abnormal) });
     return { key, abnormal };
   }
 }
 
+const nameOf = (file: string) => file.replace(/\.(ya?ml|json)$/, '');
 const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
