@@ -1,8 +1,12 @@
-// Writes manifests/crds/*.yaml, agent/api/types.generated.ts and docs/api.md's field table from agent/api/crds.ts.
+// Writes manifests/crds/*.yaml, agent/api/types.generated.ts, agent/api/validators.generated.ts and
+// docs/api.md's field table from agent/api/crds.ts.
 // Run with `npm run gen`; test/unit/api-generated.test.ts fails when the committed files are stale.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import standaloneCodeModule from 'ajv/dist/standalone/index.js';
 import { compile, type JSONSchema } from 'json-schema-to-typescript';
 import { stringify } from 'yaml';
 import { ALL_CRDS, abnormalCRD, diagnoserCRD, type Schema } from '../agent/api/crds.js';
@@ -137,10 +141,61 @@ export function renderApiDoc(doc: string): string {
   return `${doc.slice(0, start + TABLE_START.length)}\n${renderAbnormalTable()}\n${doc.slice(end)}`;
 }
 
+/** Objects with declared properties reject the rest, except where the schema preserves unknown fields. */
+function rejectUnknownFields(schema: Schema, seen = new Map<Schema, Schema>()): Schema {
+  const done = seen.get(schema);
+  if (done) return done;
+  const out: Schema = { ...schema };
+  seen.set(schema, out);
+  if (schema.properties) {
+    out.properties = Object.fromEntries(
+      Object.entries(schema.properties).map(([name, sub]) => [name, rejectUnknownFields(sub, seen)]),
+    );
+    if (!schema['x-kubernetes-preserve-unknown-fields'] && schema.additionalProperties === undefined) {
+      out.additionalProperties = false;
+    }
+  }
+  if (schema.items) out.items = rejectUnknownFields(schema.items, seen);
+  return out;
+}
+
+// CommonJS modules with a default export; under NodeNext the callable sits on `.default`.
+const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+const standaloneCode = standaloneCodeModule as unknown as typeof standaloneCodeModule.default;
+
+/**
+ * The validators agent/api/validate.ts uses, compiled here by ajv into plain functions: the agent
+ * loads neither ajv nor its compiler (11 MiB resident on Node 24, docs/benchmarks.md), only the two
+ * small runtime helpers the code names.
+ */
+export function renderValidators(): string {
+  // verbose: errors carry the offending value and schema, so messages can quote them.
+  const ajv = new Ajv({ allErrors: true, verbose: true, strictTypes: false, strictTuples: false, code: { source: true, esm: true } });
+  addFormats(ajv, ['date-time', 'byte']);
+  for (const keyword of ['x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string']) {
+    ajv.addKeyword({ keyword, schemaType: 'boolean' }); // meaningful to the apiserver, no check here
+  }
+  const rootOf = (crd: typeof abnormalCRD) => crd.spec.versions[0]!.schema.openAPIV3Schema as Schema;
+  const abnormal = rejectUnknownFields(rootOf(abnormalCRD));
+  ajv.addSchema(abnormal, 'abnormal');
+  ajv.addSchema(abnormal.properties!.status!, 'status');
+  ajv.addSchema(rejectUnknownFields(rootOf(diagnoserCRD)), 'processor');
+  const code = standaloneCode(ajv, { checkAbnormal: 'abnormal', checkStatus: 'status', checkProcessor: 'processor' });
+  // ajv's ESM output still require()s its runtime helpers.
+  return `// ${GENERATED_NOTE}
+// @ts-nocheck
+import { createRequire } from 'node:module';
+const require = createRequire(import.meta.url);
+` +
+    `${code.replace(/^"use strict";/, '')}
+`;
+}
+
 export async function renderAll(): Promise<Map<string, string>> {
   const files = new Map<string, string>();
   for (const { file, crd } of ALL_CRDS) files.set(`manifests/crds/${file}`, renderCRDYaml(crd));
   files.set('agent/api/types.generated.ts', await renderTypes());
+  files.set('agent/api/validators.generated.ts', renderValidators());
   files.set('docs/api.md', renderApiDoc(await readFile(path.join(REPO_ROOT, 'docs/api.md'), 'utf8')));
   return files;
 }

@@ -3,13 +3,11 @@
 //
 // One deliberate difference from the apiserver: it prunes unknown fields silently, this rejects them,
 // so that a typo such as `skipDiagnosys` in a hand-written file is an error rather than ignored.
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
-import { abnormalCRD, diagnoserCRD, type Schema } from './crds.js';
+// The checks themselves are compiled from the schemas by `npm run gen` (validators.generated.ts).
+import type { ErrorObject } from 'ajv';
+import type { Schema } from './crds.js';
 import type { Abnormal, AbnormalStatus, Processor } from './types.generated.js';
-
-// ajv-formats is CommonJS with a default export; under NodeNext the callable sits on `.default`.
-const addFormats = addFormatsModule as unknown as typeof addFormatsModule.default;
+import { checkAbnormal, checkProcessor, checkStatus } from './validators.generated.js';
 
 export class ValidationError extends Error {
   constructor(
@@ -20,37 +18,6 @@ export class ValidationError extends Error {
     this.name = 'ValidationError';
   }
 }
-
-/** Objects with declared properties reject the rest, except where the schema preserves unknown fields. */
-function rejectUnknownFields(schema: Schema, seen = new Map<Schema, Schema>()): Schema {
-  const done = seen.get(schema);
-  if (done) return done;
-  const out: Schema = { ...schema };
-  seen.set(schema, out);
-  if (schema.properties) {
-    out.properties = Object.fromEntries(
-      Object.entries(schema.properties).map(([name, sub]) => [name, rejectUnknownFields(sub, seen)]),
-    );
-    if (!schema['x-kubernetes-preserve-unknown-fields'] && schema.additionalProperties === undefined) {
-      out.additionalProperties = false;
-    }
-  }
-  if (schema.items) out.items = rejectUnknownFields(schema.items, seen);
-  return out;
-}
-
-// verbose: errors carry the offending value and schema, so messages can quote them.
-const ajv = new Ajv({ allErrors: true, verbose: true, strictTypes: false, strictTuples: false });
-addFormats(ajv, ['date-time', 'byte']);
-for (const keyword of ['x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string']) {
-  ajv.addKeyword({ keyword, schemaType: 'boolean' }); // meaningful to the apiserver, no check here
-}
-
-const rootOf = (crd: typeof abnormalCRD) => crd.spec.versions[0]!.schema.openAPIV3Schema as Schema;
-const abnormalSchema = rejectUnknownFields(rootOf(abnormalCRD));
-const checkAbnormal = ajv.compile(abnormalSchema);
-const checkStatus = ajv.compile(abnormalSchema.properties!.status!);
-const checkProcessor = ajv.compile(rejectUnknownFields(rootOf(diagnoserCRD)));
 
 /** `/spec/assignedDiagnosers/0/name` under root `abnormal` → `spec.assignedDiagnosers[0].name`. */
 function fieldPath(root: string, instancePath: string, child?: string): string {
@@ -125,7 +92,10 @@ function formatError(e: ErrorObject, root: string): string {
   }
 }
 
-function validator<T>(check: ValidateFunction, what: string, root: string) {
+/** A compiled check: true when the value is valid, else its errors left on the function (ajv's way). */
+type Check = ((value: unknown) => boolean) & { errors?: ErrorObject[] | null };
+
+function validator<T>(check: Check, what: string, root: string) {
   return (value: unknown): T => {
     if (check(value)) return value as T;
     throw new ValidationError(what, formatErrors(check.errors ?? [], root));

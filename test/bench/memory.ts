@@ -13,7 +13,7 @@ import { daemonSetNodeOptions, spawnAgent, startedPort, waitFor } from '../helpe
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
-export const AT_START = ['pino', 'yaml', 'zod', 'ajv', 'ajv-formats', 'prom-client', '@logdna/tail-file'];
+export const AT_START = ['pino', 'yaml', 'zod', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated validators use
 export const LAZY = ['execa', 'undici', '@grpc/grpc-js'];
 /** Idle means this long after start with nothing to do (Node's memory reducer has run by then). */
 const IDLE_AFTER_S = 60;

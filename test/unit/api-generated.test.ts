@@ -7,9 +7,9 @@ import { parse } from 'yaml';
 import { ALL_CRDS } from '../../agent/api/crds.js';
 import { REPO_ROOT, renderAll } from '../../scripts/gen-api.js';
 
-test('committed CRDs, types and the field table in docs/api.md are what agent/api/crds.ts generates (run `npm run gen` if not)', async () => {
+test('committed CRDs, types, validators and the field table in docs/api.md are what agent/api/crds.ts generates (run `npm run gen` if not)', async () => {
   const generated = await renderAll();
-  assert.equal(generated.size, ALL_CRDS.length + 2); // the CRDs, the types, the table in docs/api.md
+  assert.equal(generated.size, ALL_CRDS.length + 3); // the CRDs, the types, the validators, the table in docs/api.md
   for (const [file, text] of generated) {
     const committed = await readFile(path.join(REPO_ROOT, file), 'utf8');
     assert.equal(committed, text, `${file} is stale: run \`npm run gen\``);

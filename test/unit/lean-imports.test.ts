@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { REPO_ROOT } from '../../scripts/gen-api.js';
 
 /** Start the agent (file store, the default sources) in a fresh process; the packages it loaded, and whether Node's bundled undici was. */
-function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
+function loadedAtStart(): { packages: string[]; nodeUndici: boolean; ajvCompiler: boolean } {
   const state = mkdtempSync(path.join(tmpdir(), 'nodemedic-lean-'));
   const program = `
     import { register } from 'node:module';
@@ -31,11 +31,13 @@ function loadedAtStart(): { packages: string[]; nodeUndici: boolean } {
     await import(MARKER);
     await lastSeen;
     const packages = [...new Set([...seen].flatMap((u) => /node_modules\\/((?:@[^/]+\\/)?[^/]+)/.exec(u)?.[1] ?? []))].sort();
-    console.log(JSON.stringify({ packages, nodeUndici: process.moduleLoadList.some((m) => m.includes('internal/deps/undici')) }));
+    const { createRequire } = await import('node:module');
+    const ajvCompiler = Object.keys(createRequire(import.meta.url).cache).some((file) => /node_modules\\/ajv\\/dist\\/(core|compile)/.test(file));
+    console.log(JSON.stringify({ packages, nodeUndici: process.moduleLoadList.some((m) => m.includes('internal/deps/undici')), ajvCompiler }));
     process.exit(0);`;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', program], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { packages: string[]; nodeUndici: boolean };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as { packages: string[]; nodeUndici: boolean; ajvCompiler: boolean };
 }
 
 test('an agent at start loads neither execa, undici nor the Kubernetes client, nor Node\'s bundled undici', () => {
@@ -43,4 +45,8 @@ test('an agent at start loads neither execa, undici nor the Kubernetes client, n
   for (const lazy of ['execa', 'undici', '@kubernetes/client-node', '@grpc/grpc-js']) assert.ok(!packages.includes(lazy), `${lazy} loaded at start: ${packages.join(', ')}`);
   assert.ok(packages.includes('pino') && packages.includes('yaml'), packages.join(', ')); // the hook saw the packages it did load
   assert.equal(nodeUndici, false, "Node's bundled undici was loaded (an ESM import of node:http does that on Node 24: use agent/lib/node-http.ts)");
+});
+
+test('the agent validates with the checks `npm run gen` compiled, never loading ajv\'s compiler', () => {
+  assert.equal(loadedAtStart().ajvCompiler, false, 'ajv/dist/core or ajv/dist/compile was loaded: import validators.generated.ts, not ajv');
 });
