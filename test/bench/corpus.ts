@@ -14,7 +14,7 @@ import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
-import { daemonSetNodeOptions, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
+import { daemonSetEnv, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
 
 export type CorpusResult = {
   lines: number; faults: number; limitCpuS: number; limitMatches: number; agentCpuS: number; abnormals: number; ratio: number;
@@ -90,7 +90,7 @@ export async function benchCorpus(lineCount = 1_000_000): Promise<CorpusResult> 
     const rules = { kind: 'LogRules', plugin: 'file', logPath: log, source: 'kernel', rules: KERNEL_RULES.rules };
     await writeFile(path.join(dir, 'rules.yaml'), stringify(rules));
     await writeFile(path.join(dir, 'config.yaml'), `sources: {ruleFiles: ["${path.join(dir, 'rules.yaml')}"]}\n`);
-    const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'bench', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: { NODE_OPTIONS: daemonSetNodeOptions() } }); // as the DaemonSet runs it
+    const agent = spawnAgent(['--store', 'file', '--state-dir', state, '--node-name', 'bench', '--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: daemonSetEnv() }); // as the DaemonSet runs it
     try {
       await startedPort(path.join(dir, 'agent.log'));
       const before = cpuSeconds(agent.pid!);

@@ -9,7 +9,7 @@ import { REPO_ROOT } from '../cluster/cluster.js';
 import { benchCorpus } from './corpus.js';
 import { benchKmsgLatency } from './kmsg-latency.js';
 import { LAZY, benchMemory } from './memory.js';
-import { daemonSetNodeOptions } from '../helpers/agent.js';
+import { daemonSetEnvLine } from '../helpers/agent.js';
 import { keptSection } from './doc-section.js';
 import { benchRules } from './rules.js';
 
@@ -52,7 +52,7 @@ if (wanted('memory')) {
   const row = (label: string, cell: (m: (typeof runs)[number]) => string) => `| ${label} | ${runs.map(cell).join(' | ')} |`;
   const split = (r: { rssMiB: number; anonMiB: number; binaryMiB: number }) => `**${r.rssMiB}** (${r.anonMiB} anonymous, ${r.binaryMiB} of the node binary's pages)`;
   section(['## Memory: where it goes', '',
-    `Resident MiB, each process started with the DaemonSet's NODE_OPTIONS (\`${daemonSetNodeOptions()}\`). A dependency's figure is`,
+    `Resident MiB, each process started with the DaemonSet's environment (\`${daemonSetEnvLine()}\`). A dependency's figure is`,
     'what importing it alone adds to a bare `node`; they overlap (the node binary\'s pages above all), so they do not add up.',
     'Idle: 60 s after the agent started. The kube store is the agent as the DaemonSet runs it (the built-in kernel',
     'rules on /dev/kmsg, journald, stuck pods, events) against a real apiserver; "anonymous" is the heap and',

@@ -21,15 +21,26 @@ export { waitFor };
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
 
 /** The NODE_OPTIONS the DaemonSet gives the agent (manifests/deploy/daemonset.yaml): benchmarks run it as it is shipped. */
-export function daemonSetNodeOptions(): string {
+/** The environment the DaemonSet gives the agent (its plain values: NODE_OPTIONS, MALLOC_ARENA_MAX), as the benchmarks run it. */
+export function daemonSetEnv(): Record<string, string> {
   for (const doc of parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'manifests/deploy/daemonset.yaml'), 'utf8'))) {
     const ds = doc.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } };
     if (ds?.kind !== 'DaemonSet') continue;
-    const value = ds.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
-    if (value !== undefined) return value;
+    const env = ds.spec?.template?.spec?.containers?.[0]?.env ?? [];
+    return Object.fromEntries(env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
   }
-  throw new Error('manifests/deploy/daemonset.yaml sets no NODE_OPTIONS');
+  throw new Error('manifests/deploy/daemonset.yaml holds no DaemonSet');
 }
+
+/** The DaemonSet's NODE_OPTIONS. */
+export function daemonSetNodeOptions(): string {
+  const value = daemonSetEnv().NODE_OPTIONS;
+  if (value === undefined) throw new Error('manifests/deploy/daemonset.yaml sets no NODE_OPTIONS');
+  return value;
+}
+
+/** The DaemonSet's environment as one line, for a benchmark's report. */
+export const daemonSetEnvLine = () => Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`).join(' ');
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
