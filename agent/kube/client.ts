@@ -61,7 +61,11 @@ export class KubeClient {
   private execCredential?: { token?: string; cert?: string; key?: string; expiresAt: number };
   private execRunning?: Promise<{ token?: string; cert?: string; key?: string }>;
 
-  constructor(readonly connection: KubeConnection) {}
+  /**
+   * `idleConnections`: how many open connections are kept between requests (4: an agent's few
+   * requests at a time). A caller sending hundreds at once keeps more, or each burst opens them anew.
+   */
+  constructor(readonly connection: KubeConnection, private readonly idleConnections = 4) {}
 
   /** GET, POST, PUT, PATCH or DELETE `path` with a JSON body; the reply parsed. */
   async request<T = unknown>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
@@ -221,8 +225,8 @@ export class KubeClient {
     const { ca, insecureSkipTlsVerify, tlsServerName } = this.connection;
     this.agentCert = cert;
     this.agent = secure
-      ? new https.Agent({ keepAlive: true, maxFreeSockets: 4, ca, cert, key, rejectUnauthorized: !insecureSkipTlsVerify, ...(tlsServerName ? { servername: tlsServerName } : {}) })
-      : new http.Agent({ keepAlive: true, maxFreeSockets: 4 });
+      ? new https.Agent({ keepAlive: true, maxFreeSockets: this.idleConnections, ca, cert, key, rejectUnauthorized: !insecureSkipTlsVerify, ...(tlsServerName ? { servername: tlsServerName } : {}) })
+      : new http.Agent({ keepAlive: true, maxFreeSockets: this.idleConnections });
     return this.agent;
   }
 
@@ -298,8 +302,8 @@ export class KubeClient {
 }
 
 /** The client for the kubeconfig at `file`; absent: in-cluster, else $KUBECONFIG, else ~/.kube/config. */
-export function loadKubeClient(file?: string): KubeClient {
-  return new KubeClient(loadKubeConnection(file));
+export function loadKubeClient(file?: string, idleConnections?: number): KubeClient {
+  return new KubeClient(loadKubeConnection(file), idleConnections);
 }
 
 /** A path segment, escaped. */

@@ -35,6 +35,8 @@ export type FileReaderOptions = {
 const MAX_LINE = 64 * 1024;
 /** The most read from a copy after a copy-truncate, at once (a few milliseconds of work). */
 const MAX_COPY_TAIL = 1024 * 1024;
+/** How long stopping waits for tail-file's last read of the file. */
+const QUIT_MS = 2000;
 /** How many of the last characters read identify the place in a copy. */
 const FINGERPRINT = 64;
 
@@ -108,7 +110,15 @@ export class FileReader implements LineReader {
 
   async stop(): Promise<void> {
     clearInterval(this.saveTimer);
-    await this.tail?.quit();
+    // tail-file's quit() waits for one last poll to find the file; if the file is gone just then
+    // (its directory removed), that poll only retries, and quit() would never end.
+    let waited: NodeJS.Timeout | undefined;
+    const gaveUp = await Promise.race([
+      this.tail?.quit().then(() => false),
+      new Promise<boolean>((resolve) => (waited = setTimeout(() => resolve(true), QUIT_MS))),
+    ]);
+    clearTimeout(waited);
+    if (gaveUp) this.opts.log.warn({ file: this.opts.file }, `stopped following without a last read: the file was not there for ${QUIT_MS} ms`);
     await this.save();
   }
 

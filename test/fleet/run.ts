@@ -104,7 +104,9 @@ process.env.NODEMEDIC_TEST_UNPRIVILEGED_KUBECONFIG = cluster.kubeconfigs.unprivi
 process.env.NODEMEDIC_TEST_KUBE_BIN = cluster.binDir;
 const server = await new ProcessorServer().start();
 const fleet: FleetAgent[] = [];
-const admin = loadKubeClient(cluster.kubeconfigs.admin);
+// The feeder sends 100 events every 100 ms: its connections are kept between bursts (a new TLS
+// handshake for each event held the feed to about 536 a second).
+const admin = loadKubeClient(cluster.kubeconfigs.admin, 128);
 const stopAll = async () => {
   await Promise.all(fleet.map((a) => a.stop('SIGKILL')));
   admin.close();

@@ -4,7 +4,7 @@
 // a rule file into the file store.
 import assert from 'node:assert/strict';
 import { appendFileSync, copyFileSync, truncateSync } from 'node:fs';
-import { appendFile, copyFile, mkdir, mkdtemp, readFile, readdir, rename, symlink, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -240,4 +240,21 @@ test('a rule that would backtrack without bound does not hang the agent on a lin
   } finally {
     await stop();
   }
+});
+
+test('a reader whose file and directory are gone when it stops still stops (tail-file alone waits for ever), with its position saved', async () => {
+  const { file, stateDir } = await setup();
+  await writeFile(file, '');
+  const { reader, lines } = await reading(file, stateDir);
+  await appendFile(file, 'one\n');
+  await until(lines, 1);
+  await rm(path.dirname(file), { recursive: true }); // its directory gone too (a pod's log directory removed)
+  await mkdir(stateDir, { recursive: true });
+  const keep = setInterval(() => {}, 100); // so that a stop that never ends is a timeout here, not an empty event loop
+  try {
+    await reader.stop();
+  } finally {
+    clearInterval(keep);
+  }
+  assert.ok((await readdir(path.join(stateDir, 'files'))).length === 1, 'the position was saved');
 });
