@@ -11,6 +11,8 @@
 import { PROCESSOR_PLURALS } from './kinds.js';
 
 export const GROUP = 'nodemedic.io';
+/** The component the agents' Kubernetes Events name as their source (and that the event watcher passes over). */
+export const EVENT_COMPONENT = 'nodemedic';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
 /** `kubectl get nodemedic` lists every kind of this API. */

@@ -12,6 +12,7 @@
 // happen.
 import type { CoreV1Event, V1Lease, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { EVENT_COMPONENT } from '../api/crds.js';
 import { seg, type KubeClient, type KubeList } from '../kube/client.js';
 import { resumingWatch } from '../kube/informer.js';
 import { LeaseRecord, microTime } from '../kube/lease.js';
@@ -135,6 +136,9 @@ export class EventSource implements SymptomSource {
   }
 
   private async onEvent(event: CoreV1Event): Promise<void> {
+    // The agents' own Warnings (on a Node, for each Abnormal from a temporary rule) tell of Abnormals
+    // that exist already: taken, each would make a second one (the fleet made 189 for 100 symptoms).
+    if (event.source?.component === EVENT_COMPONENT || event.reportingComponent === EVENT_COMPONENT) return;
     const reason = event.reason ?? '';
     if (this.opts.excludeReasons.includes(reason)) return;
     if (this.opts.includeReasons.length > 0 && !this.opts.includeReasons.includes(reason)) return;

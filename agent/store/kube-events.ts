@@ -6,7 +6,7 @@
 // list's order). The same Event again (same type, reason and message) is counted on the first one, as
 // its series, rather than written anew.
 import type { Logger } from 'pino';
-import { GROUP, VERSION } from '../api/crds.js';
+import { EVENT_COMPONENT, GROUP, VERSION } from '../api/crds.js';
 import type { Abnormal } from '../api/types.generated.js';
 import { apiStatus, seg, type KubeClient } from '../kube/client.js';
 import { microTime } from '../kube/lease.js';
@@ -57,9 +57,9 @@ export class KubeEventRecorder implements EventRecorder {
           metadata: { name: eventName, namespace },
           involvedObject: involved,
           type, reason, message: text,
-          source: { component: 'nodemedic', host: this.opts.nodeName },
+          source: { component: EVENT_COMPONENT, host: this.opts.nodeName },
           firstTimestamp: new Date(now), lastTimestamp: new Date(now), count: 1,
-          ...(micro ? { eventTime: microTime(now), action: reason.slice(0, 128), reportingComponent: 'nodemedic', reportingInstance: this.opts.nodeName.slice(0, 128) } : {}),
+          ...(micro ? { eventTime: microTime(now), action: reason.slice(0, 128), reportingComponent: EVENT_COMPONENT, reportingInstance: this.opts.nodeName.slice(0, 128) } : {}),
         },
       });
       this.repeats.delete(key);

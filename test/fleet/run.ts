@@ -107,12 +107,16 @@ const fleet: FleetAgent[] = [];
 // The feeder sends 100 events every 100 ms: its connections are kept between bursts (a new TLS
 // handshake for each event held the feed to about 536 a second).
 const admin = loadKubeClient(cluster.kubeconfigs.admin, 128);
-const stopAll = async () => {
+/** Stops everything; the agents' logs are kept when the run failed. */
+const stopAll = async (failed = false) => {
+  const died = fleet.filter((a) => a.child.exitCode !== null || a.child.signalCode !== null).map((a) => `${a.node} (${a.child.exitCode ?? a.child.signalCode})`);
+  if (died.length > 0) console.error(`agents that ended before the run did: ${died.join(', ')}`);
   await Promise.all(fleet.map((a) => a.stop('SIGKILL')));
   admin.close();
   await server.stop();
   await cluster.stop();
-  await rm(base, { recursive: true, force: true });
+  if (failed) console.error(`the run failed: the agents' logs are in ${base}`);
+  else await rm(base, { recursive: true, force: true });
 };
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void stopAll().finally(() => process.exit(130)));
 
@@ -302,6 +306,8 @@ every node takes ${round((FLEET / BUDGET) * (burst.doneS / (N / BUDGET)) / 60)} 
 whose fix is safe to run widely.
 `);
   console.log(`wrote the fleet section of docs/benchmarks.md`);
-} finally {
-  await stopAll();
+} catch (err) {
+  await stopAll(true);
+  throw err;
 }
+await stopAll();

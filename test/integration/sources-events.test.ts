@@ -37,14 +37,14 @@ const watcher = (agent: RunningAgent) => agent.sources.find((s) => s.name === 'k
 const leader = () => waitFor('an agent to hold the lock', async () => agents.find((a) => watcher(a).isLeader));
 
 let eventNumber = 0;
-function warning(involvedObject: { kind: string; name: string; namespace?: string; uid?: string }, reason: string, type = 'Warning') {
+function warning(involvedObject: { kind: string; name: string; namespace?: string; uid?: string }, reason: string, type = 'Warning', component = 'kubelet') {
   const now = new Date();
   return core.createNamespacedEvent({
     namespace: involvedObject.namespace ?? ns,
     body: {
       metadata: { name: `${involvedObject.name}.${++eventNumber}` },
       involvedObject, reason, type, message: `${reason} happened to ${involvedObject.name}`,
-      source: { component: 'kubelet', host: nodeB }, firstTimestamp: now, lastTimestamp: now, count: 1,
+      source: { component, host: nodeB }, firstTimestamp: now, lastTimestamp: now, count: 1,
     },
   });
 }
@@ -60,6 +60,7 @@ test('one agent watches; Warning events about a node and about a pod bound to a 
   const pod = await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'web-0' }, spec: { nodeName: nodeB, automountServiceAccountToken: false, containers: [{ name: 'c', image: 'busybox' }] } } });
   await warning({ kind: 'Pod', name: 'web-0', namespace: ns, uid: pod.metadata!.uid! }, 'FailedKillPod');
   await warning({ kind: 'Pod', name: 'web-0', namespace: ns, uid: pod.metadata!.uid! }, 'Ignored');
+  await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'OOMKilling', 'Warning', 'nodemedic'); // an agent's own, about an Abnormal it has
   await warning({ kind: 'Node', name: nodeA, namespace: 'default' }, 'Starting', 'Normal');
 
   const [forA] = await waitFor('the node event\'s Abnormal', async () => ((await abnormalsFor(nodeA)).length === 1 ? abnormalsFor(nodeA) : undefined));
@@ -70,7 +71,7 @@ test('one agent watches; Warning events about a node and about a pod bound to a 
   assert.equal(forB!.spec.kubernetesEvent?.reason, 'FailedKillPod');
   await holder.sink.flush();
   assert.deepEqual((await abnormalsFor(nodeB)).map((a) => a.spec.kubernetesEvent?.reason), ['FailedKillPod'], 'the excluded reason made none');
-  assert.deepEqual((await abnormalsFor(nodeA)).map((a) => a.spec.kubernetesEvent?.reason), ['NodeNotReady'], 'the Normal event made none');
+  assert.deepEqual((await abnormalsFor(nodeA)).map((a) => a.spec.kubernetesEvent?.reason), ['NodeNotReady'], 'the Normal event and nodemedic\'s own made none');
 });
 
 // One Abnormal per fault: a pod of node B stuck terminating becomes an Abnormal (B's agent); the
