@@ -205,10 +205,10 @@ export class FileStore implements AbnormalStore {
     await atomicWrite(full, next);
     const version = hash(next);
     // What the watcher's read of it would find, unless the write made it invalid (then it is read and judged).
-    const stored = { ...written, metadata: { ...written.metadata, name: nameOf(file), namespace: written.metadata?.namespace ?? 'default', resourceVersion: version } };
+    const served = asServed(file, written, version);
     try {
-      validateAbnormal({ ...stored, metadata: { name: stored.metadata.name, namespace: stored.metadata.namespace } });
-      this.parsed.set(file, { version, key, abnormal: structuredClone(stored) });
+      check(served);
+      this.parsed.set(file, { version, key, abnormal: structuredClone(served) });
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
     }
@@ -290,7 +290,6 @@ export class FileStore implements AbnormalStore {
     const version = hash(text);
     const known = this.parsed.get(file);
     if (known?.version === version && this.files.get(known.key) === file) return { key: known.key, abnormal: structuredClone(known.abnormal) };
-    const name = nameOf(file);
     let object: Partial<Abnormal>;
     try {
       const doc = parseDocument(text);
@@ -304,12 +303,8 @@ export class FileStore implements AbnormalStore {
       await writeFile(`${full}.error`, `${message}\n`).catch(() => {});
       return undefined;
     }
-    const namespace = object.metadata?.namespace ?? 'default';
-    const abnormal = {
-      ...object,
-      metadata: { ...object.metadata, name, namespace, resourceVersion: version },
-    } as Abnormal;
-    const key = `${namespace}/${name}`;
+    const abnormal = asServed(file, object, version);
+    const key = keyOf(abnormal);
     const owner = this.files.get(key);
     if (owner && owner !== file) {
       this.opts.log.warn({ file, other: owner }, `two files name the Abnormal ${key}; ignoring ${file}`);
@@ -318,7 +313,7 @@ export class FileStore implements AbnormalStore {
     this.files.set(key, file);
     this.index(abnormal, key);
     try {
-      validateAbnormal({ ...abnormal, metadata: { name, namespace } });
+      check(abnormal);
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
       if (abnormal.status?.phase !== 'Failed') {
@@ -334,5 +329,12 @@ export class FileStore implements AbnormalStore {
   }
 }
 
-const nameOf = (file: string) => file.replace(/\.(ya?ml|json)$/, '');
+/** A file's object as the store serves it: named after the file, in namespace default unless it says, at the file's version. */
+function asServed(file: string, object: Partial<Abnormal>, version: string): Abnormal {
+  const name = file.replace(/\.(ya?ml|json)$/, '');
+  return { ...object, metadata: { ...object.metadata, name, namespace: object.metadata?.namespace ?? 'default', resourceVersion: version } } as Abnormal;
+}
+
+/** Throws ValidationError unless the Abnormal is valid (its metadata is the store's, so only its name and namespace are checked). */
+const check = (abnormal: Abnormal) => validateAbnormal({ ...abnormal, metadata: { name: abnormal.metadata!.name, namespace: abnormal.metadata!.namespace } });
 const hash = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
