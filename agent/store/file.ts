@@ -30,6 +30,8 @@ const ABNORMAL_FILE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\.(ya?ml|json)$/;
 const SETTLE_MS = 300;
 /** The largest Abnormal file read: etcd takes objects up to 1.5 MiB, and parsing more would stall the agent. */
 const MAX_FILE_BYTES = 2 * 1024 * 1024;
+/** The most text whose parsed reads are kept (FileStore.parsed): a directory of large files costs a bounded cache. */
+const MAX_PARSED_BYTES = 16 * 1024 * 1024;
 
 export type FileStoreOptions = {
   dir: string;
@@ -54,7 +56,9 @@ export class FileStore implements AbnormalStore {
    * checked again. The pipeline and the node conditions read every Abnormal often; YAML parsing was
    * most of what the file store cost.
    */
-  private readonly parsed = new Map<string, { version: string; key: AbnormalKey; abnormal: Abnormal }>();
+  private readonly parsed = new Map<string, { version: string; key: AbnormalKey; abnormal: Abnormal; bytes: number }>();
+  /** What the kept reads were parsed from, in all: at most MAX_PARSED_BYTES, the oldest dropped first. */
+  private parsedBytes = 0;
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
@@ -130,7 +134,7 @@ export class FileStore implements AbnormalStore {
       await unlink(full);
       this.files.delete(key);
       this.seen.delete(file);
-      this.parsed.delete(file);
+      this.forget(file);
       return true;
     });
   }
@@ -208,11 +212,28 @@ export class FileStore implements AbnormalStore {
     const served = asServed(file, written, version);
     try {
       check(served);
-      this.parsed.set(file, { version, key, abnormal: structuredClone(served) });
+      this.remember(file, { version, key, abnormal: served, bytes: next.length });
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
     }
     return { ...written, metadata: { ...abnormal.metadata, resourceVersion: version } };
+  }
+
+  /** Keeps a valid read (a copy of it), within the byte budget. */
+  private remember(file: string, read: { version: string; key: AbnormalKey; abnormal: Abnormal; bytes: number }): void {
+    this.forget(file);
+    if (read.bytes > MAX_PARSED_BYTES) return;
+    for (const [oldest] of this.parsed) {
+      if (this.parsedBytes + read.bytes <= MAX_PARSED_BYTES) break;
+      this.forget(oldest);
+    }
+    this.parsed.set(file, { ...read, abnormal: structuredClone(read.abnormal) });
+    this.parsedBytes += read.bytes;
+  }
+
+  private forget(file: string): void {
+    this.parsedBytes -= this.parsed.get(file)?.bytes ?? 0;
+    this.parsed.delete(file);
   }
 
   async stop(): Promise<void> {
@@ -235,7 +256,7 @@ export class FileStore implements AbnormalStore {
       if (!names.includes(file)) {
         this.files.delete(key);
         this.seen.delete(file);
-        this.parsed.delete(file);
+        this.forget(file);
       }
     }
   }
@@ -324,7 +345,7 @@ export class FileStore implements AbnormalStore {
       }
       return undefined;
     }
-    this.parsed.set(file, { version, key, abnormal: structuredClone(abnormal) });
+    this.remember(file, { version, key, abnormal, bytes: text.length });
     return { key, abnormal };
   }
 }
