@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetEnv, spawnAgent, startedPort } from '../helpers/agent.js';
+import { asShipped, spawnAgent, startedPort } from '../helpers/agent.js';
 
 export type LatencyResult = { lines: number; p50Ms: number; p99Ms: number; maxMs: number };
 
@@ -32,7 +32,7 @@ export async function benchKmsgLatency(lines = 200): Promise<{ idle: LatencyResu
       `  - {reason: Bench${i}, pattern: 'nodemedic-bench-${i} fired'}`).join('\n')}\n`);
     await writeFile(path.join(dir, 'config.yaml'), `nodeName: bench-node\nstore: kube\nkubeconfig: ${cluster.kubeconfigs.agent}\nstateDir: ${path.join(dir, 'state')}\n` +
       `logLevel: info\nsources: {ruleFiles: [${rules}], kernelLogFallback: ""}\nsymptoms: {createBurst: ${2 * lines}, createPerMinute: 6000}\n`);
-    const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: daemonSetEnv() }); // as the DaemonSet runs it
+    const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), asShipped());
     try {
       const agentLog = () => readFile(path.join(dir, 'agent.log'), 'utf8').catch(() => '');
       await startedPort(path.join(dir, 'agent.log')).catch(async (err: Error) => {

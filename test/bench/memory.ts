@@ -1,6 +1,6 @@
 // Where the agent's memory goes, on each Node the bench can find (this one, and Node 24 — the image's —
 // from .cache/node24 where `.ci/run` installs it): a bare `node`, each dependency imported alone, all
-// that the agent loads at start, then the real `nodemedic agent` with the DaemonSet's environment —
+// that the agent loads at start, then the real `nodemedic agent` started as it is shipped —
 // on the file store idle (with its CPU and wakeups), on the kube store idle (heap and the split between
 // anonymous memory and the node binary's pages), and on the kube store reading 50,000 lines/s.
 import { spawn } from 'node:child_process';
@@ -9,7 +9,7 @@ import { appendFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetEnv, daemonSetNodeOptions, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
+import { asShipped, daemonSetEnv, imageNodeFlags, spawnAgent, startedPort, waitFor } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
@@ -63,10 +63,10 @@ function cpuAndSwitches(pid: number): { cpuS: number; switches: number } {
   return { cpuS: (Number(fields[11]) + Number(fields[12])) / 100, switches }; // USER_HZ is 100 on Linux
 }
 
-/** RSS of `node` importing `modules` (with the DaemonSet's flags), 5 s after. */
+/** RSS of `node` importing `modules` (started as the agent is shipped), 5 s after. */
 async function importing(node: string, modules: string[]): Promise<number> {
   const program = `for (const m of ${JSON.stringify(modules)}) await import(m); setTimeout(() => { console.log(process.memoryUsage().rss); }, 5000);`;
-  const child = spawn(node, [...daemonSetNodeOptions().split(' '), '--input-type=module', '-e', program], { cwd: REPO_ROOT, env: { ...process.env, ...daemonSetEnv() }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(node, [...imageNodeFlags(), '--input-type=module', '-e', program], { cwd: REPO_ROOT, env: { ...process.env, ...daemonSetEnv() }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   await new Promise((resolve) => child.once('exit', resolve));
@@ -76,7 +76,7 @@ async function importing(node: string, modules: string[]): Promise<number> {
 /** The real agent on `node`, started from `dir`/config.yaml; resolves once it said it started. */
 async function agentOn(node: string, dir: string) {
   const logFile = path.join(dir, 'agent.log');
-  const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], logFile, { node, defaultRules: true, env: daemonSetEnv() });
+  const agent = spawnAgent(['--config', path.join(dir, 'config.yaml')], logFile, { node, defaultRules: true, ...asShipped() });
   const port = await startedPort(logFile);
   const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return { agent, pid: agent.pid!, metrics, stop: async () => (agent.kill('SIGTERM'), await agent.exited) };

@@ -1,5 +1,7 @@
 // Log lines per second through the default rule sets on one core, for short, typical and long lines,
-// and a worst case for backtracking: long lines full of the characters the patterns look for.
+// and a worst case for backtracking: long lines full of the characters the patterns look for. Run in
+// a node of its own, started with given flags: the image's (without V8's optimizing compilers) or none.
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_RULE_SETS } from '../../agent/sources/default-rules.js';
 import { LogMatcher, compileRuleSet } from '../../agent/sources/rules.js';
@@ -34,4 +36,10 @@ export function benchRules(): RulesResult[] {
     results.push({ case: name, chars: line.length, nsPerLine: Math.round(nsPerLine), linesPerSecond: Math.round(1e9 / nsPerLine) });
   }
   return results;
+}
+
+/** benchRules in a node started with `nodeFlags`. */
+export function benchRulesWith(nodeFlags: string[]): RulesResult[] {
+  const program = `import { benchRules } from ${JSON.stringify(import.meta.url)}; console.log(JSON.stringify(benchRules()));`;
+  return JSON.parse(execFileSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', program], { encoding: 'utf8' })) as RulesResult[];
 }

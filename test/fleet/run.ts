@@ -22,7 +22,7 @@ import { loadKubeConnection } from '../../agent/kube/kubeconfig.js';
 import { writeSection } from '../bench/doc-section.js';
 import { rssMiB } from '../bench/memory.js';
 import { AGENT_NAMESPACE, REPO_ROOT, startCluster } from '../cluster/cluster.js';
-import { daemonSetEnv, daemonSetEnvLine, registerProcessor, spawnAgent, startedPort } from '../helpers/agent.js';
+import { asShipped, registerProcessor, shippedLine, spawnAgent, startedPort } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 import { answer, ProcessorServer } from '../helpers/processor-server.js';
 import { waitFor } from '../helpers/wait.js';
@@ -44,7 +44,7 @@ class FleetAgent {
   readonly child: ReturnType<typeof spawnAgent>;
   port = 0;
   constructor(readonly node: string, readonly dir: string) {
-    this.child = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), { env: daemonSetEnv() });
+    this.child = spawnAgent(['--config', path.join(dir, 'config.yaml')], path.join(dir, 'agent.log'), asShipped());
   }
   async started(): Promise<this> {
     this.port = await startedPort(path.join(this.dir, 'agent.log'), 120_000);
@@ -277,7 +277,7 @@ try {
   // The report, with each figure as it would be for FLEET nodes.
   const scale = FLEET / N;
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
-  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB; agents on Node ${process.version} with ${daemonSetEnvLine()}; kube-apiserver v1.20.2 and etcd on the same machine`;
+  const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB; agents on Node ${process.version} started as shipped (${shippedLine()}); kube-apiserver v1.20.2 and etcd on the same machine`;
   const apiMemPerAgent = (apiMem - apiMemBefore) / N;
   await writeSection(path.join(REPO_ROOT, 'docs/benchmarks.md'), 'fleet', `
 ## A simulated fleet: ${N} agents, one apiserver

@@ -20,7 +20,6 @@ export { waitFor };
 
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
 
-/** The NODE_OPTIONS the DaemonSet gives the agent (manifests/deploy/daemonset.yaml): benchmarks run it as it is shipped. */
 /** The environment the DaemonSet gives the agent (its plain values: NODE_OPTIONS, MALLOC_ARENA_MAX), as the benchmarks run it. */
 export function daemonSetEnv(): Record<string, string> {
   for (const doc of parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'manifests/deploy/daemonset.yaml'), 'utf8'))) {
@@ -32,15 +31,22 @@ export function daemonSetEnv(): Record<string, string> {
   throw new Error('manifests/deploy/daemonset.yaml holds no DaemonSet');
 }
 
-/** The DaemonSet's NODE_OPTIONS. */
-export function daemonSetNodeOptions(): string {
-  const value = daemonSetEnv().NODE_OPTIONS;
-  if (value === undefined) throw new Error('manifests/deploy/daemonset.yaml sets no NODE_OPTIONS');
-  return value;
+/** The image's ENTRYPOINT (Dockerfile): node, the flags it is started with, the agent's script. */
+export function imageEntrypoint(): string[] {
+  const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8'));
+  const entrypoint = line ? (JSON.parse(line[1]!) as string[]) : [];
+  if (entrypoint[0] !== 'node' || !entrypoint.at(-1)?.endsWith('/dist/agent/main.js')) throw new Error('the Dockerfile\'s ENTRYPOINT is not ["node", flags..., ".../dist/agent/main.js"]');
+  return entrypoint;
 }
 
-/** The DaemonSet's environment as one line, for a benchmark's report. */
-export const daemonSetEnvLine = () => Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`).join(' ');
+/** The flags the image starts node with (V8's, refused in NODE_OPTIONS). */
+export const imageNodeFlags = () => imageEntrypoint().slice(1, -1);
+
+/** The agent as it is shipped (the image's node flags, the DaemonSet's environment): spawnAgent's options for the benchmarks. */
+export const asShipped = () => ({ env: daemonSetEnv(), nodeFlags: imageNodeFlags() });
+
+/** How the shipped agent is started, as one line for a benchmark's report. */
+export const shippedLine = () => [`node ${imageNodeFlags().join(' ')}`, ...Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`)].join(', ');
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
@@ -75,9 +81,9 @@ export async function startedPort(logFile: string, timeoutMs = 60_000): Promise<
  * `nodemedic agent ARGS` as a child process, its output appended to `logFile`. Without the built-in
  * log rules unless asked: other test files write to the kernel log.
  */
-export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; node?: string; cwd?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
+export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[]; node?: string; cwd?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
   const env = options.env ?? {};
-  const child = spawn(options.node ?? process.execPath, [BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
+  const child = spawn(options.node ?? process.execPath, [...(options.nodeFlags ?? []), BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.cwd ? { cwd: options.cwd } : {}),

@@ -26,10 +26,12 @@ import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, REPO_ROOT, freePort, startControllers } from '../cluster/cluster.js';
 import { holdMachineLock } from '../helpers/machine-lock.js';
 import { ON_OWN_CLUSTER, buildImage, importImage, skipUnlessOwnCluster, startSuiteNode, type TestNode } from './node.js';
-import { waitFor } from '../helpers/agent.js';
+import { imageEntrypoint, waitFor } from '../helpers/agent.js';
 import { ABNORMALS, GROUP, VERSION, customObjects, kubeConfig, kubectl, testNamespace } from '../helpers/kube.js';
 
 const run = promisify(execFile);
+/** The Dockerfile's ENTRYPOINT, with the node binary where this test's image has it. */
+const ENTRYPOINT = ['/usr/bin/node', ...imageEntrypoint().slice(1)];
 const skip = skipUnlessOwnCluster('runs a kubelet, a scheduler and a controller manager');
 const ns = await testNamespace('deploy'); // names this run's node and objects; the agent itself lives in its namespace
 const nodeName = `node-${ns}`;
@@ -77,7 +79,7 @@ async function buildAgentImage(dir: string): Promise<string> {
   await run('tar', ['-C', root, '--owner=0', '--group=0', '-cf', layer, '.']);
   await run('tar', ['-C', REPO_ROOT, '--owner=0', '--group=0', '--transform', 's,^,opt/nodemedic/,', '--exclude=dist/test', '--exclude=dist/scripts', '-rf', layer, 'package.json', 'dist', 'node_modules']);
   return buildImage(dir, 'docker.io/library/nodemedic:test', layer, {
-    Entrypoint: ['/usr/bin/node', '/opt/nodemedic/dist/agent/main.js'], Cmd: ['agent'], WorkingDir: '/opt/nodemedic',
+    Entrypoint: ENTRYPOINT, Cmd: ['agent'], WorkingDir: '/opt/nodemedic',
   });
 }
 
@@ -132,7 +134,7 @@ async function agentPid(): Promise<number | undefined> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline === ['/usr/bin/node', '/opt/nodemedic/dist/agent/main.js', 'agent', '--config', '/config/config.yaml', ''].join('\0')) {
+    if (cmdline === [...ENTRYPOINT, 'agent', '--config', '/config/config.yaml', ''].join('\0')) {
       const environ = await readFile(`/proc/${entry}/environ`, 'utf8').catch(() => '');
       if (environ.includes(`NODE_NAME=${nodeName}\0`)) return Number(entry);
     }
