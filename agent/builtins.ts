@@ -26,7 +26,7 @@ export function builtinProcessors(opts: BuiltinOptions): Processor[] {
     containerShims,
     goroutineDump({ containerdLog: 'journald:containerd.service', timeoutSeconds: 5, ...opts.shims, ...(opts.log ? { log: opts.log } : {}) }),
     kernelLog(),
-    nodeFacts,
+    nodeFacts(),
     probeCollector(opts.probes),
     processTree,
     diskUsage,

@@ -1,14 +1,18 @@
 // The built-in collectors that read the node itself, on this machine's real kernel log and binaries:
 // kernel-log hands on the lines from shortly before the symptom (and not older ones), the ones nearest
-// it, a repeated line folded into one; node-facts
-// reports the container runtime's version as the installed binary gives it.
+// it, a repeated line folded into one; node-facts reports the container runtime's version as the
+// installed binary gives it, asking it again only when the binary changes.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { kernelLog } from '../../collectors/kernel-log.js';
 import { nodeFacts } from '../../collectors/node-facts.js';
+import { waitFor } from '../helpers/wait.js';
 import { holdMachineLock } from '../helpers/machine-lock.js';
 import { IS_ROOT, needsRoot } from '../helpers/needs.js';
 
@@ -64,9 +68,38 @@ test('kernel-log keeps the lines nearest the symptom, not the latest, and folds 
 const containerd = '/usr/bin/containerd';
 test('node-facts reports the container runtime version the installed binary gives', { skip: existsSync(containerd) ? false : `${containerd} is not installed here` }, async () => {
   const expected = execFileSync(containerd, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
-  const outcome = await nodeFacts.run(abnormalSeenAt(new Date()), new AbortController().signal);
+  const outcome = await nodeFacts().run(abnormalSeenAt(new Date()), new AbortController().signal);
   assert.ok(outcome.ok);
   const facts = outcome.context?.nodeFacts as { runtime: { containerd?: string }; kernel: string };
   assert.equal(facts.runtime.containerd, expected);
   assert.match(facts.kernel, /^Linux /);
+});
+
+test('node-facts asks a runtime its version once, and again only when its binary changes', async () => {
+  // A fixture containerd first on PATH: it says its version and counts how often it was asked.
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-facts-'));
+  const asked = path.join(dir, 'asked');
+  const fake = (version: string) => writeFile(path.join(dir, 'containerd'), `#!/bin/sh\necho x >> ${asked}\necho "containerd ${version}"\n`, { mode: 0o755 });
+  const timesAsked = async () => (await readFile(asked, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+  const runtimeOf = async (collector: ReturnType<typeof nodeFacts>) => {
+    const outcome = await collector.run(abnormalSeenAt(new Date()), new AbortController().signal);
+    assert.ok(outcome.ok);
+    return (outcome.context?.nodeFacts as { runtime: { containerd?: string } }).runtime.containerd;
+  };
+  const pathBefore = process.env.PATH;
+  try {
+    await fake('v1.0.0');
+    process.env.PATH = `${dir}:${pathBefore}`;
+    const collector = nodeFacts(); // asks at once
+    await waitFor('the version asked as the collector is made', async () => (await timesAsked()) === 1 || undefined);
+    assert.equal(await runtimeOf(collector), 'containerd v1.0.0');
+    assert.equal(await runtimeOf(collector), 'containerd v1.0.0');
+    assert.equal(await timesAsked(), 1, 'not asked again while the binary is the same');
+    await fake('v2.0.0-upgraded');
+    assert.equal(await runtimeOf(collector), 'containerd v2.0.0-upgraded');
+    assert.equal(await timesAsked(), 2);
+  } finally {
+    process.env.PATH = pathBefore;
+    await rm(dir, { recursive: true, force: true });
+  }
 });
