@@ -6,7 +6,7 @@ import path from 'node:path';
 import { NODE_LABEL } from '../../agent/api/crds.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { AGENT_NAMESPACE, startCluster, type TestCluster } from '../cluster/cluster.js';
-import { spawnAgent, startedPort } from '../helpers/agent.js';
+import { asShipped, spawnAgent, startedPort } from '../helpers/agent.js';
 import { applyAgentRBAC, applyCRDs, customObjects, GROUP, VERSION } from '../helpers/kube.js';
 import { ProcessorServer } from '../helpers/processor-server.js';
 
@@ -44,8 +44,10 @@ export class WatchedAgent {
   private metrics = '';
 
   constructor(args: string[], readonly logFile: string) {
-    // Sampled every 100 ms (the default, 1000, would see a 30 ms stall only when a sample falls in it).
-    this.child = spawnAgent(args, logFile, { env: { NODEMEDIC_EVENT_LOOP_SAMPLE_MS: String(EVENT_LOOP_SAMPLE_MS) } });
+    // As shipped; its event loop sampled every 100 ms (the default, 1000, would see a 30 ms stall only
+    // when a sample falls in it).
+    const shipped = asShipped();
+    this.child = spawnAgent(args, logFile, { ...shipped, env: { ...shipped.env, NODEMEDIC_EVENT_LOOP_SAMPLE_MS: String(EVENT_LOOP_SAMPLE_MS) } });
     this.timer = setInterval(() => void this.scrape(), 500);
   }
 
