@@ -16,7 +16,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseDocument, stringify } from 'yaml';
+import { parseDocument, stringify, type Document } from 'yaml';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
 import { FINGERPRINT_LABEL, SUBJECT_LABEL } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
@@ -32,6 +32,8 @@ const SETTLE_MS = 300;
 const MAX_FILE_BYTES = 2 * 1024 * 1024;
 /** The most text whose parsed reads are kept (FileStore.parsed): a directory of large files costs a bounded cache. */
 const MAX_PARSED_BYTES = 16 * 1024 * 1024;
+/** The most documents of the store's own last writes kept (FileStore.documents): about the Abnormals in flight. */
+const MAX_DOCUMENTS = 16;
 
 export type FileStoreOptions = {
   dir: string;
@@ -59,6 +61,12 @@ export class FileStore implements AbnormalStore {
   private readonly parsed = new Map<string, { version: string; key: AbnormalKey; abnormal: Abnormal; bytes: number }>();
   /** What the kept reads were parsed from, in all: at most MAX_PARSED_BYTES, the oldest dropped first. */
   private parsedBytes = 0;
+  /**
+   * The YAML document of this store's last write of a file, by the hash of what it wrote: the next
+   * rewrite of the file, if it is unchanged, starts from it instead of parsing the file again (an
+   * Abnormal's status is written a few times in a row; parsing was most of each write).
+   */
+  private readonly documents = new Map<string, { version: string; doc: Document }>();
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
@@ -189,9 +197,11 @@ export class FileStore implements AbnormalStore {
   private async rewriteNow(file: string, key: AbnormalKey, abnormal: Abnormal, changes: Array<[string[], unknown]>): Promise<Abnormal> {
     const full = path.join(this.abnormalsDir, file);
     const text = await readFile(full, 'utf8');
-    if (hash(text) !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);
+    const current = hash(text);
+    if (current !== abnormal.metadata?.resourceVersion) throw new ConflictError(key);
     let next: string;
     let written: Abnormal;
+    let doc: Document | undefined;
     if (file.endsWith('.json')) {
       const object = JSON.parse(text) as Record<string, Record<string, unknown>>;
       for (const [at, value] of changes) {
@@ -201,13 +211,16 @@ export class FileStore implements AbnormalStore {
       next = `${JSON.stringify(object, null, 2)}\n`;
       written = JSON.parse(next) as Abnormal;
     } else {
-      const doc = parseDocument(text);
+      const kept = this.documents.get(file);
+      this.documents.delete(file); // changed below: kept again once written
+      doc = kept?.version === current ? kept.doc : parseDocument(text);
       for (const [at, value] of changes) doc.setIn(at, doc.createNode(value));
       next = doc.toString({ lineWidth: 0 });
       written = doc.toJS() as Abnormal; // what `next` reads back as, without parsing it again
     }
     await atomicWrite(full, next);
     const version = hash(next);
+    if (doc) this.keepDocument(file, version, doc);
     // What the watcher's read of it would find, unless the write made it invalid (then it is read and judged).
     const served = asServed(file, written, version);
     try {
@@ -234,6 +247,16 @@ export class FileStore implements AbnormalStore {
   private forget(file: string): void {
     this.parsedBytes -= this.parsed.get(file)?.bytes ?? 0;
     this.parsed.delete(file);
+    this.documents.delete(file);
+  }
+
+  private keepDocument(file: string, version: string, doc: Document): void {
+    this.documents.delete(file);
+    for (const [oldest] of this.documents) {
+      if (this.documents.size < MAX_DOCUMENTS) break;
+      this.documents.delete(oldest);
+    }
+    this.documents.set(file, { version, doc });
   }
 
   async stop(): Promise<void> {

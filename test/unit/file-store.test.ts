@@ -1,5 +1,6 @@
 // The file store under concurrent writers in one process: the pipeline writing status and a source
-// raising the count on the same Abnormal at the same moment (real files in a temporary directory).
+// raising the count on the same Abnormal at the same moment, and a person editing a file between the
+// store's writes (real files in a temporary directory).
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -47,6 +48,24 @@ test('two writes from one version at once: one lands, the other is a conflict, n
   }
   assert.ok(created);
   assert.deepEqual((await readdir(path.join(dir, 'abnormals'))).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left behind');
+});
+
+test('a status write after the store\'s own write of a file: a person\'s edit in between is kept, with its comment', async (t) => {
+  const { dir, store } = await startedStore(t);
+  const file = path.join(dir, 'abnormals', 'edited.yaml');
+  await store.create({
+    apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal',
+    metadata: { name: 'edited' }, spec: { source: 'Custom', nodeName: 'demo' },
+  } as Abnormal);
+  await store.writeStatus((await store.get('default/edited'))!, { phase: 'InformationCollecting' });
+  // The store keeps what it wrote; the person's edit makes the file another one.
+  await atomicWrite(file, (await readFile(file, 'utf8')).replace('spec:\n', 'spec:\n  skipRecovery: true # held back by a person\n'));
+  const edited = (await store.get('default/edited'))!;
+  assert.equal(edited.spec.skipRecovery, true);
+  await store.writeStatus(edited, { phase: 'Diagnosing' });
+  const text = await readFile(file, 'utf8');
+  assert.match(text, /skipRecovery: true # held back by a person/);
+  assert.equal((parse(text) as Abnormal).status?.phase, 'Diagnosing');
 });
 
 test('an Abnormal file too large to be one is not read — the agent says so beside it — and what a cut-short write left is cleared at start', async (t) => {
