@@ -60,7 +60,7 @@ function runtimeVersions() {
 /** The collector. The runtimes' versions are asked as it is made (when the agent starts), so no Abnormal waits for them. */
 export function nodeFacts(): Processor {
   const versions = runtimeVersions();
-  void versions();
+  void versions().catch(() => {}); // asked now, so the first Abnormal need not wait; run() asks again
   return {
     kind: 'InformationCollector',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'node-facts' },
