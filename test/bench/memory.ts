@@ -13,7 +13,8 @@ import { asShipped, daemonSetEnv, imageNodeFlags, spawnAgent, startedPort, waitF
 import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
-export const AT_START = ['pino', 'yaml', 'zod', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated validators use
+// node:http first: the agent's server needs it, and on Node 24 it is most of what is above a bare node.
+export const AT_START = ['node:http', 'pino', 'yaml', 'zod', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated validators use
 export const LAZY = ['execa', 'undici', '@grpc/grpc-js'];
 /** Idle means this long after start with nothing to do (Node's memory reducer has run by then). */
 const IDLE_AFTER_S = 60;
@@ -65,7 +66,9 @@ function cpuAndSwitches(pid: number): { cpuS: number; switches: number } {
 
 /** RSS of `node` importing `modules` (started as the agent is shipped), 5 s after. */
 async function importing(node: string, modules: string[]): Promise<number> {
-  const program = `for (const m of ${JSON.stringify(modules)}) await import(m); setTimeout(() => { console.log(process.memoryUsage().rss); }, 5000);`;
+  // Node's own modules required, as the agent loads node:http (agent/lib/node-http.ts says why).
+  const program = `const require = (await import('node:module')).createRequire(import.meta.url); ` +
+    `for (const m of ${JSON.stringify(modules)}) m.startsWith('node:') ? require(m) : await import(m); setTimeout(() => { console.log(process.memoryUsage().rss); }, 5000);`;
   const child = spawn(node, [...imageNodeFlags(), '--input-type=module', '-e', program], { cwd: REPO_ROOT, env: { ...process.env, ...daemonSetEnv() }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
