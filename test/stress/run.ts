@@ -73,11 +73,11 @@ Last run: ${new Date().toISOString().slice(0, 10)}, commit ${commit}, ${machine}
 
 ## Bad days
 
-Each scenario runs the real \`nodemedic agent\` process, started as shipped (\`${shippedLine()}\`; the
-rotation one, the agent's file follower in this process) against real parts: its own etcd + kube-apiserver, a tmpfs that fills up, a file rotated
+Each scenario runs the real \`nodemedic agent\` process as it is shipped (the rotation one, the agent's
+file follower in this process) against real parts: its own etcd + kube-apiserver, a tmpfs that fills up, a file rotated
 under load. The worst event-loop delay is Node's \`monitorEventLoopDelay\` as the agent's /metrics
 reports it (prom-client's \`nodejs_eventloop_lag_max_seconds\`, read every half second), less the
-100 ms between its samples, which the monitor counts in.
+100 ms between its samples, which the monitor counts in. As shipped: \`${shippedLine()}\`.
 
 ${scenarioTable}
 
