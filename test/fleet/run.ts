@@ -51,8 +51,10 @@ class FleetAgent {
     return this;
   }
   async metric(name: string): Promise<number> {
-    const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
-    return sumOf(text, name);
+    const read = async () => (await fetch(`http://127.0.0.1:${this.port}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+    // A kept-alive connection the agent closed just as it was reused ("other side closed", when this
+    // process is too busy feeding to drop it in time) fails the read: it is asked once more, anew.
+    return sumOf(await read().catch(read), name);
   }
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
