@@ -22,7 +22,7 @@ COPY manifests manifests
 # --max-opt=1: V8 runs the agent's JavaScript interpreted or baseline-compiled (Sparkplug), without its
 # optimizing compilers (Maglev, TurboFan). The agent's hot path is native (the regular expression
 # searching each chunk of a log, JSON, I/O), so they bought nothing there and cost, measured on Node 24
-# (docs/benchmarks.md): 9 MiB resident at idle, and a quarter of the CPU on a 1 M-line log (compiling in
+# (docs/benchmarks.md): 9 MiB resident at idle, and a fifth of the CPU on a 1 M-line log (compiling in
 # the background). What it costs: JavaScript that runs per line is slower (the rules benchmark shows by
 # how much). It also leaves out the compilers where most of V8's exploitable bugs have been, in a
 # process that is root on the node. V8 refuses the flag in NODE_OPTIONS, so it is given here.
