@@ -23,6 +23,17 @@ if [ -x "$out/containerd-shim-runc-v2" ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# apt-get build-dep and apt-get source need Debian's source indexes. A machine whose apt lists only
+# binary packages gets them, from the same mirrors, in a file of its own.
+if ! grep -Eqs '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; then
+  log "adding Debian's source indexes (deb-src) beside the binary ones"
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >/etc/apt/sources.list.d/nodemedic-deb-src.sources
+  else
+    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list >/etc/apt/sources.list.d/nodemedic-deb-src.list
+  fi
+  apt-get update -qq >&2
+fi
 if ! command -v go >/dev/null || ! apt-get build-dep -s containerd 2>/dev/null | grep -q '^0 upgraded, 0 newly installed'; then
   log "installing Go and containerd's build dependencies (Debian packages)"
   { apt-get build-dep -y -qq containerd || { apt-get update -qq && apt-get build-dep -y -qq containerd; }; } >&2
