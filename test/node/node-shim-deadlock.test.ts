@@ -82,7 +82,7 @@ async function deadlock(pod: { containerId: string; initPid: number }, name: str
     const marker = `/release-${name}-${attempt}`;
     const waiters = Array.from({ length: WAITERS }, () => cri!.execSync(pod.containerId, ['sh', '-c', `while [ ! -e ${marker} ]; do sleep 0.05; done`], 600).catch(() => undefined));
     void Promise.all(waiters);
-    await waitFor(`${WAITERS} exec'd processes waiting`, async () => waitingProcesses(marker) >= WAITERS || undefined, 120_000);
+    await waitFor(`${WAITERS} exec'd processes waiting`, async () => waitingProcesses(marker) >= WAITERS || undefined, 300_000); // 150 waiters polling load a busy 2-core machine: minutes, not seconds
     let busy = true;
     const starting = Array.from({ length: 8 }, async () => {
       while (busy) await cri!.execSync(pod.containerId, ['true'], 10).catch(() => undefined);
