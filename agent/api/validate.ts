@@ -1,5 +1,6 @@
 // Runtime validation of objects that arrive from outside the API — files, HTTP replies, script output —
 // against the same schemas the apiserver enforces (agent/api/crds.ts), with messages that name the field.
+// The agent's configuration and Alertmanager's payload are checked the same way (validator()).
 //
 // One deliberate difference from the apiserver: it prunes unknown fields silently, this rejects them,
 // so that a typo such as `skipDiagnosys` in a hand-written file is an error rather than ignored.
@@ -75,8 +76,8 @@ function formatError(e: ErrorObject, root: string): string {
     case 'minimum':
     case 'maximum':
       return `${at}: must be ${e.keyword === 'minimum' ? '>=' : '<='} ${p.limit} (got ${describe(e.data)})`;
-    case 'pattern':
-      return `${at}: must match ${p.pattern} (got ${describe(e.data)})`;
+    case 'pattern': // x-message: what the schema says a mismatch means
+      return `${at}: ${(e.parentSchema?.['x-message'] as string | undefined) ?? `must match ${p.pattern}`} (got ${describe(e.data)})`;
     case 'format':
       return `${at}: must be a ${p.format === 'date-time' ? 'RFC 3339 date-time' : `${p.format} string`} (got ${describe(e.data)})`;
     case 'oneOf': {
@@ -95,7 +96,8 @@ function formatError(e: ErrorObject, root: string): string {
 /** A compiled check: true when the value is valid, else its errors left on the function (ajv's way). */
 type Check = ((value: unknown) => boolean) & { errors?: ErrorObject[] | null };
 
-function validator<T>(check: Check, what: string, root: string) {
+/** A check as a function that returns its value typed, or throws ValidationError naming every problem. */
+export function validator<T>(check: Check, what: string, root: string) {
   return (value: unknown): T => {
     if (check(value)) return value as T;
     throw new ValidationError(what, formatErrors(check.errors ?? [], root));

@@ -9,24 +9,14 @@
 // counted, and never handed on — Alertmanager, told 200, would not send it again, and it could never be
 // written anyway. The reply: 200 {firing, resolved, skipped: [{alert, reason}], refused: [{alert, problems}]}.
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import { Reason } from '../api/reasons.js';
+import { ValidationError, validator } from '../api/validate.js';
+import type { AlertmanagerAlert, AlertmanagerPayload } from './alertmanager-schema.js';
+import { checkAlertmanagerPayload } from './alertmanager.generated.js';
 import { refusalOf, type Symptom, type SymptomSource } from './source.js';
 
-const labelMap = z.record(z.string(), z.string());
-const Alert = z.object({
-  status: z.enum(['firing', 'resolved']),
-  labels: labelMap,
-  annotations: labelMap.default({}),
-  startsAt: z.string().optional(),
-  endsAt: z.string().optional(),
-  generatorURL: z.string().optional(),
-  fingerprint: z.string().optional(),
-});
-const Payload = z.object({
-  version: z.literal('4'),
-  alerts: z.array(Alert).max(10_000),
-});
+/** The generated check (agent/sources/alertmanager-schema.ts is its source). */
+const validatePayload = validator<AlertmanagerPayload>(checkAlertmanagerPayload, 'Alertmanager payload', '');
 
 export type AlertReply = { status: number; body: Record<string, unknown> };
 
@@ -43,7 +33,7 @@ function reasonOf(labels: Record<string, string>): string {
 }
 
 /** What tells two alerts apart: Alertmanager's fingerprint, or a hash of the labels. */
-const subjectOf = (alert: z.infer<typeof Alert>) =>
+const subjectOf = (alert: AlertmanagerAlert) =>
   `alert ${alert.fingerprint ?? createHash('sha256').update(JSON.stringify(Object.entries(alert.labels).sort())).digest('hex').slice(0, 16)}`;
 
 /** Alertmanager's "no end" is the zero time. */
@@ -85,13 +75,15 @@ export class AlertSource implements SymptomSource {
     } catch (err) {
       return { status: 400, body: { reason: Reason.InvalidJSON, message: (err as Error).message } };
     }
-    const parsed = Payload.safeParse(json);
-    if (!parsed.success) {
-      const message = parsed.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).slice(0, 10).join('; ');
-      return { status: 400, body: { reason: Reason.InvalidPayload, message } };
+    let payload: AlertmanagerPayload;
+    try {
+      payload = validatePayload(json);
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      return { status: 400, body: { reason: Reason.InvalidPayload, message: err.problems.slice(0, 10).join('; ') } };
     }
     const result = { firing: 0, resolved: 0, skipped: [] as Array<{ alert: string; reason: string }>, refused: [] as Array<{ alert: string; problems: string[] }> };
-    for (const alert of parsed.data.alerts) {
+    for (const alert of payload.alerts) {
       const node = this.nodeOf(alert.labels);
       if (!node) {
         result.skipped.push({ alert: alert.labels.alertname ?? '(unnamed)', reason: `no node in labels ${this.opts.nodeLabels.join(', ')}` });

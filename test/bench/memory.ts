@@ -14,7 +14,8 @@ import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
 // node:http first: the agent's server needs it, and on Node 24 it is most of what is above a bare node.
-export const AT_START = ['node:http', 'pino', 'yaml', 'zod', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated validators use
+// zod is not among them: the configuration's and the payload's checks are compiled from it (npm run gen).
+export const AT_START = ['node:http', 'pino', 'yaml', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated checks use
 export const LAZY = ['execa', 'undici', '@grpc/grpc-js'];
 /** Idle means this long after start with nothing to do (Node's memory reducer has run by then). */
 const IDLE_AFTER_S = 60;

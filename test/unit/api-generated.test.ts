@@ -1,4 +1,5 @@
-// The CRD YAML and the TypeScript types are generated from agent/api/crds.ts; a stale copy fails here.
+// The CRD YAML, the TypeScript types and the checks are generated from agent/api/crds.ts and the zod
+// schemas (agent/config-schema.ts, agent/sources/alertmanager-schema.ts); a stale copy fails here.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -7,9 +8,9 @@ import { parse } from 'yaml';
 import { ALL_CRDS } from '../../agent/api/crds.js';
 import { REPO_ROOT, renderAll } from '../../scripts/gen-api.js';
 
-test('committed CRDs, types, validators and the field table in docs/api.md are what agent/api/crds.ts generates (run `npm run gen` if not)', async () => {
+test('committed CRDs, types, checks and the field table in docs/api.md are what their sources generate (run `npm run gen` if not)', async () => {
   const generated = await renderAll();
-  assert.equal(generated.size, ALL_CRDS.length + 3); // the CRDs, the types, the validators, the table in docs/api.md
+  assert.equal(generated.size, ALL_CRDS.length + 5); // the CRDs, the types, the API's, the configuration's and Alertmanager's checks, the table in docs/api.md
   for (const [file, text] of generated) {
     const committed = await readFile(path.join(REPO_ROOT, file), 'utf8');
     assert.equal(committed, text, `${file} is stale: run \`npm run gen\``);

@@ -31,11 +31,11 @@ test('defaults, then the file, then the environment, then flags', async () => {
 test('every bad key is named', async () => {
   const f = await file('concurency: 3\nstore: cloud\nconcurrency: 0\nlisten: everywhere\n');
   assert.deepEqual((await problems(['--config', f], { NODEMEDIC_LOG_LEVEL: 'loud' })).sort(), [
-    'concurency: unknown key',
-    'concurrency: Too small: expected number to be >=1 (got 0)',
+    'concurency: unknown field',
+    'concurrency: must be >= 1 (got 0)',
     'listen: must be HOST:PORT, e.g. 127.0.0.1:9095 (got "everywhere")',
-    'logLevel: Invalid option: expected one of "trace"|"debug"|"info"|"warn"|"error"|"fatal" (got "loud")',
-    'store: Invalid option: expected one of "kube"|"file" (got "cloud")',
+    'logLevel: must be one of trace, debug, info, warn, error, fatal (got "loud")',
+    'store: must be one of kube, file (got "cloud")',
   ]);
   assert.deepEqual(await problems(['--concurrency', 'many']), ['concurrency: --concurrency must be a number (got "many")']);
   assert.deepEqual(await problems(['--node-name', 'Bad_Name']), ['nodeName: must be a node name (lower-case DNS name) (got "Bad_Name")']);
@@ -47,9 +47,9 @@ test('every bad key is named', async () => {
 test('a nested key is named with its section, and the value it had', async () => {
   const f = await file('sources:\n  ruleFile: [a.json]\nrecovery:\n  maxPerHour: 0\nalerts:\n  tokenSecret: {name: s}\n');
   assert.deepEqual((await problems(['--config', f])).sort(), [
-    'alerts.tokenSecret.key: required',
-    'recovery.maxPerHour: Too small: expected number to be >=1 (got 0)',
-    'sources.ruleFile: unknown key',
+    'alerts.tokenSecret.key: is required',
+    'recovery.maxPerHour: must be >= 1 (got 0)',
+    'sources.ruleFile: unknown field',
   ]);
 });
 
@@ -59,4 +59,21 @@ test('a section given in part keeps the defaults of the rest; the defaults come 
   assert.equal(DEFAULTS.recovery.maxPerHour, 6);
   assert.deepEqual(DEFAULTS.recovery.allowedExecutables, ['containerd-shim-runc-v2', 'containerd-shim-runc-v1', 'containerd-shim', 'docker-containerd-shim']);
   assert.equal(DEFAULTS.listen, '127.0.0.1:9095');
+});
+
+test('what JSON Schema cannot say is checked after it: addresses and CIDRs, a token off loopback', async () => {
+  const f = await file('probes:\n  allowedTargets: [10.0.0.0/8, nowhere]\nbuiltinProcessors: {serve: true}\nlisten: 0.0.0.0:9095\n');
+  assert.deepEqual((await problems(['--config', f])).sort(), [
+    'builtinProcessors.serve: serving the built-in processors on 0.0.0.0:9095, which other hosts can reach, needs builtinProcessors.tokenFile or tokenSecret',
+    'probes.allowedTargets[1]: must be an address or a CIDR such as 10.0.0.0/8 (got "nowhere")',
+  ]);
+});
+
+test('each configuration gets defaults of its own: changing one changes no other', async () => {
+  const [a, b] = [await loadConfig(['--node-name', 'a'], {}), await loadConfig(['--node-name', 'b'], {})];
+  a.sources.ruleFiles.push('/etc/x.yaml');
+  a.recovery.allowedExecutables.pop();
+  assert.deepEqual(b.sources.ruleFiles, []);
+  assert.deepEqual(b.recovery.allowedExecutables, DEFAULTS.recovery.allowedExecutables);
+  assert.deepEqual(DEFAULTS.sources.ruleFiles, []);
 });

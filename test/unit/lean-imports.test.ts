@@ -40,9 +40,10 @@ function loadedAtStart(): { packages: string[]; nodeUndici: boolean; ajvCompiler
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as { packages: string[]; nodeUndici: boolean; ajvCompiler: boolean };
 }
 
-test('an agent at start loads neither execa, undici nor the Kubernetes client, nor Node\'s bundled undici', () => {
+test('an agent at start loads neither execa, undici, zod nor the Kubernetes client, nor Node\'s bundled undici', () => {
   const { packages, nodeUndici } = loadedAtStart();
-  for (const lazy of ['execa', 'undici', '@kubernetes/client-node', '@grpc/grpc-js']) assert.ok(!packages.includes(lazy), `${lazy} loaded at start: ${packages.join(', ')}`);
+  // zod is the configuration's source of truth at build time only (agent/config-schema.ts).
+  for (const lazy of ['execa', 'undici', 'zod', '@kubernetes/client-node', '@grpc/grpc-js']) assert.ok(!packages.includes(lazy), `${lazy} loaded at start: ${packages.join(', ')}`);
   assert.ok(packages.includes('pino') && packages.includes('yaml'), packages.join(', ')); // the hook saw the packages it did load
   assert.equal(nodeUndici, false, "Node's bundled undici was loaded (an ESM import of node:http does that on Node 24: use agent/lib/node-http.ts)");
 });
