@@ -3,7 +3,13 @@
 // tells of each processor call and phase change as it happens. One registry per agent, so that two
 // agents in one process (the tests) do not add into each other. Label values are bounded: sources,
 // phases, reasons the agent writes, and processors that are registered — never a pod or a line.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+// prom-client's parts one by one: its index also loads the Pushgateway (node:https, node:zlib), the
+// cluster aggregator (node:cluster) and Summary (two packages of its own), which the agent never uses.
+import Counter from 'prom-client/lib/counter.js';
+import collectDefaultMetrics from 'prom-client/lib/defaultMetrics.js';
+import Gauge from 'prom-client/lib/gauge.js';
+import Histogram from 'prom-client/lib/histogram.js';
+import Registry from 'prom-client/lib/registry.js';
 import type { GarbageCollector } from './pipeline/garbage.js';
 import type { AbnormalStore } from './store/store.js';
 import type { Pipeline } from './pipeline/pipeline.js';
