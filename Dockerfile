@@ -19,12 +19,19 @@ COPY --from=build /src/node_modules node_modules
 COPY --from=build /src/dist dist
 COPY package.json ./
 COPY manifests manifests
-# --max-opt=1: V8 runs the agent's JavaScript interpreted or baseline-compiled (Sparkplug), without its
-# optimizing compilers (Maglev, TurboFan). The agent's hot path is native (the regular expression
+# The image runs the agent bundled by esbuild (`npm run bundle`): dist/bundle/nodemedic.js and the chunks
+# it imports when a configuration needs them (the kube store's client, events, ...), minified. V8 keeps
+# the source of every module it loads; minified, one file instead of 110 modules and their packages'
+# files, that is 2.6 MiB less resident on Node 24 (docs/design.md, memory). The source maps are beside
+# them: `NODE_OPTIONS=--enable-source-maps` gives stack traces in the TypeScript sources.
+# --max-opt=1: V8 runs the agent's JavaScript without its optimizing compilers (Maglev, TurboFan). The agent's hot path is native (the regular expression
 # searching each chunk of a log, JSON, I/O), so they bought nothing there and cost, measured on Node 24
 # (docs/benchmarks.md): 9 MiB resident at idle, and a fifth of the CPU on a 1 M-line log (compiling in
 # the background). What it costs: JavaScript that runs per line is slower (the rules benchmark shows by
 # how much). It also leaves out the compilers where most of V8's exploitable bugs have been, in a
-# process that is root on the node. V8 refuses the flag in NODE_OPTIONS, so it is given here.
-ENTRYPOINT ["node", "--max-opt=1", "/opt/nodemedic/dist/agent/main.js"]
+# process that is root on the node.
+# --no-sparkplug: no baseline compiler either; V8's interpreter runs everything. 1.5 MiB less resident
+# idle on Node 24; the price is per-line JavaScript again (the rules benchmark) and about a tenth more
+# CPU on the 1 M-line log. V8 refuses both flags in NODE_OPTIONS, so they are given here.
+ENTRYPOINT ["node", "--max-opt=1", "--no-sparkplug", "/opt/nodemedic/dist/bundle/nodemedic.js"]
 CMD ["agent"]

@@ -15,8 +15,15 @@ import { applyAgentRBAC, applyCRDs } from '../helpers/kube.js';
 /** The packages the agent loads at start, and those it loads only when a configuration uses them. */
 // node:http first: the agent's server needs it, and on Node 24 it is most of what is above a bare node.
 // zod is not among them: the configuration's and the payload's checks are compiled from it (npm run gen).
-export const AT_START = ['node:http', 'pino', 'yaml', 'prom-client', '@logdna/tail-file']; // and ajv's two runtime helpers the generated checks use
-export const LAZY = ['execa', 'undici', '@grpc/grpc-js'];
+type Dependency = { name: string; modules: string[]; lazy?: boolean };
+const PROM_CLIENT_PARTS = ['registry', 'counter', 'gauge', 'histogram', 'defaultMetrics'].map((part) => `prom-client/lib/${part}.js`); // agent/metrics.ts
+export const AT_START: Dependency[] = [
+  { name: 'node:http', modules: ['node:http'] },
+  { name: 'node:https (the kube store\'s client)', modules: ['node:https'] },
+  ...['pino', 'yaml', '@logdna/tail-file'].map((name) => ({ name, modules: [name] })),
+  { name: 'prom-client (the parts the agent imports)', modules: PROM_CLIENT_PARTS },
+]; // and ajv's two runtime helpers the generated checks use
+const LAZY: Dependency[] = ['execa', 'undici', '@grpc/grpc-js'].map((name) => ({ name, modules: [name], lazy: true }));
 /** Idle means this long after start with nothing to do (Node's memory reducer has run by then). */
 const IDLE_AFTER_S = 60;
 const CPU_SECONDS = 20;
@@ -24,7 +31,7 @@ const CPU_SECONDS = 20;
 export type Resident = { rssMiB: number; anonMiB: number; binaryMiB: number };
 export type NodeMemory = {
   node: string; version: string;
-  bare: number; deps: Array<{ name: string; addsMiB: number }>; allAtStart: number;
+  bare: number; deps: Array<{ name: string; lazy: boolean; addsMiB: number }>; allAtStart: number;
   fileIdle: Resident & { cpuPercent: number; wakeupsPerSecond: number };
   kubeIdle: Resident & { heapUsedMiB: number; heapTotalMiB: number };
   kubeBusy: { linesPerSecond: number; lines: number; maxMiB: number; matchesCounted: number };
@@ -108,8 +115,8 @@ export async function benchMemory(): Promise<NodeMemory[]> {
       });
       const bare = await importing(node, []);
       const deps = [];
-      for (const name of [...AT_START, ...LAZY]) deps.push({ name, addsMiB: round((await importing(node, [name])) - bare) });
-      const allAtStart = await importing(node, AT_START);
+      for (const { name, modules, lazy } of [...AT_START, ...LAZY]) deps.push({ name, lazy: lazy === true, addsMiB: round((await importing(node, modules)) - bare) });
+      const allAtStart = await importing(node, AT_START.flatMap((d) => d.modules));
 
       // The file store, idle: memory, then CPU and wakeups over CPU_SECONDS.
       const fileDir = path.join(base, `file-${n}`);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../cluster/cluster.js';
 import { benchCorpus } from './corpus.js';
 import { benchKmsgLatency } from './kmsg-latency.js';
-import { LAZY, benchMemory } from './memory.js';
+import { benchMemory } from './memory.js';
 import { imageNodeFlags, shippedLine } from '../helpers/agent.js';
 import { keptSection } from './doc-section.js';
 import { benchRulesWith } from './rules.js';
@@ -64,7 +64,7 @@ if (wanted('memory')) {
     'malloc, "the node binary\'s pages" the code and built-in data of `node` itself that the process touched.', '',
     `| | ${runs.map((m) => `Node ${m.version.replace(/^v/, '')}`).join(' | ')} |`, `|---|${runs.map(() => '---').join('|')}|`,
     row('bare `node`', (m) => String(m.bare)),
-    ...runs[0]!.deps.map((d, i) => row(`+ ${d.name}${LAZY.includes(d.name) ? ' (loaded only when used)' : ''}`, (m) => `+${m.deps[i]!.addsMiB}`)),
+    ...runs[0]!.deps.map((d, i) => row(`+ ${d.name}${d.lazy ? ' (loaded only when used)' : ''}`, (m) => `+${m.deps[i]!.addsMiB}`)),
     row('all the agent loads at start, imported together', (m) => String(m.allAtStart)),
     row('the agent, file store, idle', (m) => split(m.fileIdle)),
     row('…its CPU and wakeups idle (over 20 s)', (m) => `${m.fileIdle.cpuPercent} % of a core, ${m.fileIdle.wakeupsPerSecond}/s`),

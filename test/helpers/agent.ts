@@ -35,18 +35,21 @@ export function daemonSetEnv(): Record<string, string> {
 export function imageEntrypoint(): string[] {
   const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8'));
   const entrypoint = line ? (JSON.parse(line[1]!) as string[]) : [];
-  if (entrypoint[0] !== 'node' || !entrypoint.at(-1)?.endsWith('/dist/agent/main.js')) throw new Error('the Dockerfile\'s ENTRYPOINT is not ["node", flags..., ".../dist/agent/main.js"]');
+  if (entrypoint[0] !== 'node' || !entrypoint.at(-1)?.endsWith('/dist/bundle/nodemedic.js')) throw new Error('the Dockerfile\'s ENTRYPOINT is not ["node", flags..., ".../dist/bundle/nodemedic.js"]');
   return entrypoint;
 }
 
 /** The flags the image starts node with (V8's, refused in NODE_OPTIONS). */
 export const imageNodeFlags = () => imageEntrypoint().slice(1, -1);
 
-/** The agent as it is shipped (the image's node flags, the DaemonSet's environment): spawnAgent's options for the benchmarks. */
-export const asShipped = () => ({ env: daemonSetEnv(), nodeFlags: imageNodeFlags() });
+/** The script the image runs: the agent bundled into one file (`npm run bundle`), in this checkout's dist/. */
+export const SHIPPED_BIN = path.join(REPO_ROOT, 'dist/bundle/nodemedic.js');
+
+/** The agent as it is shipped (the bundle, the image's node flags, the DaemonSet's environment): spawnAgent's options. */
+export const asShipped = () => ({ env: daemonSetEnv(), nodeFlags: imageNodeFlags(), bin: SHIPPED_BIN });
 
 /** How the shipped agent is started, as one line for a benchmark's report. */
-export const shippedLine = () => [`node ${imageNodeFlags().join(' ')}`, ...Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`)].join(', ');
+export const shippedLine = () => [`node ${imageNodeFlags().join(' ')} dist/bundle/nodemedic.js`, ...Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`)].join(', ');
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
@@ -81,9 +84,9 @@ export async function startedPort(logFile: string, timeoutMs = 60_000): Promise<
  * `nodemedic agent ARGS` as a child process, its output appended to `logFile`. Without the built-in
  * log rules unless asked: other test files write to the kernel log.
  */
-export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[]; node?: string; cwd?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
+export function spawnAgent(args: string[], logFile: string, options: { defaultRules?: boolean; env?: NodeJS.ProcessEnv; nodeFlags?: string[]; node?: string; cwd?: string; bin?: string } = {}): ChildProcess & { exited: Promise<number | null> } {
   const env = options.env ?? {};
-  const child = spawn(options.node ?? process.execPath, [...(options.nodeFlags ?? []), BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
+  const child = spawn(options.node ?? process.execPath, [...(options.nodeFlags ?? []), options.bin ?? BIN, 'agent', '--listen', '127.0.0.1:0', ...(options.defaultRules ? [] : ['--no-default-rules']), ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.cwd ? { cwd: options.cwd } : {}),

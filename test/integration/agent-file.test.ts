@@ -1,6 +1,7 @@
 // The agent on its embedded default, the file store, as the real `nodemedic agent` process: the quick
 // start, HTTP processors registered as files in their default order, a SIGKILL mid-pipeline, and bad
-// files. No cluster is involved.
+// files. No cluster is involved. The first two run twice: as the README starts the agent (dist/agent/main.js),
+// and as the image ships it (the one-file bundle, with the image's node flags and the DaemonSet's environment).
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,7 @@ import { parse } from 'yaml';
 import { isTerminal } from '../../agent/api/phase.js';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { REPO_ROOT } from '../cluster/cluster.js';
-import { spawnAgent, waitFor } from '../helpers/agent.js';
+import { asShipped, spawnAgent, waitFor } from '../helpers/agent.js';
 import { ProcessorServer, answer } from '../helpers/processor-server.js';
 
 const server = await new ProcessorServer().start();
@@ -22,7 +23,9 @@ async function stateDir(): Promise<string> {
   await mkdir(path.join(dir, 'processors'));
   return dir;
 }
-const agentOn = (dir: string) => spawnAgent(['--store', 'file', '--state-dir', dir, '--node-name', 'demo'], path.join(dir, 'agent.log'));
+type Started = Parameters<typeof spawnAgent>[2];
+const agentOn = (dir: string, started: Started = {}) => spawnAgent(['--store', 'file', '--state-dir', dir, '--node-name', 'demo'], path.join(dir, 'agent.log'), started);
+const BOTH_WAYS: Array<[string, () => Started]> = [['as the README starts it', () => ({})], ['as the image ships it', asShipped]];
 const read = async (dir: string, file: string) => parse(await readFile(path.join(dir, 'abnormals', file), 'utf8')) as Abnormal;
 const finished = (dir: string, file: string) =>
   waitFor(`${file} to finish`, async () => {
@@ -30,9 +33,9 @@ const finished = (dir: string, file: string) =>
     return a && isTerminal(a.status?.phase) ? a : undefined;
   });
 
-test('the quick start: a file dropped into abnormals/ reaches Succeeded through the built-ins', async () => {
+for (const [how, started] of BOTH_WAYS) test(`the quick start, ${how}: a file dropped into abnormals/ reaches Succeeded through the built-ins`, async () => {
   const dir = await stateDir();
-  const agent = agentOn(dir);
+  const agent = agentOn(dir, started());
   try {
     await copyFile(path.join(REPO_ROOT, 'manifests/examples/quickstart.yaml'), path.join(dir, 'abnormals/quickstart.yaml'));
     const done = await finished(dir, 'quickstart.yaml');
@@ -51,7 +54,7 @@ test('the quick start: a file dropped into abnormals/ reaches Succeeded through 
   }
 });
 
-test('HTTP processors registered as files run in the documented default order', async () => {
+for (const [how, started] of BOTH_WAYS) test(`HTTP processors registered as files run in the documented default order, ${how}`, async () => {
   const dir = await stateDir();
   const order: string[] = [];
   const diagnoser = (name: string, identifies: boolean) =>
@@ -69,7 +72,7 @@ spec: {url: "${diagnoser(`${ns}-${name}`, identifies)}"}
     apiVersion: 'nodemedic.io/v1alpha1', kind: 'Recoverer', metadata: { name: 'fix' },
     spec: { url: server.route('/order/fix', (a) => answer(a, { recoverable: true })) },
   }));
-  const agent = agentOn(dir);
+  const agent = agentOn(dir, started());
   try {
     // No assigned processors: built-ins first (by name), then HTTP ones by namespace/name.
     await writeFile(path.join(dir, 'abnormals/ordered.json'), JSON.stringify({
