@@ -101,8 +101,12 @@ test('a problem sets its condition; the plugin passing again ends the Abnormal a
   assert.equal(ended?.metadata?.name, failing.metadata?.name, 'on the same Abnormal');
   const cleared = await waitFor('DiskProblem cleared', async () => (await condition('DiskProblem'))?.status === 'False' ? condition('DiskProblem') : undefined, 30_000);
   assert.deepEqual([cleared?.reason, cleared?.message], ['DiskIsFine', 'no disk problem']);
-  const events = (await readFile(path.join(state, 'events.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind?: string; type: string; reason: string });
-  const nodeEvents = events.filter((e) => e.kind === 'Node' && ['DiskFailing', 'DiskIsFine'].includes(e.reason)).map((e) => `${e.type} ${e.reason}`);
+  // The Node's Event is written after its condition: wait for it, then check that it is the only other.
+  const nodeEvents = await waitFor('the DiskIsFine event', async () => {
+    const events = (await readFile(path.join(state, 'events.jsonl'), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { kind?: string; type: string; reason: string });
+    const seen = events.filter((e) => e.kind === 'Node' && ['DiskFailing', 'DiskIsFine'].includes(e.reason)).map((e) => `${e.type} ${e.reason}`);
+    return seen.includes('Normal DiskIsFine') ? seen : undefined;
+  }, 30_000);
   assert.deepEqual(nodeEvents, ['Warning DiskFailing', 'Normal DiskIsFine']);
 });
 
