@@ -34,3 +34,17 @@ export function killAll(pids: readonly number[]): void {
     }
   }
 }
+
+/**
+ * The processes in a cgroup named one of `names` (its last path segment, in any hierarchy): containerd
+ * names each container's cgroup after the container's id.
+ */
+export function inCgroupsNamed(table: readonly ProcessEntry[], names: ReadonlySet<string>): number[] {
+  return table.filter(({ pid }) => {
+    try {
+      return readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').some((line) => names.has(line.slice(line.lastIndexOf('/') + 1)));
+    } catch {
+      return false; // exited meanwhile
+    }
+  }).map((p) => p.pid);
+}

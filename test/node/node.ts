@@ -5,13 +5,13 @@
 // the kubelet flags that work here, and hostNetwork pods (no CNI, so the node stays NotReady).
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, startDaemon, stopDaemon, type Daemon } from '../cluster/cluster.js';
 import { JournalFixture } from '../helpers/journal-fixture.js';
-import { killAll, processTable, treesChildrenFirst } from '../helpers/processes.js';
+import { inCgroupsNamed, killAll, processTable, treesChildrenFirst } from '../helpers/processes.js';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { kubeConfig } from '../helpers/kube.js';
 import { IS_ROOT } from '../helpers/needs.js';
@@ -149,6 +149,16 @@ async function killShimTrees(socket: string): Promise<void> {
   killAll(treesChildrenFirst(table, shims));
 }
 
+/**
+ * Every process of this node's containers, found by their cgroups: a container whose shim was killed
+ * (the shim case's recovery does that) is re-parented to init, outside every shim's tree.
+ */
+async function killContainers(dir: string): Promise<void> {
+  const cri = path.join(dir, 'containerd-root/io.containerd.grpc.v1.cri');
+  const ids = (await Promise.all(['containers', 'sandboxes'].map((kind) => readdir(path.join(cri, kind)).catch(() => [])))).flat();
+  if (ids.length > 0) killAll(inCgroupsNamed(processTable(), new Set(ids)));
+}
+
 /** containerd + kubelet as node `name`, registered with the apiserver the admin kubeconfig points to. */
 export async function startNode(opts: { name: string; kubeconfig: string; kubeBinDir: string; shimDir?: string; journal?: boolean }): Promise<TestNode> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-node-'));
@@ -170,11 +180,13 @@ state = "${dir}/containerd-state"
   let journal: JournalFixture | undefined;
   const stop = async () => {
     // The pods' containers first: a shim outlives containerd by design, and a container outlives its
-    // shim (it is re-parented), so each shim's whole tree is killed, the containers before the shims.
+    // shim (it is re-parented), so each shim's whole tree is killed, the containers before the shims;
+    // then the containers whose shim is gone already.
     await killShimTrees(socket);
     for (const d of [...daemons].reverse()) await stopDaemon(d, 15_000);
     await journal?.stop();
     await killShimTrees(socket); // any that started while the kubelet was stopping
+    await killContainers(dir);
     const mounts = (await readFile('/proc/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(dir));
     for (const mount of mounts.reverse()) await run('umount', ['-l', mount]).catch(() => {});
     await rm(dir, { recursive: true, force: true }).catch(() => {});
