@@ -1,6 +1,6 @@
-// Stress: the agent on the kube store SIGKILLed 20 times at random moments while Abnormals flow through
-// a collector, a diagnoser and a recoverer (real HTTP processors that take their time, so kills land
-// mid-step). Demanded: every Abnormal ends in a terminal phase, and no recoverer is ever called twice
+// Stress: the agent on the kube store SIGKILLed 20 times while Abnormals flow through a collector, a
+// diagnoser and a recoverer (real HTTP processors that take their time): each kill lands while a call
+// to a processor is in flight, the 1st to 5th call of that life, so kills fall in every step. Demanded: every Abnormal ends in a terminal phase, and no recoverer is ever called twice
 // for one Abnormal (the write-ahead record of a recovery makes an interrupted one Unknown, for a person).
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,7 +20,16 @@ export function sigkills(kills = 20): Promise<ScenarioResult> {
   const node = 'stress-kills';
   return onStressCluster('kills', async ({ base, cluster, server, start, worstDelayMs }) => {
     const recovered = new Map<string, number>();
-    const slow = async <T>(value: T) => (await pause(between(100, 1000)), value);
+    // Each processor call is counted as it arrives, and answered 100–1000 ms later.
+    let callsArrived = 0;
+    let waiting: { until: number; resolve: () => void } | undefined;
+    const slow = async <T>(value: T) => {
+      if (++callsArrived >= (waiting?.until ?? Infinity)) waiting!.resolve();
+      await pause(between(100, 1000));
+      return value;
+    };
+    /** Resolves as the `count`-th call from now arrives. */
+    const moreCalls = (count: number) => new Promise<void>((resolve) => (waiting = { until: callsArrived + count, resolve }));
     const ref = (name: string) => [{ namespace: AGENT_NAMESPACE, name }];
     await registerProcessor('informationcollectors', AGENT_NAMESPACE, 'slow-collect', { url: server.route('/collect', (a) => slow(answer(a, { context: { ...a.status?.context, collected: true } }))) });
     await registerProcessor('diagnosers', AGENT_NAMESPACE, 'slow-diagnose', { url: server.route('/diagnose', (a) => slow(answer(a, { identifiable: true }))) });
@@ -46,7 +55,7 @@ export function sigkills(kills = 20): Promise<ScenarioResult> {
     })();
     for (let life = 0; life < kills; life++) {
       const agent = await start().started();
-      await pause(between(500, 3000)); // a random moment of this life
+      await moreCalls(1 + Math.floor(Math.random() * 5)); // mid-call: the processor has not answered yet
       await agent.kill('SIGKILL');
     }
     killing = false;
@@ -66,7 +75,7 @@ export function sigkills(kills = 20): Promise<ScenarioResult> {
     const twice = [...recovered.values()].filter((n) => n > 1).length;
     const calls = [...recovered.values()].reduce((a, b) => a + b, 0);
     return {
-      scenario: `${kills} SIGKILLs at random moments (kube store) while ${total} Abnormals go through a collector, a diagnoser and a recoverer`,
+      scenario: `${kills} SIGKILLs, each during a call to a processor (kube store), while ${total} Abnormals go through a collector, a diagnoser and a recoverer`,
       figure: `${terminal} of ${total} terminal: ${[...phases].map(([k, n]) => `${n} ${k}`).join(', ')}; recoverer called ${calls} times, twice for one Abnormal: ${twice}; worst event-loop delay ${worstDelayMs().toFixed(1)} ms`,
       ok: terminal === total && twice === 0,
     };
