@@ -31,25 +31,28 @@ export function daemonSetEnv(): Record<string, string> {
   throw new Error('manifests/deploy/daemonset.yaml holds no DaemonSet');
 }
 
+/** Where the image holds the checkout's package.json, dist/ and node_modules/ (the Dockerfile's WORKDIR). */
+const IMAGE_DIR = '/opt/nodemedic';
+
 /** The image's ENTRYPOINT (Dockerfile): node, the flags it is started with, the agent's script. */
 export function imageEntrypoint(): string[] {
   const line = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(path.join(REPO_ROOT, 'Dockerfile'), 'utf8'));
   const entrypoint = line ? (JSON.parse(line[1]!) as string[]) : [];
-  if (entrypoint[0] !== 'node' || !entrypoint.at(-1)?.endsWith('/dist/bundle/nodemedic.js')) throw new Error('the Dockerfile\'s ENTRYPOINT is not ["node", flags..., ".../dist/bundle/nodemedic.js"]');
+  if (entrypoint[0] !== 'node' || !entrypoint.at(-1)?.startsWith(`${IMAGE_DIR}/dist/`)) throw new Error(`the Dockerfile's ENTRYPOINT is not ["node", flags..., "${IMAGE_DIR}/dist/..."]`);
   return entrypoint;
 }
 
 /** The flags the image starts node with (V8's, refused in NODE_OPTIONS). */
 export const imageNodeFlags = () => imageEntrypoint().slice(1, -1);
 
-/** The script the image runs: the agent bundled into one file (`npm run bundle`), in this checkout's dist/. */
-export const SHIPPED_BIN = path.join(REPO_ROOT, 'dist/bundle/nodemedic.js');
+/** The script the image runs (the agent bundled by `npm run bundle`), relative to the checkout. */
+const imageScript = () => path.relative(IMAGE_DIR, imageEntrypoint().at(-1)!);
 
 /** The agent as it is shipped (the bundle, the image's node flags, the DaemonSet's environment): spawnAgent's options. */
-export const asShipped = () => ({ env: daemonSetEnv(), nodeFlags: imageNodeFlags(), bin: SHIPPED_BIN });
+export const asShipped = () => ({ env: daemonSetEnv(), nodeFlags: imageNodeFlags(), bin: path.join(REPO_ROOT, imageScript()) });
 
 /** How the shipped agent is started, as one line for a benchmark's report. */
-export const shippedLine = () => [`node ${imageNodeFlags().join(' ')} dist/bundle/nodemedic.js`, ...Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`)].join(', ');
+export const shippedLine = () => [`node ${imageNodeFlags().join(' ')} ${imageScript()}`, ...Object.entries(daemonSetEnv()).map(([k, v]) => `${k}=${v}`)].join(', ');
 
 /** The agent on `nodeName`, in this process, with the agent's own identity and RBAC. */
 export async function startKubeAgent(nodeName: string, overrides: Partial<Config> = {}): Promise<RunningAgent> {
