@@ -2,20 +2,16 @@
 // before the symptom was first seen (spec.occurrences.firstSeen, else when the Abnormal was created)
 // to `afterSeconds` after it, at most MAX_LINES — the ones nearest the symptom, so an Abnormal looked at
 // long after its symptom still shows the lines around it, not the latest ones. A message repeated
-// back to back is one line, "(repeated N times)". Read with a descriptor of its own
-// (agent/node/kmsg.ts), so the kernel-log source's position is not touched. Writes the kernelLog evidence.
+// back to back is one line, "(repeated N times)". Read with a descriptor of its own, kept open for the
+// runs that follow within seconds (KmsgHistory, agent/node/kmsg.ts), so the kernel-log source's
+// position is not touched. Writes the kernelLog evidence.
 import os from 'node:os';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Reason } from '../agent/api/reasons.js';
-import { KmsgDevice } from '../agent/node/kmsg.js';
+import { KmsgHistory, type KmsgRecord } from '../agent/node/kmsg.js';
 import { BUILTIN_NAMESPACE, failure, type Processor } from '../agent/processors/contract.js';
 import { evidence } from '../agent/processors/evidence.js';
 
 const MAX_LINES = 200;
-/** Records read at most: the kernel's buffer holds far fewer, unless it is written as fast as it is read. */
-const MAX_RECORDS = 100_000;
-/** Records read in one turn of the event loop: a few milliseconds, so that a full buffer read for each of many Abnormals at once never holds the agent up. */
-const RECORDS_PER_TURN = 1000;
 
 type Line = { usec: number; message: string; repeats: number };
 
@@ -23,6 +19,8 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number; after
   const device = opts.device ?? '/dev/kmsg';
   const beforeSeconds = opts.beforeSeconds ?? 300;
   const afterSeconds = opts.afterSeconds ?? 60;
+  // Shared by this collector's runs: a burst of Abnormals reads the kernel's buffer once, not once each.
+  const history = new KmsgHistory(device);
   return {
     kind: 'InformationCollector',
     ref: { namespace: BUILTIN_NAMESPACE, name: 'kernel-log' },
@@ -33,34 +31,23 @@ export function kernelLog(opts: { device?: string; beforeSeconds?: number; after
       const symptomUsec = (symptomAt - bootedAt) * 1000;
       const fromUsec = symptomUsec - beforeSeconds * 1e6;
       const toUsec = symptomUsec + afterSeconds * 1e6;
-      let kmsg: KmsgDevice;
+      let records: readonly KmsgRecord[];
       try {
-        kmsg = new KmsgDevice(device);
+        records = await history.read(fromUsec);
       } catch (err) {
-        return failure(Reason.KernelLogUnreadable, `cannot open ${device}: ${(err as Error).message}`);
+        return failure(Reason.KernelLogUnreadable, `cannot read ${device}: ${(err as Error).message}`);
       }
       // Before the symptom, the last MAX_LINES (older ones drop out); after it, the first MAX_LINES.
       const before: Line[] = [];
       const after: Line[] = [];
-      const take = (usec: number, message: string) => {
+      for (const { usec, message } of records) {
+        if (usec < fromUsec) continue;
+        if (usec > toUsec || after.length >= MAX_LINES) break;
         const side = usec < symptomUsec ? before : after;
         const last = side.at(-1) ?? (side === after ? before.at(-1) : undefined);
         if (last?.message === message) last.repeats++;
-        else side.push({ usec, message, repeats: 1 }); // after the symptom, reading stops at MAX_LINES
+        else side.push({ usec, message, repeats: 1 });
         if (before.length > MAX_LINES) before.shift();
-      };
-      try {
-        let past = false;
-        for (let read = 0; read < MAX_RECORDS && !past; read += RECORDS_PER_TURN) {
-          const got = kmsg.readAvailable((record) => {
-            if (record.usec > toUsec || after.length >= MAX_LINES) past = true;
-            else take(record.usec, record.message);
-          }, RECORDS_PER_TURN, fromUsec);
-          if (got < RECORDS_PER_TURN) break;
-          await nextTurn();
-        }
-      } finally {
-        kmsg.close();
       }
       const lines = nearest(before, after, MAX_LINES).map(({ usec, message, repeats }) =>
         `[${new Date(bootedAt + usec / 1000).toISOString()}] ${message}${repeats > 1 ? ` (repeated ${repeats} times)` : ''}`);

@@ -1,6 +1,6 @@
 // The kernel log, read from /dev/kmsg directly. KmsgDevice is the one read loop — opened non-blocking,
-// one record per read(), overwritten records skipped — used by the kernel-log source (KmsgReader) and
-// by the kernel-log collector alike.
+// one record per read(), overwritten records skipped — used by the kernel-log source (KmsgReader) and,
+// through KmsgHistory, by the kernel-log collector.
 //
 // KmsgReader, the source's follower, waits on the device with epoll (agent/lib/pollable-fd.ts): a
 // record is handled as soon as the kernel logs it, and an idle agent is not woken at all. Where this
@@ -14,6 +14,7 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { pollableStream } from '../lib/pollable-fd.js';
@@ -127,6 +128,77 @@ export class KmsgDevice {
     else if (this.fd !== undefined) closeSync(this.fd);
     this.stream = undefined;
     this.fd = undefined;
+  }
+}
+
+export type KmsgHistoryOptions = {
+  /** Records kept at most; in a flood, the oldest are left out. */
+  maxRecords?: number;
+  /** Records read in one turn of the event loop: a few milliseconds, so a full buffer never holds the agent up. */
+  perTurn?: number;
+  /** The device is closed, and what was read let go, this long after the last read. */
+  idleMs?: number;
+};
+
+/**
+ * The kernel log from some time on, read once and shared by the reads that follow close in time. The
+ * device gives one record per read() and cannot seek by time, so a reader that wants the records of the
+ * last few minutes reads every record the kernel holds (thousands, each costing a read()). A burst of
+ * Abnormals, each collecting the kernel log, would read the whole buffer once each; here the first
+ * reads it, the device stays open, and the next ones read only what the kernel logged since.
+ */
+export class KmsgHistory {
+  private device?: KmsgDevice;
+  private records: KmsgRecord[] = [];
+  /** The records kept start here (µs since boot): nothing logged since is left out, unless the cap dropped it. */
+  private since = Infinity;
+  private closeTimer?: NodeJS.Timeout;
+  private readonly reads = new Turns();
+  private readonly maxRecords: number;
+  private readonly perTurn: number;
+  private readonly idleMs: number;
+
+  constructor(readonly path = '/dev/kmsg', opts: KmsgHistoryOptions = {}) {
+    this.maxRecords = opts.maxRecords ?? 10_000;
+    this.perTurn = opts.perTurn ?? 1000;
+    this.idleMs = opts.idleMs ?? 5000;
+  }
+
+  /**
+   * The records logged from `fromUsec` (µs since boot) until now, oldest first, at most maxRecords (the
+   * newest). Read the result at once: the next read appends to it. Throws what open(2) says.
+   */
+  read(fromUsec: number): Promise<readonly KmsgRecord[]> {
+    return this.reads.run(async () => {
+      clearTimeout(this.closeTimer);
+      // Kept from later than asked: the earlier records were never kept, so read them all again.
+      if (fromUsec < this.since) this.close(fromUsec);
+      try {
+        this.device ??= new KmsgDevice(this.path);
+        const keep = (record: KmsgRecord) => this.records.push(record);
+        // Bounded, so a kernel logging as fast as this reads cannot hold the read forever.
+        for (let read = 0; read < 100_000; read += this.perTurn) {
+          const got = this.device.readAvailable(keep, this.perTurn, this.since);
+          if (this.records.length > this.maxRecords) this.records.splice(0, this.records.length - this.maxRecords);
+          if (got < this.perTurn) break;
+          await nextTurn();
+        }
+      } catch (err) {
+        this.close();
+        throw err;
+      }
+      this.closeTimer = setTimeout(() => this.close(), this.idleMs).unref();
+      return this.records;
+    });
+  }
+
+  /** Closes the device and lets go of what was read; the next read starts again from `since`. */
+  close(since = Infinity): void {
+    clearTimeout(this.closeTimer);
+    this.device?.close();
+    this.device = undefined;
+    this.records = [];
+    this.since = since;
   }
 }
 

@@ -1,16 +1,18 @@
 // The built-in collectors that read the node itself, on this machine's real kernel log and binaries:
 // kernel-log hands on the lines from shortly before the symptom (and not older ones), the ones nearest
-// it, a repeated line folded into one; node-facts reports the container runtime's version as the
+// it, a repeated line folded into one, and its runs close in time share one open device (KmsgHistory),
+// each seeing what was logged since the one before; node-facts reports the container runtime's version as the
 // installed binary gives it, asking it again only when the binary changes.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { kernelLog } from '../../collectors/kernel-log.js';
+import { KmsgHistory } from '../../agent/node/kmsg.js';
 import { nodeFacts } from '../../collectors/node-facts.js';
 import { waitFor } from '../helpers/wait.js';
 import { holdMachineLock } from '../helpers/machine-lock.js';
@@ -63,6 +65,70 @@ test('kernel-log keeps the lines nearest the symptom, not the latest, and folds 
   assert.deepEqual(lines.filter((line) => line.includes(`${marker} repeated`)).map((line) => line.replace(/^\[[^\]]+\] /, '')), [`${marker} repeated (repeated 5 times)`]);
   assert.ok(lines.some((line) => line.endsWith(`${marker} later 0`)), 'the first line after the symptom');
   assert.ok(!lines.some((line) => line.endsWith(`${marker} later 249`)), 'not the latest line');
+});
+
+test('kernel-log run again soon after sees the lines logged since, on the device it kept open', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
+  const collector = kernelLog({ beforeSeconds: 60 });
+  const run = async () => {
+    const outcome = await collector.run(abnormalSeenAt(new Date()), new AbortController().signal);
+    assert.ok(outcome.ok, JSON.stringify(outcome));
+    return (outcome.context?.kernelLog as { lines: string[] }).lines;
+  };
+  const marker = `nodemedic-again-${Date.now()}`;
+  kmsgLine(`${marker} first`);
+  assert.ok((await run()).some((line) => line.endsWith(`${marker} first`)));
+  kmsgLine(`${marker} second`);
+  const again = await run();
+  assert.ok(again.some((line) => line.endsWith(`${marker} first`)) && again.some((line) => line.endsWith(`${marker} second`)), 'both lines, in order');
+});
+
+/** Descriptors of this process open on /dev/kmsg. */
+const kmsgDescriptors = () => readdirSync('/proc/self/fd').filter((fd) => {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === '/dev/kmsg';
+  } catch {
+    return false; // closed while listed
+  }
+}).length;
+
+test('the kernel log history keeps its device open between reads close in time, and closes it when idle', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
+  const history = new KmsgHistory('/dev/kmsg', { idleMs: 200 });
+  const opened = kmsgDescriptors();
+  const marker = `nodemedic-history-${Date.now()}`;
+  kmsgLine(`${marker} 1`);
+  const first = await history.read(0);
+  const one = first.find((r) => r.message === `${marker} 1`);
+  assert.ok(one, 'the record logged before the first read');
+  assert.equal(kmsgDescriptors(), opened + 1, 'the device is kept open after a read');
+  kmsgLine(`${marker} 2`);
+  const second = await history.read(0);
+  assert.deepEqual(second.filter((r) => r.message.startsWith(marker)).map((r) => r.message), [`${marker} 1`, `${marker} 2`], 'each record once, in order');
+  assert.equal(kmsgDescriptors(), opened + 1, 'read on the same descriptor');
+  await waitFor('the device closed once idle', async () => kmsgDescriptors() === opened || undefined);
+
+  // Kept from the marker on: an earlier start is read again from the device, a later one is not.
+  const fromMarker = new KmsgHistory('/dev/kmsg', { idleMs: 60_000 });
+  try {
+    assert.ok(!(await fromMarker.read(one.usec + 1)).some((r) => r.message === `${marker} 1`), 'older than asked: not kept');
+    assert.ok((await fromMarker.read(one.usec)).some((r) => r.message === `${marker} 1`), 'asked from earlier: read again');
+  } finally {
+    fromMarker.close();
+  }
+});
+
+test('the kernel log history keeps the newest records up to its cap', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
+  const history = new KmsgHistory('/dev/kmsg', { maxRecords: 5, perTurn: 2 });
+  try {
+    const marker = `nodemedic-cap-${Date.now()}`;
+    for (let i = 0; i < 8; i++) kmsgLine(`${marker} ${i}`);
+    const records = await history.read(0);
+    assert.equal(records.length, 5);
+    const kept = records.map((r) => r.message);
+    assert.ok(kept.includes(`${marker} 7`), 'the newest record is kept');
+    assert.ok(![0, 1, 2].some((i) => kept.includes(`${marker} ${i}`)), 'the oldest are left out');
+  } finally {
+    history.close();
+  }
 });
 
 const containerd = '/usr/bin/containerd';
