@@ -131,10 +131,21 @@ function sieveOf(matchers: LogMatcher[]): RegExp | undefined {
   const literals = new Set<string>();
   for (const matcher of matchers) {
     if (!matcher.anyLiteral || matcher.hasMultiLine) return undefined;
-    for (const literal of matcher.anyLiteral.literals) literals.add(literal);
+    for (const literal of matcher.anyLiteral.literals) literals.add(sieveLiteral(literal));
   }
   if ([...literals].some((l) => l.includes('\n'))) return undefined;
   return anyOf(literals, 'g');
+}
+
+/**
+ * What the sieve looks for in place of a literal: the literal without its leading spaces and
+ * punctuation (" detected stalls" → "detected stalls"), unless too little would be left. A line that
+ * holds the literal holds this too, and the search no longer stops at every space or colon of a log:
+ * a third less CPU on the kernel corpus (docs/benchmarks.md).
+ */
+export function sieveLiteral(literal: string): string {
+  const rest = literal.replace(/^[^\p{L}\p{N}]+/u, '');
+  return rest.length >= 4 ? rest : literal;
 }
 
 /** NPD's strings.TrimSpace: cheap when there is nothing to trim, which is nearly always. */

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { KERNEL_RULES } from '../../agent/sources/default-rules.js';
 import { FileReader } from '../../agent/node/file-reader.js';
 import type { LineReader } from '../../agent/node/line-reader.js';
-import { LogSource } from '../../agent/sources/log-source.js';
+import { LogSource, sieveLiteral } from '../../agent/sources/log-source.js';
 import { compileRuleSet } from '../../agent/sources/rules.js';
 import { waitFor } from '../helpers/wait.js';
 import type { Symptom } from '../../agent/sources/source.js';
@@ -73,4 +73,36 @@ test('on a real file, where lines without a literal are passed over in the reade
     ['Ext4Error', 'EXT4-fs error (device sda1): x'],
   ]);
   assert.ok(handedOn.length < 100, `the 2,000 lines of noise were passed over in the reader (${handedOn.length} lines handed on)`);
+});
+
+test('the sieve looks for each literal without its leading spaces and punctuation, and so still finds every line holding one', async () => {
+  assert.equal(sieveLiteral(' detected stalls on CPUs/tasks:'), 'detected stalls on CPUs/tasks:');
+  assert.equal(sieveLiteral('): Remounting filesystem read-only'), 'Remounting filesystem read-only');
+  assert.equal(sieveLiteral('[Hardware Error]: '), 'Hardware Error]: ');
+  assert.equal(sieveLiteral(': ab'), ': ab', 'kept whole where too little would be left');
+  for (const { literal } of compileRuleSet(KERNEL_RULES, 'kernel').rules) {
+    if (literal) assert.ok(literal.includes(sieveLiteral(literal)), literal);
+  }
+  // Through a real file, where the sieve passes lines over: the rules whose literals begin with a space
+  // or a colon still match, among lines that hold the rest of the literal only.
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-sieve-'));
+  const file = path.join(dir, 'kern.log');
+  await writeFile(file, '');
+  const log = pino({ level: 'silent' });
+  const src = new LogSource(new FileReader({ file, pollMs: 20, log }), { ruleSet: compileRuleSet(KERNEL_RULES, 'kernel') }, log);
+  const emitted: Symptom[] = [];
+  await src.start((s) => emitted.push(s));
+  try {
+    await appendFile(file, [
+      'undetected stalls on CPUs/tasks:', // what the sieve looks for, but not the literal: no symptom
+      'rcu: INFO: rcu_sched detected stalls on CPUs/tasks:',
+      'EXT4-fs (sda1): Remounting filesystem read-only',
+      '',
+    ].join('\n'));
+    await waitFor('both symptoms', async () => emitted.length >= 2 || undefined, 10_000);
+    assert.deepEqual(emitted.map((s) => s.detail.log?.logEntry), ['rcu: INFO: rcu_sched detected stalls on CPUs/tasks:', 'EXT4-fs (sda1): Remounting filesystem read-only']);
+  } finally {
+    await src.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
