@@ -19,6 +19,7 @@ import type { Logger } from 'pino';
 import { readState, writeState } from '../lib/files.js';
 import { LineSplitter } from '../lib/line-splitter.js';
 import { Turns } from '../lib/turns.js';
+import { Utf8Chunks } from '../lib/utf8-chunks.js';
 import type { LineReader, PositionSync } from './line-reader.js';
 
 type FileState = { inode: number; position: number };
@@ -37,7 +38,7 @@ const MAX_LINE = 64 * 1024;
 const MAX_COPY_TAIL = 1024 * 1024;
 /** How long stopping waits for tail-file's last read of the file. */
 const QUIT_MS = 2000;
-/** How many of the last characters read identify the place in a copy. */
+/** How many of the last bytes read identify the place in a copy. */
 const FINGERPRINT = 64;
 
 export class FileReader implements LineReader {
@@ -49,8 +50,9 @@ export class FileReader implements LineReader {
   private saveTimer?: NodeJS.Timeout;
   private readonly saves = new Turns();
   private saved?: FileState;
-  /** The last characters read from the file: where the follower stands, recognisable in a copy. */
-  private lastRead = '';
+  /** The last bytes read from the file: where the follower stands, recognisable in a copy. */
+  private lastRead = Buffer.alloc(0);
+  private readonly text = new Utf8Chunks();
 
   constructor(private readonly opts: FileReaderOptions) {
     this.where = opts.file;
@@ -73,18 +75,20 @@ export class FileReader implements LineReader {
     if (state && now) startPos = now.ino === state.inode && now.size >= state.position ? state.position : 0;
     this.inode = now?.ino ?? 0;
     this.position = startPos ?? now?.size ?? 0;
-    const tail = new TailFile(this.opts.file, { encoding: 'utf8', startPos, pollFileIntervalMs: this.opts.pollMs ?? 250, maxPollFailures: Infinity });
+    const tail = new TailFile(this.opts.file, { startPos, pollFileIntervalMs: this.opts.pollMs ?? 250, maxPollFailures: Infinity });
     const restart = (why: string) => {
       this.opts.log.info({ file: this.opts.file, why }, 'log file replaced; reading the new one from its start');
       this.position = 0;
       this.lines.reset();
+      this.text.reset();
       void stat(this.opts.file).then((s) => (this.inode = s.ino), () => {});
     };
-    const take = (chunk: string) => {
-      this.position += Buffer.byteLength(chunk);
-      this.lastRead = (this.lastRead + chunk.slice(-FINGERPRINT)).slice(-FINGERPRINT);
+    // Bytes, not text: the position counts what was read (lib/utf8-chunks.ts).
+    const take = (chunk: Buffer) => {
+      this.position += chunk.length;
+      this.lastRead = Buffer.concat([this.lastRead, chunk.subarray(-FINGERPRINT)]).subarray(-FINGERPRINT);
       const cutBefore = this.lines.cut;
-      this.lines.pushEach(chunk, onLine);
+      this.lines.pushEach(this.text.decode(chunk), onLine);
       if (this.lines.cut > cutBefore) this.opts.log.warn({ file: this.opts.file, cut: this.lines.cut }, 'a log line longer than the limit was cut');
     };
     tail.on('renamed', () => restart('renamed'));
@@ -127,9 +131,9 @@ export class FileReader implements LineReader {
    * copy beside the file has the bytes it read last just before that position. Synchronous and
    * bounded (MAX_COPY_TAIL), so that it is handed on before anything of the cut file.
    */
-  private readCopiedRest(): string | undefined {
+  private readCopiedRest(): Buffer | undefined {
     const { file, log } = this.opts;
-    const fingerprint = Buffer.from(this.lastRead);
+    const fingerprint = this.lastRead;
     const position = this.position;
     if (position === 0 || fingerprint.length === 0) return undefined;
     const base = path.basename(file);
@@ -157,7 +161,7 @@ export class FileReader implements LineReader {
         readSync(fd, rest, 0, length, position);
         if (size - position > length) log.warn({ file, copy: name, skipped: size - position - length }, 'the copy holds more unread bytes than are read at once; the rest is lost');
         log.info({ file, copy: name, bytes: length }, 'file truncated after being copied; read the copy\'s unread end first');
-        return rest.toString('utf8');
+        return rest;
       } catch {
         // gone or unreadable: try the next
       } finally {
@@ -175,7 +179,7 @@ export class FileReader implements LineReader {
       if (!stateFile) return;
       await this.opts.sync?.beforeSave();
       // The unfinished line is not handled yet: resume before it.
-      const state: FileState = { inode: this.inode, position: this.position - Buffer.byteLength(this.lines.pending) };
+      const state: FileState = { inode: this.inode, position: this.position - Buffer.byteLength(this.lines.pending) - this.text.heldBytes };
       if (this.saved?.inode === state.inode && this.saved.position === state.position) return;
       await writeState(stateFile, state).then(
         () => (this.saved = state),

@@ -173,6 +173,26 @@ test('a restart resumes where the last run stopped: lines written meanwhile are 
   }
 });
 
+test('a restart resumes at the byte where the last run stopped, after a byte that is not UTF-8 and within a character cut between two writes', async () => {
+  const { file, stateDir } = await setup();
+  await writeFile(file, '');
+  const first = await reading(file, stateDir);
+  // 0xff is no UTF-8 (read as U+FFFD, three bytes long); 0xc3 0xa9 is "é", written in two parts.
+  await appendFile(file, Buffer.concat([Buffer.from('bad \xff byte\n', 'latin1'), Buffer.from('caf'), Buffer.from([0xc3])]));
+  await until(first.lines, 1);
+  await first.reader.stop();
+  await appendFile(file, Buffer.concat([Buffer.from([0xa9]), Buffer.from('\nafter\n')]));
+  const second = await reading(file, stateDir);
+  try {
+    await until(second.lines, 2);
+    await drained(file, second.lines);
+    assert.deepEqual(first.lines, ['bad \ufffd byte']);
+    assert.deepEqual(second.lines, ['café', 'after']);
+  } finally {
+    await second.reader.stop();
+  }
+});
+
 /**
  * The agent on the file store with one rule file over a fresh log file (`rules` is its rules: list),
  * started and watching the file; `stop` ends it and expects a clean exit.

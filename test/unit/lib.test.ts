@@ -1,9 +1,12 @@
-// The mechanisms in agent/lib on their own: the backoff's waits, and reading a stream with a cap.
+// The mechanisms in agent/lib on their own: the backoff's waits, reading a stream with a cap, and
+// bytes in chunks made text.
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { Backoff } from '../../agent/lib/backoff.js';
 import { TooLarge, readCapped } from '../../agent/lib/capped-read.js';
+import { Utf8Chunks } from '../../agent/lib/utf8-chunks.js';
 
 test('backoff: 0.5 s doubling to 30 s, and short again after a reset; an aborted wait ends at once', async () => {
   const backoff = new Backoff();
@@ -39,4 +42,23 @@ test('capped read: within the cap the whole text; past it TooLarge, or the first
   const open = source(10, 10);
   await assert.rejects(readCapped(open.stream, 25, { destroy: false }), TooLarge);
   assert.equal(open.stream.destroyed, false, 'left for the caller to close (an HTTP server still has to reply)');
+});
+
+test('bytes cut into chunks anywhere become the text the whole gives, with at most 3 bytes held back for a character not yet complete', () => {
+  // Bytes near UTF-8's edges: ASCII, lead bytes, continuation bytes, and bytes that are never UTF-8.
+  const byte = fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xbf }), fc.integer({ min: 0xc0, max: 0xff }));
+  fc.assert(fc.property(fc.array(byte, { maxLength: 40 }), fc.array(fc.nat(40)), (bytes, cuts) => {
+    const whole = Buffer.from(bytes);
+    const at = [...new Set(cuts.map((c) => Math.min(c, whole.length)))].sort((a, b) => a - b);
+    const text = new Utf8Chunks();
+    let got = '';
+    let from = 0;
+    for (const to of [...at, whole.length]) {
+      got += text.decode(whole.subarray(from, to));
+      assert.ok(text.heldBytes <= 3);
+      from = to;
+    }
+    // What is still held is the start of a character the bytes end in the middle of.
+    assert.equal(got, whole.subarray(0, whole.length - text.heldBytes).toString('utf8'));
+  }), { numRuns: 2000 });
 });
