@@ -140,6 +140,9 @@ export type KmsgHistoryOptions = {
   idleMs?: number;
 };
 
+/** How much earlier than asked the history keeps records from. */
+const SLACK_USEC = 60e6;
+
 /**
  * The kernel log from some time on, read once and shared by the reads that follow close in time. The
  * device gives one record per read() and cannot seek by time, so a reader that wants the records of the
@@ -171,8 +174,10 @@ export class KmsgHistory {
   read(fromUsec: number): Promise<readonly KmsgRecord[]> {
     return this.reads.run(async () => {
       clearTimeout(this.closeTimer);
-      // Kept from later than asked: the earlier records were never kept, so read them all again.
-      if (fromUsec < this.since) this.close(fromUsec);
+      // Kept from later than asked: the earlier records were never kept, so read them all again, and
+      // keep a minute more than asked, so the next reads, for symptoms seen moments apart in any order,
+      // find theirs kept.
+      if (fromUsec < this.since) this.close(fromUsec - SLACK_USEC);
       try {
         this.device ??= new KmsgDevice(this.path);
         const keep = (record: KmsgRecord) => this.records.push(record);
