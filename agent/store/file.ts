@@ -16,7 +16,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { parseDocument, stringify, type Document } from 'yaml';
+import { Document, parseDocument } from 'yaml';
 import type { Abnormal, AbnormalSpec, AbnormalStatus } from '../api/types.generated.js';
 import { FINGERPRINT_LABEL, SUBJECT_LABEL } from '../api/crds.js';
 import { keyOf, type AbnormalKey } from '../api/kinds.js';
@@ -67,6 +67,8 @@ export class FileStore implements AbnormalStore {
    * Abnormal's status is written a few times in a row; parsing was most of each write).
    */
   private readonly documents = new Map<string, { version: string; doc: Document }>();
+  /** YAML texts parsed so far: what the two caches above are there to save (the tests count it). */
+  yamlParses = 0;
   private watcher?: FSWatcher;
   private rescan?: NodeJS.Timeout;
   private resync?: NodeJS.Timeout;
@@ -115,12 +117,19 @@ export class FileStore implements AbnormalStore {
     const name = abnormal.metadata?.name ?? `${abnormal.metadata?.generateName ?? 'abnormal-'}${randomBytes(3).toString('hex')}`;
     const namespace = abnormal.metadata?.namespace ?? 'default';
     const { generateName: _, ...metadata } = { ...abnormal.metadata, name, namespace };
-    const text = `# Created by nodemedic from a symptom.\n${stringify({ ...abnormal, metadata }, { lineWidth: 0 })}`;
+    const doc = new Document({ ...abnormal, metadata });
+    doc.commentBefore = ' Created by nodemedic from a symptom.';
+    const text = doc.toString({ lineWidth: 0 });
     const file = `${name}.yaml`;
-    await atomicWrite(path.join(this.abnormalsDir, file), text);
+    const version = hash(text);
+    await this.inTurn(file, async () => {
+      await atomicWrite(path.join(this.abnormalsDir, file), text);
+      this.keepDocument(file, version, doc);
+      this.rememberWritten(file, `${namespace}/${name}`, doc.toJS() as Abnormal, text);
+    });
     this.files.set(`${namespace}/${name}`, file);
     this.index(abnormal, `${namespace}/${name}`);
-    return { ...abnormal, metadata: { ...metadata, resourceVersion: hash(text) } };
+    return { ...abnormal, metadata: { ...metadata, resourceVersion: version } };
   }
 
   /** Every Abnormal in the state directory: the file store serves one node. */
@@ -213,7 +222,7 @@ export class FileStore implements AbnormalStore {
     } else {
       const kept = this.documents.get(file);
       this.documents.delete(file); // changed below: kept again once written
-      doc = kept?.version === current ? kept.doc : parseDocument(text);
+      doc = kept?.version === current ? kept.doc : this.parse(text);
       for (const [at, value] of changes) doc.setIn(at, doc.createNode(value));
       next = doc.toString({ lineWidth: 0 });
       written = doc.toJS() as Abnormal; // what `next` reads back as, without parsing it again
@@ -221,20 +230,26 @@ export class FileStore implements AbnormalStore {
     await atomicWrite(full, next);
     const version = hash(next);
     if (doc) this.keepDocument(file, version, doc);
-    // What the watcher's read of it would find, unless the write made it invalid (then it is read and judged).
+    this.rememberWritten(file, key, written, next);
+    return { ...written, metadata: { ...abnormal.metadata, resourceVersion: version } };
+  }
+
+  /** What the watcher's read of a file this store wrote would find, kept — unless the write made it invalid (then it is read and judged). */
+  private rememberWritten(file: string, key: AbnormalKey, written: Partial<Abnormal>, text: string): void {
+    const version = hash(text);
     const served = asServed(file, written, version);
     try {
       check(served);
-      this.remember(file, { version, key, abnormal: served, bytes: next.length });
+      this.remember(file, { version, key, abnormal: served, bytes: text.length });
     } catch (err) {
       if (!(err instanceof ValidationError)) throw err;
     }
-    return { ...written, metadata: { ...abnormal.metadata, resourceVersion: version } };
   }
 
   /** Keeps a valid read (a copy of it), within the byte budget. */
   private remember(file: string, read: { version: string; key: AbnormalKey; abnormal: Abnormal; bytes: number }): void {
-    this.forget(file);
+    this.parsedBytes -= this.parsed.get(file)?.bytes ?? 0;
+    this.parsed.delete(file); // its document, if kept, is the same write's
     if (read.bytes > MAX_PARSED_BYTES) return;
     for (const [oldest] of this.parsed) {
       if (this.parsedBytes + read.bytes <= MAX_PARSED_BYTES) break;
@@ -248,6 +263,11 @@ export class FileStore implements AbnormalStore {
     this.parsedBytes -= this.parsed.get(file)?.bytes ?? 0;
     this.parsed.delete(file);
     this.documents.delete(file);
+  }
+
+  private parse(text: string): Document {
+    this.yamlParses++;
+    return parseDocument(text);
   }
 
   private keepDocument(file: string, version: string, doc: Document): void {
@@ -310,6 +330,8 @@ export class FileStore implements AbnormalStore {
    * problem named; a file that is not YAML at all gets a FILE.error beside it.
    */
   private async load(file: string): Promise<{ key: AbnormalKey; abnormal: Abnormal } | undefined> {
+    // A write of this store in flight: its file may be there before what it wrote is kept; read after it.
+    await this.rewriting.get(file)?.catch(() => {});
     const full = path.join(this.abnormalsDir, file);
     const handle = await open(full, 'r').catch(() => undefined);
     if (!handle) return undefined;
@@ -336,7 +358,7 @@ export class FileStore implements AbnormalStore {
     if (known?.version === version && this.files.get(known.key) === file) return { key: known.key, abnormal: structuredClone(known.abnormal) };
     let object: Partial<Abnormal>;
     try {
-      const doc = parseDocument(text);
+      const doc = this.parse(text);
       if (doc.errors.length > 0) throw doc.errors[0];
       object = (doc.toJS() ?? {}) as Partial<Abnormal>;
       if (typeof object !== 'object' || Array.isArray(object)) throw new Error('the file must hold one object (an Abnormal)');

@@ -68,6 +68,26 @@ test('a status write after the store\'s own write of a file: a person\'s edit in
   assert.equal((parse(text) as Abnormal).status?.phase, 'Diagnosing');
 });
 
+test('the store\'s own writes are not parsed again: a status write starts from the document of its last write, a read from what it wrote', async (t) => {
+  const { dir, store } = await startedStore(t);
+  const file = path.join(dir, 'abnormals', 'cached.yaml');
+  let abnormal = await store.create({
+    apiVersion: 'nodemedic.io/v1alpha1', kind: 'Abnormal',
+    metadata: { name: 'cached' }, spec: { source: 'Custom', nodeName: 'demo' },
+  } as Abnormal);
+  const parsedBefore = store.yamlParses;
+  for (const phase of ['InformationCollecting', 'Diagnosing', 'Failed'] as const) {
+    abnormal = await store.writeStatus((await store.get('default/cached'))!, { ...abnormal.status, phase });
+  }
+  assert.equal(store.yamlParses, parsedBefore, 'three reads and three status writes, no parse');
+  assert.equal((parse(await readFile(file, 'utf8')) as Abnormal).status?.phase, 'Failed');
+  assert.match(await readFile(file, 'utf8'), /^# Created by nodemedic from a symptom\./);
+  // A person's edit makes it another file: read, it is parsed once, and the next write starts from that.
+  await atomicWrite(file, (await readFile(file, 'utf8')).replace('spec:\n', 'spec:\n  skipRecovery: true\n'));
+  await store.writeStatus((await store.get('default/cached'))!, { phase: 'Failed', message: 'edited' });
+  assert.equal(store.yamlParses, parsedBefore + 2, 'the edited file parsed to be read, and again to be rewritten');
+});
+
 test('an Abnormal file too large to be one is not read — the agent says so beside it — and what a cut-short write left is cleared at start', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemedic-filestore-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
