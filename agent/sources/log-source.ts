@@ -141,7 +141,7 @@ function sieveOf(matchers: LogMatcher[]): RegExp | undefined {
  * What the sieve looks for in place of a literal: the literal without its leading spaces and
  * punctuation (" detected stalls" → "detected stalls"), unless too little would be left. A line that
  * holds the literal holds this too, and the search no longer stops at every space or colon of a log:
- * a third less CPU on the kernel corpus (docs/benchmarks.md).
+ * a third less CPU for the search on the kernel corpus (docs/design.md).
  */
 export function sieveLiteral(literal: string): string {
   const rest = literal.replace(/^[^\p{L}\p{N}]+/u, '');

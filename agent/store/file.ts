@@ -122,13 +122,14 @@ export class FileStore implements AbnormalStore {
     const text = doc.toString({ lineWidth: 0 });
     const file = `${name}.yaml`;
     const version = hash(text);
+    const key = `${namespace}/${name}`;
     await this.inTurn(file, async () => {
       await atomicWrite(path.join(this.abnormalsDir, file), text);
+      this.files.set(key, file);
+      this.index(abnormal, key);
       this.keepDocument(file, version, doc);
-      this.rememberWritten(file, `${namespace}/${name}`, doc.toJS() as Abnormal, text);
+      this.rememberWritten(file, key, doc.toJS() as Abnormal, text);
     });
-    this.files.set(`${namespace}/${name}`, file);
-    this.index(abnormal, `${namespace}/${name}`);
     return { ...abnormal, metadata: { ...metadata, resourceVersion: version } };
   }
 
