@@ -132,8 +132,9 @@ export class KmsgDevice {
 }
 
 export type KmsgHistoryOptions = {
-  /** Records kept at most; in a flood, the oldest are left out. */
+  /** Records kept at most, and characters of their messages in all; in a flood, the oldest are left out. */
   maxRecords?: number;
+  maxChars?: number;
   /** Records read in one turn of the event loop: a few milliseconds, so a full buffer never holds the agent up. */
   perTurn?: number;
   /** The device is closed, and what was read let go, this long after the last read. */
@@ -153,16 +154,20 @@ const SLACK_USEC = 60e6;
 export class KmsgHistory {
   private device?: KmsgDevice;
   private records: KmsgRecord[] = [];
+  /** The characters of the kept records' messages, in all. */
+  private chars = 0;
   /** The records kept start here (µs since boot): nothing logged since is left out, unless the cap dropped it. */
   private since = Infinity;
   private closeTimer?: NodeJS.Timeout;
   private readonly reads = new Turns();
   private readonly maxRecords: number;
+  private readonly maxChars: number;
   private readonly perTurn: number;
   private readonly idleMs: number;
 
   constructor(readonly path = '/dev/kmsg', opts: KmsgHistoryOptions = {}) {
     this.maxRecords = opts.maxRecords ?? 10_000;
+    this.maxChars = opts.maxChars ?? 2 * 1024 * 1024;
     this.perTurn = opts.perTurn ?? 1000;
     this.idleMs = opts.idleMs ?? 5000;
   }
@@ -180,11 +185,14 @@ export class KmsgHistory {
       if (fromUsec < this.since) this.close(fromUsec - SLACK_USEC);
       try {
         this.device ??= new KmsgDevice(this.path);
-        const keep = (record: KmsgRecord) => this.records.push(record);
+        const keep = (record: KmsgRecord) => {
+          this.records.push(record);
+          this.chars += record.message.length;
+        };
         // Bounded, so a kernel logging as fast as this reads cannot hold the read forever.
         for (let read = 0; read < 100_000; read += this.perTurn) {
           const got = this.device.readAvailable(keep, this.perTurn, this.since);
-          if (this.records.length > this.maxRecords) this.records.splice(0, this.records.length - this.maxRecords);
+          this.dropOldest();
           if (got < this.perTurn) break;
           await nextTurn();
         }
@@ -197,12 +205,22 @@ export class KmsgHistory {
     });
   }
 
+  /** Within the caps again: the oldest records dropped. */
+  private dropOldest(): void {
+    let drop = 0;
+    while (drop < this.records.length && (this.records.length - drop > this.maxRecords || this.chars > this.maxChars)) {
+      this.chars -= this.records[drop++]!.message.length;
+    }
+    if (drop > 0) this.records.splice(0, drop);
+  }
+
   /** Closes the device and lets go of what was read; the next read starts again from `since`. */
   close(since = Infinity): void {
     clearTimeout(this.closeTimer);
     this.device?.close();
     this.device = undefined;
     this.records = [];
+    this.chars = 0;
     this.since = since;
   }
 }

@@ -120,18 +120,20 @@ test('the kernel log history keeps its device open between reads close in time, 
   }
 });
 
-test('the kernel log history keeps the newest records up to its cap', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
-  const history = new KmsgHistory('/dev/kmsg', { maxRecords: 5, perTurn: 2 });
-  try {
-    const marker = `nodemedic-cap-${Date.now()}`;
-    for (let i = 0; i < 8; i++) kmsgLine(`${marker} ${i}`);
-    const records = await history.read(0);
-    assert.equal(records.length, 5);
-    const kept = records.map((r) => r.message);
-    assert.ok(kept.includes(`${marker} 7`), 'the newest record is kept');
-    assert.ok(![0, 1, 2].some((i) => kept.includes(`${marker} ${i}`)), 'the oldest are left out');
-  } finally {
-    history.close();
+test('the kernel log history keeps the newest records up to its caps, in records and in characters', { skip: needsRoot('writes kernel log records into /dev/kmsg') }, async () => {
+  const marker = `nodemedic-cap-${Date.now()}`;
+  for (let i = 0; i < 8; i++) kmsgLine(`${marker} ${i} ${'x'.repeat(100)}`);
+  for (const [cap, opts] of [['records', { maxRecords: 5 }], ['characters', { maxChars: 5 * 150 }]] as const) {
+    const history = new KmsgHistory('/dev/kmsg', { ...opts, perTurn: 2 });
+    try {
+      const kept = (await history.read(0)).map((r) => r.message);
+      if (cap === 'records') assert.equal(kept.length, 5);
+      else assert.ok(kept.join('').length <= 5 * 150, `${kept.join('').length} characters kept`);
+      assert.ok(kept.some((m) => m.startsWith(`${marker} 7 `)), `${cap}: the newest record is kept`);
+      assert.ok(![0, 1, 2].some((i) => kept.some((m) => m.startsWith(`${marker} ${i} `))), `${cap}: the oldest are left out`);
+    } finally {
+      history.close();
+    }
   }
 });
 
