@@ -9,7 +9,8 @@
 // signal recoverer kills the proven shim → the pod is gone. containerd logs to the journal, as on most
 // nodes (journald:containerd.service): the dump, one line of hundreds of KiB, is cut there at journald's
 // 48 KiB LineMax and put back together by the reader.
-// NODEMEDIC_DEADLOCK_RUNS=5 repeats it, for the timings in docs/shim-case.md.
+// NODEMEDIC_DEADLOCK_RUNS=5 repeats it, for the timings in docs/shim-case.md (with
+// NODEMEDIC_TEST_FILE_TIMEOUT_S=1500: about 4 minutes a run).
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
