@@ -6,6 +6,7 @@ import { Watch } from '@kubernetes/client-node';
 import type { Abnormal } from '../../agent/api/types.generated.js';
 import { ValidationError, validateAbnormal } from '../../agent/api/validate.js';
 import { INVALID_SPECS, VALID_SPECS } from '../fixtures/abnormals.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   ABNORMALS, GROUP, VERSION, abnormal, apiCode, apiMessage, createAbnormal, customObjects, getAbnormal, kubeConfig, testNamespace,
 } from '../helpers/kube.js';
@@ -95,14 +96,11 @@ test('a watch sees ADDED, MODIFIED and DELETED in order', async () => {
     metadata: { resourceVersion: string };
   };
   const seen: string[] = [];
-  let done!: () => void;
-  const allSeen = new Promise<void>((resolve) => (done = resolve));
   const controller = await new Watch(kubeConfig()).watch(
     `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${ABNORMALS}`,
     { resourceVersion: list.metadata.resourceVersion, fieldSelector: 'metadata.name=watched' },
     (type, object: Abnormal) => {
       seen.push(`${type} ${object.status?.phase ?? '-'}`);
-      if (type === 'DELETED') done();
     },
     () => {},
   );
@@ -112,7 +110,7 @@ test('a watch sees ADDED, MODIFIED and DELETED in order', async () => {
       group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name: 'watched', body: { ...created, status: { phase: 'Diagnosing' } },
     });
     await api.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: ABNORMALS, name: 'watched' });
-    await Promise.race([allSeen, new Promise((_, reject) => setTimeout(() => reject(new Error(`saw only ${seen.join(', ')}`)), 15_000))]);
+    await waitFor('the deletion seen by the watch', async () => seen.some((event) => event.startsWith('DELETED')) || undefined, 15_000);
     assert.deepEqual(seen, ['ADDED -', 'MODIFIED Diagnosing', 'DELETED Diagnosing']);
   } finally {
     controller.abort();
