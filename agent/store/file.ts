@@ -128,7 +128,7 @@ export class FileStore implements AbnormalStore {
       this.files.set(key, file);
       this.index(abnormal, key);
       this.keepDocument(file, version, doc);
-      this.rememberWritten(file, key, doc.toJS() as Abnormal, text);
+      this.rememberWritten(file, key, doc.toJS() as Abnormal, text, version);
     });
     return { ...abnormal, metadata: { ...metadata, resourceVersion: version } };
   }
@@ -231,13 +231,12 @@ export class FileStore implements AbnormalStore {
     await atomicWrite(full, next);
     const version = hash(next);
     if (doc) this.keepDocument(file, version, doc);
-    this.rememberWritten(file, key, written, next);
+    this.rememberWritten(file, key, written, next, version);
     return { ...written, metadata: { ...abnormal.metadata, resourceVersion: version } };
   }
 
   /** What the watcher's read of a file this store wrote would find, kept — unless the write made it invalid (then it is read and judged). */
-  private rememberWritten(file: string, key: AbnormalKey, written: Partial<Abnormal>, text: string): void {
-    const version = hash(text);
+  private rememberWritten(file: string, key: AbnormalKey, written: Partial<Abnormal>, text: string, version: string): void {
     const served = asServed(file, written, version);
     try {
       check(served);
