@@ -4,9 +4,11 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
+import vm from 'node:vm';
 import { Backoff } from '../../agent/lib/backoff.js';
 import { TooLarge, readCapped } from '../../agent/lib/capped-read.js';
 import { Utf8Chunks } from '../../agent/lib/utf8-chunks.js';
+import { utcIsoString } from '../../agent/lib/utc-iso-string.js';
 
 test('backoff: 0.5 s doubling to 30 s, and short again after a reset; an aborted wait ends at once', async () => {
   const backoff = new Backoff();
@@ -61,4 +63,21 @@ test('bytes cut into chunks anywhere become the text the whole gives, with at mo
     // What is still held is the start of a character the bytes end in the middle of.
     assert.equal(got, whole.subarray(0, whole.length - text.heldBytes).toString('utf8'));
   }), { numRuns: 2000 });
+});
+
+test("toISOString from the UTC fields: V8's string for every date, installed for JSON too, the same errors", () => {
+  // A fresh context's Date still has V8's own toISOString: importing the module replaced this realm's.
+  const V8Date = vm.runInNewContext('Date') as DateConstructor;
+  assert.match(V8Date.prototype.toISOString.toString(), /\[native code\]/);
+  assert.doesNotMatch(Date.prototype.toISOString.toString(), /\[native code\]/, 'the module replaces Date.prototype.toISOString');
+  const anyTime = fc.oneof(fc.integer({ min: -8.64e15, max: 8.64e15 }), fc.integer({ min: -62_198_755_200_000, max: 253_402_300_799_999 })); // any date; years -1..9999
+  fc.assert(fc.property(anyTime, (t) => {
+    const expected = new V8Date(t).toISOString();
+    assert.equal(utcIsoString(new Date(t)), expected);
+    assert.equal(new Date(t).toISOString(), expected);
+    assert.equal(JSON.stringify({ at: new Date(t) }), `{"at":"${expected}"}`);
+  }), { numRuns: 20_000 });
+  for (const t of [0, -1, 8.64e15, -8.64e15, Date.UTC(10_000, 0, 1), Date.UTC(10_000, 0, 1) - 1]) assert.equal(new Date(t).toISOString(), new V8Date(t).toISOString());
+  assert.throws(() => new Date(NaN).toISOString(), (err) => err instanceof RangeError && err.message === new RangeError('Invalid time value').message);
+  assert.throws(() => Date.prototype.toISOString.call({}), TypeError);
 });
