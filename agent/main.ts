@@ -2,7 +2,7 @@
 // The `nodemedic` command. Each subcommand is one entry in COMMANDS; the daemon (`agent`) and the
 // tools for writing scripts and rules (`run`, `rules`) join this table as they are built.
 import './lib/linear-regexp.js'; // first: V8's regexp flags must be set before any rule is compiled
-import './lib/utc-iso-string.js'; // first too: a date written before it would set up ICU's time zones (1 MiB)
+import './lib/utc-dates.js'; // first too: a date written before it would set up ICU's time zones (1 MiB)
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';

@@ -274,8 +274,12 @@ describe('the agent\'s HTTP server', () => {
   const call = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${agent.port}${path}`, init);
   const post = (path: string, body: unknown) => call(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
 
-  test('/healthz and /readyz answer once the store has synced', async () => {
-    assert.equal((await call('/healthz')).status, 200);
+  test('/healthz and /readyz answer once the store has synced, with one Date header, the time now', async () => {
+    const healthz = await call('/healthz');
+    assert.equal(healthz.status, 200);
+    const date = healthz.headers.get('date') ?? ''; // two headers would read "a, b", which does not parse
+    assert.match(date, /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/);
+    assert.ok(Math.abs(Date.parse(date) - Date.now()) < 60_000, `the time now: ${date}`);
     assert.equal(await (await call('/readyz')).text(), 'ok\n');
   });
 

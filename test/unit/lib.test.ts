@@ -8,7 +8,7 @@ import vm from 'node:vm';
 import { Backoff } from '../../agent/lib/backoff.js';
 import { TooLarge, readCapped } from '../../agent/lib/capped-read.js';
 import { Utf8Chunks } from '../../agent/lib/utf8-chunks.js';
-import { utcIsoString } from '../../agent/lib/utc-iso-string.js';
+import { httpDate, utcIsoString } from '../../agent/lib/utc-dates.js';
 
 test('backoff: 0.5 s doubling to 30 s, and short again after a reset; an aborted wait ends at once', async () => {
   const backoff = new Backoff();
@@ -80,4 +80,11 @@ test("toISOString from the UTC fields: V8's string for every date, installed for
   for (const t of [0, -1, 8.64e15, -8.64e15, Date.UTC(10_000, 0, 1), Date.UTC(10_000, 0, 1) - 1]) assert.equal(new Date(t).toISOString(), new V8Date(t).toISOString());
   assert.throws(() => new Date(NaN).toISOString(), (err) => err instanceof RangeError && err.message === new RangeError('Invalid time value').message);
   assert.throws(() => Date.prototype.toISOString.call({}), TypeError);
+});
+
+test("the HTTP Date header from the UTC fields: V8's toUTCString for every date of years 1000-9999", () => {
+  const V8Date = vm.runInNewContext('Date') as DateConstructor;
+  fc.assert(fc.property(fc.integer({ min: Date.UTC(1000, 0, 1), max: Date.UTC(10_000, 0, 1) - 1 }), (t) => {
+    assert.equal(httpDate(new Date(t)), new V8Date(t).toUTCString());
+  }), { numRuns: 20_000 });
 });
