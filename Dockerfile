@@ -33,5 +33,9 @@ COPY manifests manifests
 # --no-sparkplug: no baseline compiler either; V8's interpreter runs everything. 1.5 MiB less resident
 # idle on Node 24; the price is per-line JavaScript again (the rules benchmark) and about a tenth more
 # CPU on the 1 M-line log. V8 refuses both flags in NODE_OPTIONS, so they are given here.
-ENTRYPOINT ["node", "--max-opt=1", "--no-sparkplug", "/opt/nodemedic/dist/bundle/nodemedic.js"]
+# --no-node-snapshot: Node sets itself up by running its bootstrap code rather than by copying in the
+# heap saved in its binary. Reading that saved heap touches more of the binary than the agent ever
+# needs again, and it stays resident: 3.9 MiB less on Node 24 (3.2 on Node 20), kube store, idle after
+# an Abnormal. The price is 40 ms more to start; no change in CPU on the 1 M-line log.
+ENTRYPOINT ["node", "--max-opt=1", "--no-sparkplug", "--no-node-snapshot", "/opt/nodemedic/dist/bundle/nodemedic.js"]
 CMD ["agent"]

@@ -20,7 +20,7 @@ export { waitFor };
 
 export const BIN = path.join(REPO_ROOT, 'dist/agent/main.js');
 
-/** The environment the DaemonSet gives the agent (its plain values: NODE_OPTIONS, MALLOC_ARENA_MAX), as the benchmarks run it. */
+/** The environment the DaemonSet gives the agent (its plain values: NODE_OPTIONS and the malloc settings), as the benchmarks run it. */
 export function daemonSetEnv(): Record<string, string> {
   for (const doc of parseAllDocuments(readFileSync(path.join(REPO_ROOT, 'manifests/deploy/daemonset.yaml'), 'utf8'))) {
     const ds = doc.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } };
