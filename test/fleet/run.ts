@@ -228,11 +228,14 @@ try {
   await sampler;
   const burstRequests = minus(requestsByVerb(await apiserverMetrics()), burstFrom);
   const succeeded = finished.filter((a) => a.status?.phase === 'Succeeded').length;
+  // Those that did not succeed, and why, for the report.
+  const otherwise = finished.filter((a) => a.status?.phase !== 'Succeeded').map((a) => `${a.spec.nodeName}: ${a.status?.phase} ${a.status?.reason ?? ''} (${a.status?.message ?? ''})`);
+  for (const line of otherwise) console.log(`not Succeeded: ${line}`);
   const burst = {
     createdS: (allCreatedAt - burstStart) / 1000, doneS: (allDoneAt - burstStart) / 1000,
     peakCreates: Math.max(...perSecond.map((p) => p.creates)), peakWrites: Math.max(...perSecond.map((p) => p.writes)),
     writes: WRITES.reduce((s, v) => s + (burstRequests.get(v) ?? 0), 0), requests: total(burstRequests), samplesMissed,
-    succeeded, recoveries, mostNodesAtOnce,
+    succeeded, otherwise, recoveries, mostNodesAtOnce,
   };
   console.log('burst', burst);
 
@@ -309,7 +312,7 @@ the agents' /proc. The last column is each figure extrapolated linearly to ${FLE
 | apiserver resident memory | ${Math.round(idle.apiMem)} MiB (${Math.round(idle.apiMemBefore)} before the agents: ${round(apiMemPerAgent, 2)} MiB per agent) | ${Math.round(idle.apiMemBefore + apiMemPerAgent * FLEET).toLocaleString('en')} MiB |
 | agent resident memory (mean, max) | ${round(idle.agentRssMean)}, ${round(idle.agentRssMax)} MiB | — |
 | a new symptom on every node at once: all Abnormals created in | ${round(burst.createdS)} s (peak ${burst.peakCreates} creates/s, ${burst.peakWrites} writes/s${burst.samplesMissed ? ` in the seconds sampled, ${burst.samplesMissed} not answered in time` : ''}; ${burst.writes} writes, ${burst.requests} requests in all: ${round(burst.requests / N, 1)} per Abnormal) | ${Math.round(burst.peakWrites * scale).toLocaleString('en')} writes/s at the same per-node rate |
-| …diagnosed and recovered (recoverer holds each ${RECOVERY_MS / 1000} s, cluster budget ${BUDGET}) | all ${burst.succeeded} of ${N} Succeeded in ${round(burst.doneS)} s; ${burst.recoveries} recoveries; **at most ${burst.mostNodesAtOnce} nodes recovering at once** | ${round((FLEET / BUDGET) * (burst.doneS / (N / BUDGET)) / 60)} minutes to recover every node, ${BUDGET} at a time |
+| …diagnosed and recovered (recoverer holds each ${RECOVERY_MS / 1000} s, cluster budget ${BUDGET}) | ${burst.succeeded} of ${N} Succeeded${burst.otherwise.length ? ` (the others: ${burst.otherwise.join('; ')})` : ''}, all finished in ${round(burst.doneS)} s; ${burst.recoveries} recoveries; **at most ${burst.mostNodesAtOnce} nodes recovering at once** | ${round((FLEET / BUDGET) * (burst.doneS / (N / BUDGET)) / 60)} minutes to recover every node, ${BUDGET} at a time |
 | Warning events fed to the event-watching agent (asked: ${EVENTS_PER_SECOND}/s for ${EVENT_SECONDS} s) | ${events.created.toLocaleString('en')} created (${Math.round(events.achievedPerSecond)}/s achieved, ${events.failedCreates} refused); worst backlog ${events.worstBacklog} events; caught up ${round(Math.max(0, events.catchUpS))} s after the feed ended; its memory ${Math.round(events.leaderRssBefore)} → at most ${Math.round(events.leaderRssMax)} MiB | one agent watches all events whatever the fleet's size |
 | the event-watching agent SIGKILLed: another holds the lock after | ${round(takeoverS)} s (${holder} → ${successor}) | the same |
 
